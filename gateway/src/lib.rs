@@ -1,0 +1,7 @@
+//! pdnd-gateway: the comune's PDND interoperability adapter.
+//!
+//! As erogatore (provider) it validates PDND vouchers and serves the comune's e-services; as
+//! fruitore (consumer) it obtains vouchers and calls other administrations. `main.rs` only parses
+//! the command line; everything it wires lives in these modules.
+
+pub mod pdnd;
