@@ -1,0 +1,766 @@
+//! The logic of the development PDND authorisation server (`POST /token.oauth2`).
+//!
+//! It exists so the gateway (and anyone integrating with it) can be exercised end to end without
+//! PDND's collaudo environment, and it is only useful if it refuses exactly what PDND refuses.
+//! The checks therefore follow PagoPA's reference implementation (interop-be-monorepo,
+//! `authorization-server` tokenService.generateToken and `client-assertion-validation`) step by
+//! step and in its order: request parameters; claims decoded without verification, with every
+//! failing claim collected; claim types; the `(clientId, kid)` key lookup; the RS256 signature
+//! with `nbf`/`exp` and no clock tolerance; the purpose. DPoP and rate limiting are not modelled.
+//! Vouchers are shaped byte for byte like PDND's (`typ: at+jwt`, `use: sig`, `aud` as ONE
+//! comma-joined string). The HTTP layer answers every [`Rejection`] with PDND's opaque
+//! [`pdnd_error_body`] and logs its `Display`, which names each failed rule.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::client_assertion::{
+    DigestClaim, TokenRequest, TokenResponse, CLIENT_ASSERTION_TYPE, GRANT_TYPE,
+};
+use super::jwk::{JwkSet, RsaPrivateKey, RsaPublicKey};
+use super::jws::{self, Part};
+use super::uuid_format::is_pdnd_uuid;
+
+/// A purpose (finalità) a client may obtain vouchers for, with the e-service it concerns.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisteredPurpose {
+    pub purpose_id: String,
+    pub eservice_id: String,
+    pub descriptor_id: String,
+    pub producer_id: String,
+    /// The audiences of the e-service descriptor; the voucher's `aud` joins them with ",".
+    pub audience: Vec<String>,
+    /// PDND's purpose, agreement and descriptor state all ACTIVE.
+    pub active: bool,
+}
+
+/// A consumer client with its one registered public key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisteredClient {
+    pub client_id: String,
+    pub consumer_id: String,
+    pub public_key: RsaPublicKey,
+    pub purposes: Vec<RegisteredPurpose>,
+}
+
+/// What the authority is: its issuer name, the assertion audiences it answers to, and how long
+/// its vouchers last (on PDND, the producer's descriptor voucher lifespan).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorityConfig {
+    /// The voucher `iss`, e.g. `interop.pagopa.it` or `uat.interop.pagopa.it`.
+    pub issuer: String,
+    /// Accepted client-assertion `aud` values, e.g. `auth.uat.interop.pagopa.it/client-assertion`.
+    pub assertion_audiences: Vec<String>,
+    pub voucher_lifetime_secs: i64,
+}
+
+/// One PDND rule a client assertion broke. `code()` is PDND's error code, `Display` the
+/// precise reason (PDND's own message where it has one).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AssertionRejection {
+    #[error("Assertion type not valid: {0}")]
+    InvalidAssertionType(String),
+    #[error("Grant type not valid: {0}")]
+    InvalidGrantType(String),
+    #[error("Unexpected client assertion audience: {0}")]
+    InvalidAudience(String),
+    #[error("Audience not found in client assertion")]
+    AudienceNotFound,
+    #[error("Invalid format for Client assertion: {0}")]
+    InvalidFormat(String),
+    #[error("Unexpected client assertion: {0}")]
+    UnexpectedClientAssertion(String),
+    #[error("JTI not found in client assertion")]
+    JtiNotFound,
+    #[error("IAT not found in client assertion")]
+    IssuedAtNotFound,
+    #[error("EXP not found in client assertion")]
+    ExpNotFound,
+    #[error("Issuer not found in client assertion")]
+    IssuerNotFound,
+    #[error("Subject not found in client assertion")]
+    SubjectNotFound,
+    #[error("Subject claim value {0} does not correspond to provided client_id parameter")]
+    InvalidSubject(String),
+    #[error("Purpose Id claim {0} is not a valid UUID")]
+    InvalidPurposeIdFormat(String),
+    #[error("KID not found in client assertion")]
+    KidNotFound,
+    #[error("Token expired in client assertion signature validation")]
+    TokenExpired,
+    #[error("Invalid JWS in client assertion signature validation: {0}")]
+    JsonWebToken(String),
+    #[error("Client assertion is not valid yet (nbf in the future)")]
+    NotBefore,
+    #[error("Purpose state is: {0}")]
+    InvalidPurposeState(String),
+    #[error("Client id {0} is not a valid UUID")]
+    InvalidClientIdFormat(String),
+    #[error("Subject claim {0} is not a valid UUID")]
+    InvalidSubjectFormat(String),
+    #[error("Invalid digest claim. Reason: {0}")]
+    InvalidDigestClaim(String),
+    #[error("Invalid hash length for algorithm {0}")]
+    InvalidHashLength(String),
+    #[error("Invalid hash algorithm")]
+    InvalidHashAlgorithm,
+    #[error("ALG not found in client assertion")]
+    AlgorithmNotFound,
+    #[error("Algorithm {0} is not allowed")]
+    AlgorithmNotAllowed(String),
+    #[error("Claim purposeId does not exist in this assertion")]
+    PurposeIdNotProvided,
+    #[error("Unexpected format for kid")]
+    InvalidKidFormat,
+    #[error("Client assertion validation failure [reason: {reason}, part: {part}]")]
+    InvalidClaims { part: &'static str, reason: String },
+    #[error("Client assertion signature is invalid")]
+    InvalidSignature,
+    /// No key `kid` registered for client `client_id` (PDND: token-generation-states entry).
+    #[error("No key {kid} registered for client {client_id}")]
+    EntryNotFound { client_id: String, kid: String },
+    /// PDND looks keys up by (clientId, kid, purposeId), so an unknown purpose is also a
+    /// missing token-generation-states entry there; this variant names the cause.
+    #[error("Client {client_id} is not associated with purpose {purpose_id}")]
+    PurposeNotRegistered {
+        client_id: String,
+        purpose_id: String,
+    },
+    /// Signing the voucher failed: an internal error (HTTP 500), not the client's fault.
+    #[error("Voucher signing failed: {0}")]
+    VoucherSigning(String),
+}
+
+impl AssertionRejection {
+    /// PDND's error code: `client-assertion-validation` codes "0002".."0033"; `entry-not-found`
+    /// for the token-generation-states lookup; `internal` for our own failures.
+    pub fn code(&self) -> &'static str {
+        use AssertionRejection::*;
+        match self {
+            InvalidAssertionType(_) => "0002",
+            InvalidGrantType(_) => "0003",
+            InvalidAudience(_) => "0004",
+            AudienceNotFound => "0005",
+            InvalidFormat(_) => "0006",
+            UnexpectedClientAssertion(_) => "0007",
+            JtiNotFound => "0008",
+            IssuedAtNotFound => "0009",
+            ExpNotFound => "0010",
+            IssuerNotFound => "0011",
+            SubjectNotFound => "0012",
+            InvalidSubject(_) => "0013",
+            InvalidPurposeIdFormat(_) => "0014",
+            KidNotFound => "0015",
+            TokenExpired => "0017",
+            JsonWebToken(_) => "0018",
+            NotBefore => "0019",
+            InvalidPurposeState(_) => "0020",
+            InvalidClientIdFormat(_) => "0023",
+            InvalidSubjectFormat(_) => "0024",
+            InvalidDigestClaim(_) => "0025",
+            InvalidHashLength(_) => "0026",
+            InvalidHashAlgorithm => "0027",
+            AlgorithmNotFound => "0028",
+            AlgorithmNotAllowed(_) => "0029",
+            PurposeIdNotProvided => "0030",
+            InvalidKidFormat => "0031",
+            InvalidClaims { .. } => "0032",
+            InvalidSignature => "0033",
+            EntryNotFound { .. } | PurposeNotRegistered { .. } => "entry-not-found",
+            VoucherSigning(_) => "internal",
+        }
+    }
+
+    /// True for failures of the authority itself (answer 500, not PDND's 400).
+    pub fn is_internal(&self) -> bool {
+        matches!(self, AssertionRejection::VoucherSigning(_))
+    }
+}
+
+/// Every rule the token request broke, in the order PDND checks them. Only the failures of the
+/// first failing step are listed, as PDND stops at the first step that fails.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub errors: Vec<AssertionRejection>,
+}
+
+impl Rejection {
+    fn one(error: AssertionRejection) -> Self {
+        Self {
+            errors: vec![error],
+        }
+    }
+
+    /// True when the authority itself failed (HTTP 500 rather than PDND's generic 400).
+    pub fn is_internal(&self) -> bool {
+        self.errors.iter().any(AssertionRejection::is_internal)
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("token request refused:")?;
+        for (i, e) in self.errors.iter().enumerate() {
+            let sep = if i == 0 { " " } else { "; " };
+            write!(f, "{sep}[{}] {e}", e.code())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+/// PDND's answer to any refused token request: HTTP 400, `application/problem+json`, the same
+/// body whatever the cause, so the consumer cannot learn which rule it broke.
+pub fn pdnd_error_body(correlation_id: &str) -> Value {
+    serde_json::json!({
+        "type": "about:blank",
+        "status": 400,
+        "title": "The request contains bad syntax or cannot be fulfilled.",
+        "detail": "Bad request",
+        "errors": [{"code": "015-0008", "detail": "Unable to generate a token for the given request"}],
+        "correlationId": correlation_id,
+    })
+}
+
+/// The header PDND puts on vouchers (interopTokenService.ts), in its member order.
+#[derive(Serialize)]
+struct VoucherHeader<'a> {
+    alg: &'static str,
+    #[serde(rename = "use")]
+    use_: &'static str,
+    typ: &'static str,
+    kid: &'a str,
+}
+
+/// The claims PDND puts in a consumer voucher (generateInteropConsumerToken).
+#[derive(Serialize)]
+struct VoucherClaims<'a> {
+    jti: String,
+    iss: &'a str,
+    /// PDND serialises its audience array as ONE comma-joined string (jwtEncoder.ts).
+    aud: String,
+    sub: &'a str,
+    iat: i64,
+    nbf: i64,
+    exp: i64,
+    #[serde(rename = "purposeId")]
+    purpose_id: &'a str,
+    client_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digest: Option<&'a DigestClaim>,
+    #[serde(rename = "producerId")]
+    producer_id: &'a str,
+    #[serde(rename = "consumerId")]
+    consumer_id: &'a str,
+    #[serde(rename = "eserviceId")]
+    eservice_id: &'a str,
+    #[serde(rename = "descriptorId")]
+    descriptor_id: &'a str,
+}
+
+/// A client assertion whose claims passed step 3 (nothing verified yet).
+struct DecodedAssertion<'a> {
+    signing_input: &'a str,
+    signature_b64: &'a str,
+    payload: Map<String, Value>,
+    kid: String,
+    sub: String,
+    purpose_id: Option<String>,
+    digest: Option<DigestClaim>,
+}
+
+/// The development authorisation server: registered clients and the voucher-signing key.
+#[derive(Clone, Debug)]
+pub struct Authority {
+    signing_key: RsaPrivateKey,
+    kid: String,
+    config: AuthorityConfig,
+    /// Each client with the thumbprint of its key, the `kid` its assertions must carry.
+    clients: Vec<(String, RegisteredClient)>,
+    strict_claims: bool,
+}
+
+impl Authority {
+    pub fn new(
+        signing_key: RsaPrivateKey,
+        config: AuthorityConfig,
+        clients: Vec<RegisteredClient>,
+    ) -> Self {
+        let kid = signing_key.kid();
+        let clients = clients
+            .into_iter()
+            .map(|c| (c.public_key.thumbprint(), c))
+            .collect();
+        Self {
+            signing_key,
+            kid,
+            config,
+            clients,
+            strict_claims: false,
+        }
+    }
+
+    /// Also refuse header members other than `kid, alg, typ` and claims other than `iss, sub,
+    /// aud, jti, iat, exp, purposeId, digest` (e.g. `nbf`), as PDND does once its
+    /// `FEATURE_FLAG_CLIENT_ASSERTION_STRICT_CLAIMS_VALIDATION` is on. Off by default, like PDND.
+    pub fn with_strict_claims(mut self, strict: bool) -> Self {
+        self.strict_claims = strict;
+        self
+    }
+
+    pub fn config(&self) -> &AuthorityConfig {
+        &self.config
+    }
+
+    /// The `kid` of the voucher-signing key.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The authority's voucher-signing key(s), as served at `/.well-known/jwks.json`.
+    pub fn jwks(&self) -> JwkSet {
+        JwkSet::single(&self.kid, self.signing_key.public())
+    }
+
+    /// A registered client's public JWK by `kid` (PDND API `GET /keys/{kid}`).
+    pub fn client_key(&self, kid: &str) -> Option<Value> {
+        self.clients
+            .iter()
+            .find(|(k, _)| k == kid)
+            .map(|(k, c)| c.public_key.to_jwk(k))
+    }
+
+    /// Checks a token request as PDND does and, if every rule holds, issues a voucher.
+    pub fn issue(&self, request: &TokenRequest, now: i64) -> Result<TokenResponse, Rejection> {
+        check_request_parameters(request)?;
+        let assertion = decode_assertion(
+            &request.client_assertion,
+            request.client_id.as_deref(),
+            &self.config.assertion_audiences,
+        )?;
+        check_claim_types(&request.client_assertion, self.strict_claims)?;
+
+        let client_id = match request.client_id.as_deref() {
+            Some(id) if !id.is_empty() => id,
+            _ => assertion.sub.as_str(),
+        };
+        let client = self
+            .clients
+            .iter()
+            .find(|(kid, c)| c.client_id == client_id && *kid == assertion.kid)
+            .map(|(_, c)| c)
+            .ok_or_else(|| {
+                Rejection::one(AssertionRejection::EntryNotFound {
+                    client_id: client_id.to_owned(),
+                    kid: assertion.kid.clone(),
+                })
+            })?;
+
+        verify_signature(&assertion, &client.public_key, now)?;
+        let purpose = check_purpose(client, assertion.purpose_id.as_deref())?;
+        self.sign_voucher(client, purpose, assertion.digest.as_ref(), now)
+    }
+
+    fn sign_voucher(
+        &self,
+        client: &RegisteredClient,
+        purpose: &RegisteredPurpose,
+        digest: Option<&DigestClaim>,
+        now: i64,
+    ) -> Result<TokenResponse, Rejection> {
+        let header = VoucherHeader {
+            alg: "RS256",
+            use_: "sig",
+            typ: "at+jwt",
+            kid: &self.kid,
+        };
+        let exp = now + self.config.voucher_lifetime_secs;
+        let claims = VoucherClaims {
+            jti: uuid::Uuid::new_v4().to_string(),
+            iss: &self.config.issuer,
+            aud: purpose.audience.join(","),
+            sub: &client.client_id,
+            iat: now,
+            nbf: now,
+            exp,
+            purpose_id: &purpose.purpose_id,
+            client_id: &client.client_id,
+            digest,
+            producer_id: &purpose.producer_id,
+            consumer_id: &client.consumer_id,
+            eservice_id: &purpose.eservice_id,
+            descriptor_id: &purpose.descriptor_id,
+        };
+        let access_token = jws::sign_rs256(&header, &claims, &self.signing_key)
+            .map_err(|e| Rejection::one(AssertionRejection::VoucherSigning(e.to_string())))?;
+        Ok(TokenResponse {
+            access_token,
+            token_type: Some("Bearer".to_owned()),
+            expires_in: exp - now,
+        })
+    }
+}
+
+/// Step 2: `client_assertion_type` and `grant_type`, both reported when both are wrong.
+fn check_request_parameters(request: &TokenRequest) -> Result<(), Rejection> {
+    let mut errors = Vec::new();
+    if request.client_assertion_type != CLIENT_ASSERTION_TYPE {
+        errors.push(AssertionRejection::InvalidAssertionType(
+            request.client_assertion_type.clone(),
+        ));
+    }
+    if request.grant_type != GRANT_TYPE {
+        errors.push(AssertionRejection::InvalidGrantType(
+            request.grant_type.clone(),
+        ));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Rejection { errors })
+    }
+}
+
+/// JavaScript truthiness, which is what PDND's `if (!claim)` presence checks test: absent,
+/// `null`, `false`, `0` and `""` all count as missing.
+fn truthy(value: Option<&Value>) -> bool {
+    match value {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+        Some(Value::Number(n)) => n.as_f64() != Some(0.0),
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(_) => true,
+    }
+}
+
+/// A claim value as PDND would print it in a message.
+fn shown(value: Option<&Value>) -> String {
+    match value {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    }
+}
+
+fn is_kid_format(kid: &str) -> bool {
+    kid.len() == 43
+        && kid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Step 3 (verifyClientAssertion): decode without verifying, then check every claim, collecting
+/// all failures in PDND's order: jti, iat, exp, iss, sub (+client_id), purposeId, kid, aud,
+/// alg, digest.
+fn decode_assertion<'a>(
+    token: &'a str,
+    client_id: Option<&str>,
+    audiences: &[String],
+) -> Result<DecodedAssertion<'a>, Rejection> {
+    use AssertionRejection::*;
+    // jose.decodeJwt reads the payload first (JWTInvalid -> 0006), then decodeProtectedHeader
+    // reads the header (a TypeError -> 0007).
+    let [header_b64, payload_b64, signature_b64] =
+        jws::split(token).map_err(|e| Rejection::one(InvalidFormat(e.to_string())))?;
+    let payload = jws::decode_object(payload_b64, Part::Payload)
+        .map_err(|e| Rejection::one(InvalidFormat(e.to_string())))?;
+    let header = jws::decode_object(header_b64, Part::Header)
+        .map_err(|e| Rejection::one(UnexpectedClientAssertion(e.to_string())))?;
+
+    let mut errors = Vec::new();
+    let claim = |name: &str| payload.get(name);
+    if !truthy(claim("jti")) {
+        errors.push(JtiNotFound);
+    }
+    if !truthy(claim("iat")) {
+        errors.push(IssuedAtNotFound);
+    }
+    if !truthy(claim("exp")) {
+        errors.push(ExpNotFound);
+    }
+    if !truthy(claim("iss")) {
+        errors.push(IssuerNotFound);
+    }
+
+    let sub = claim("sub")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    if !truthy(claim("sub")) {
+        errors.push(SubjectNotFound);
+    } else if !is_pdnd_uuid(&sub) {
+        errors.push(InvalidSubjectFormat(shown(claim("sub"))));
+    } else if let Some(client_id) = client_id.filter(|c| !c.is_empty()) {
+        if !is_pdnd_uuid(client_id) {
+            errors.push(InvalidClientIdFormat(client_id.to_owned()));
+        } else if sub != client_id {
+            errors.push(InvalidSubject(sub.clone()));
+        }
+    }
+
+    let purpose_id = claim("purposeId")
+        .and_then(Value::as_str)
+        .filter(|p| !p.is_empty());
+    if truthy(claim("purposeId")) && !purpose_id.is_some_and(is_pdnd_uuid) {
+        errors.push(InvalidPurposeIdFormat(
+            purpose_id.unwrap_or_default().to_owned(),
+        ));
+    }
+
+    let kid = header
+        .get("kid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    if !truthy(header.get("kid")) {
+        errors.push(KidNotFound);
+    } else if !is_kid_format(&kid) {
+        errors.push(InvalidKidFormat);
+    }
+
+    match claim("aud") {
+        aud if !truthy(aud) => errors.push(AudienceNotFound),
+        Some(Value::Array(received)) => {
+            if !audiences
+                .iter()
+                .any(|a| received.iter().any(|r| r.as_str() == Some(a)))
+            {
+                errors.push(InvalidAudience(shown(claim("aud"))));
+            }
+        }
+        aud => {
+            if !audiences
+                .iter()
+                .any(|a| aud.and_then(Value::as_str) == Some(a))
+            {
+                errors.push(InvalidAudience(shown(aud)));
+            }
+        }
+    }
+
+    match header.get("alg") {
+        alg if !truthy(alg) => errors.push(AlgorithmNotFound),
+        Some(Value::String(alg)) if alg == "RS256" => {}
+        alg => errors.push(AlgorithmNotAllowed(shown(alg))),
+    }
+
+    let digest = match check_digest(claim("digest")) {
+        Ok(digest) => digest,
+        Err(mut digest_errors) => {
+            errors.append(&mut digest_errors);
+            None
+        }
+    };
+
+    if !errors.is_empty() {
+        return Err(Rejection { errors });
+    }
+    let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
+    Ok(DecodedAssertion {
+        signing_input,
+        signature_b64,
+        purpose_id: purpose_id.map(str::to_owned),
+        payload,
+        kid,
+        sub,
+        digest,
+    })
+}
+
+/// The `digest` claim: optional, but when present exactly `{alg, value}` (both strings, no
+/// other member), `value` 64 characters long and `alg` exactly `SHA256`.
+fn check_digest(digest: Option<&Value>) -> Result<Option<DigestClaim>, Vec<AssertionRejection>> {
+    use AssertionRejection::*;
+    if !truthy(digest) {
+        return Ok(None);
+    }
+    let Some(Value::Object(members)) = digest else {
+        return Err(vec![InvalidDigestClaim(format!(
+            "expected an object, got {}",
+            shown(digest)
+        ))]);
+    };
+    if let Some(extra) = members.keys().find(|k| *k != "alg" && *k != "value") {
+        return Err(vec![InvalidDigestClaim(format!(
+            "unrecognized key `{extra}`"
+        ))]);
+    }
+    let (Some(Value::String(alg)), Some(Value::String(value))) =
+        (members.get("alg"), members.get("value"))
+    else {
+        return Err(vec![InvalidDigestClaim(
+            "`alg` and `value` must be strings".to_owned(),
+        )]);
+    };
+    let mut errors = Vec::new();
+    if value.chars().count() != 64 {
+        errors.push(InvalidHashLength(alg.clone()));
+    }
+    if alg != "SHA256" {
+        errors.push(InvalidHashAlgorithm);
+    }
+    if errors.is_empty() {
+        Ok(Some(DigestClaim {
+            alg: alg.clone(),
+            value: value.clone(),
+        }))
+    } else {
+        Err(errors)
+    }
+}
+
+/// Step 3, second half: PDND's zod schemas for header and payload types (0032), reached only
+/// when every claim check passed. Strict mode also refuses members PDND does not allow.
+fn check_claim_types(token: &str, strict: bool) -> Result<(), Rejection> {
+    // decode_assertion already decoded both segments; decoding again keeps its borrow simple.
+    let Ok((Value::Object(header), Value::Object(payload))) =
+        super::client_assertion::decode_unverified(token)
+    else {
+        return Err(Rejection::one(
+            AssertionRejection::UnexpectedClientAssertion(
+                "cannot decode client assertion".to_owned(),
+            ),
+        ));
+    };
+    let mut header_problems = Vec::new();
+    let is_string = |v: Option<&Value>| matches!(v, Some(Value::String(_)));
+    let is_number = |v: Option<&Value>| matches!(v, Some(Value::Number(_)));
+    for name in ["kid", "alg"] {
+        if !is_string(header.get(name)) {
+            header_problems.push(format!("{name} must be a string"));
+        }
+    }
+    if header.get("typ").is_some() && !is_string(header.get("typ")) {
+        header_problems.push("typ must be a string".to_owned());
+    }
+
+    let mut payload_problems = Vec::new();
+    for name in ["jti", "iss", "sub"] {
+        if !is_string(payload.get(name)) {
+            payload_problems.push(format!("{name} must be a string"));
+        }
+    }
+    for name in ["iat", "exp"] {
+        if !is_number(payload.get(name)) {
+            payload_problems.push(format!("{name} must be a number"));
+        }
+    }
+    let aud_ok = match payload.get("aud") {
+        Some(Value::String(_)) => true,
+        Some(Value::Array(items)) => items.iter().all(Value::is_string),
+        _ => false,
+    };
+    if !aud_ok {
+        payload_problems.push("aud must be a string or an array of strings".to_owned());
+    }
+    if let Some(purpose) = payload.get("purposeId") {
+        if !purpose.as_str().is_some_and(is_pdnd_uuid) {
+            payload_problems.push("purposeId must be a UUID".to_owned());
+        }
+    }
+    if let Some(digest) = payload.get("digest") {
+        if !digest.is_null() && !digest.is_object() {
+            payload_problems.push("digest must be an object or null".to_owned());
+        }
+    }
+
+    if strict {
+        const HEADER: [&str; 3] = ["kid", "alg", "typ"];
+        const PAYLOAD: [&str; 8] = [
+            "iss",
+            "sub",
+            "aud",
+            "jti",
+            "iat",
+            "exp",
+            "purposeId",
+            "digest",
+        ];
+        for name in header.keys().filter(|k| !HEADER.contains(&k.as_str())) {
+            header_problems.push(format!("unrecognized key `{name}`"));
+        }
+        for name in payload.keys().filter(|k| !PAYLOAD.contains(&k.as_str())) {
+            payload_problems.push(format!("unrecognized key `{name}`"));
+        }
+    }
+
+    let mut errors = Vec::new();
+    if !header_problems.is_empty() {
+        errors.push(AssertionRejection::InvalidClaims {
+            part: "header",
+            reason: header_problems.join(", "),
+        });
+    }
+    if !payload_problems.is_empty() {
+        errors.push(AssertionRejection::InvalidClaims {
+            part: "payload",
+            reason: payload_problems.join(", "),
+        });
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Rejection { errors })
+    }
+}
+
+/// Step 5 (verifyClientAssertionSignature): `jose.jwtVerify` with RS256 and no clock tolerance:
+/// the signature first, then `nbf` (> now fails), then `exp` (<= now fails).
+fn verify_signature(
+    assertion: &DecodedAssertion<'_>,
+    key: &RsaPublicKey,
+    now: i64,
+) -> Result<(), Rejection> {
+    use AssertionRejection::*;
+    if jws::decode_bytes(assertion.signature_b64, Part::Signature).is_err() {
+        return Err(Rejection::one(JsonWebToken(
+            "the signature is not base64url".to_owned(),
+        )));
+    }
+    if !jws::verify_rs256(assertion.signing_input, assertion.signature_b64, key) {
+        return Err(Rejection::one(InvalidSignature));
+    }
+    let now = now as f64;
+    if let Some(nbf) = assertion.payload.get("nbf") {
+        // jose reports a non-numeric nbf as a failed nbf claim too, which PDND maps to 0019.
+        if nbf.as_f64().is_none_or(|nbf| nbf > now) {
+            return Err(Rejection::one(NotBefore));
+        }
+    }
+    // Step 3 established that exp is a number.
+    if assertion
+        .payload
+        .get("exp")
+        .and_then(Value::as_f64)
+        .is_none_or(|exp| exp <= now)
+    {
+        return Err(Rejection::one(TokenExpired));
+    }
+    Ok(())
+}
+
+/// Step 6 for consumer clients: a purpose is required, must be one the client is associated
+/// with, and must be active.
+fn check_purpose<'c>(
+    client: &'c RegisteredClient,
+    purpose_id: Option<&str>,
+) -> Result<&'c RegisteredPurpose, Rejection> {
+    let purpose_id =
+        purpose_id.ok_or_else(|| Rejection::one(AssertionRejection::PurposeIdNotProvided))?;
+    let purpose = client
+        .purposes
+        .iter()
+        .find(|p| p.purpose_id == purpose_id)
+        .ok_or_else(|| {
+            Rejection::one(AssertionRejection::PurposeNotRegistered {
+                client_id: client.client_id.clone(),
+                purpose_id: purpose_id.to_owned(),
+            })
+        })?;
+    if !purpose.active {
+        return Err(Rejection::one(AssertionRejection::InvalidPurposeState(
+            "INACTIVE".to_owned(),
+        )));
+    }
+    Ok(purpose)
+}
