@@ -263,6 +263,7 @@ struct VoucherClaims<'a> {
 struct DecodedAssertion<'a> {
     signing_input: &'a str,
     signature_b64: &'a str,
+    header: Map<String, Value>,
     payload: Map<String, Value>,
     kid: String,
     sub: String,
@@ -339,7 +340,7 @@ impl Authority {
             request.client_id.as_deref(),
             &self.config.assertion_audiences,
         )?;
-        check_claim_types(&request.client_assertion, self.strict_claims)?;
+        check_claim_types(&assertion, self.strict_claims)?;
 
         let client_id = match request.client_id.as_deref() {
             Some(id) if !id.is_empty() => id,
@@ -560,6 +561,7 @@ fn decode_assertion<'a>(
         signing_input,
         signature_b64,
         purpose_id: purpose_id.map(str::to_owned),
+        header,
         payload,
         kid,
         sub,
@@ -611,17 +613,8 @@ fn check_digest(digest: Option<&Value>) -> Result<Option<DigestClaim>, Vec<Asser
 
 /// Step 3, second half: PDND's zod schemas for header and payload types (0032), reached only
 /// when every claim check passed. Strict mode also refuses members PDND does not allow.
-fn check_claim_types(token: &str, strict: bool) -> Result<(), Rejection> {
-    // decode_assertion already decoded both segments; decoding again keeps its borrow simple.
-    let Ok((Value::Object(header), Value::Object(payload))) =
-        super::client_assertion::decode_unverified(token)
-    else {
-        return Err(Rejection::one(
-            AssertionRejection::UnexpectedClientAssertion(
-                "cannot decode client assertion".to_owned(),
-            ),
-        ));
-    };
+fn check_claim_types(assertion: &DecodedAssertion<'_>, strict: bool) -> Result<(), Rejection> {
+    let (header, payload) = (&assertion.header, &assertion.payload);
     let mut header_problems = Vec::new();
     let is_string = |v: Option<&Value>| matches!(v, Some(Value::String(_)));
     let is_number = |v: Option<&Value>| matches!(v, Some(Value::Number(_)));
