@@ -1,0 +1,197 @@
+//! Request bodies: size limit, JSON parsing and the 400/413/415 answers for bad input.
+//!
+//! Every operation takes a small JSON body. [`ValidJson`] reads it (at most [`MAX_BODY_BYTES`]),
+//! deserialises it into a request type whose fields validate themselves (codice fiscale check
+//! character, bounds), and turns any failure into a problem+json whose detail names the field.
+//! On success it records the request's [`DataSubject`] in the request extensions for the
+//! gateway's audit stage. [`json_config`] gives the same limits and answers to actix's own
+//! `web::Json`, for the gateway's routes that use it.
+
+use crate::problem::Problem;
+use crate::DataSubject;
+use actix_web::dev::Payload;
+use actix_web::error::{InternalError, JsonPayloadError};
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use std::future::Future;
+use std::pin::Pin;
+
+/// The largest body an operation accepts; every valid request is far below it.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// A request body that names its data subject (the person or body the lookup is about).
+pub trait RequestBody {
+    fn data_subject(&self) -> &str;
+}
+
+/// A JSON body that parsed and validated; its subject is already in the request extensions.
+#[derive(Debug)]
+pub struct ValidJson<T>(pub T);
+
+impl<T> ValidJson<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+fn too_large() -> Problem {
+    Problem::new(StatusCode::PAYLOAD_TOO_LARGE)
+        .with_detail(format!("The request body exceeds {MAX_BODY_BYTES} bytes."))
+}
+
+fn unsupported_media_type() -> Problem {
+    Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+        .with_detail("The request body must be application/json.")
+}
+
+fn is_json(req: &HttpRequest) -> bool {
+    let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
+        return false;
+    };
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Deserialises `bytes` into `T`, with an error that names the failing field.
+pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            Problem::bad_request(format!("The request body is not valid JSON: {inner}"))
+        } else if path.is_empty() || path == "." {
+            Problem::bad_request(format!("Invalid request body: {inner}"))
+        } else {
+            Problem::bad_request(format!("Invalid field `{path}`: {inner}"))
+        }
+    })?;
+    de.end()
+        .map_err(|e| Problem::bad_request(format!("The request body is not valid JSON: {e}")))?;
+    Ok(value)
+}
+
+impl<T> FromRequest for ValidJson<T>
+where
+    T: DeserializeOwned + RequestBody + 'static,
+{
+    type Error = Problem;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Problem>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if !is_json(&req) {
+                return Err(unsupported_media_type());
+            }
+            let declared = req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok());
+            if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
+                return Err(too_large());
+            }
+            let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(MAX_BODY_BYTES));
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|_| {
+                    Problem::bad_request("The request body could not be read.")
+                })?;
+                if body.len() + chunk.len() > MAX_BODY_BYTES {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            let value: T = parse_body(&body)?;
+            req.extensions_mut()
+                .insert(DataSubject(value.data_subject().to_owned()));
+            Ok(ValidJson(value))
+        })
+    }
+}
+
+/// Maps actix's JSON extractor errors onto the same problems [`ValidJson`] answers.
+pub fn json_error_problem(err: &JsonPayloadError) -> Problem {
+    match err {
+        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
+            too_large()
+        }
+        JsonPayloadError::ContentType => unsupported_media_type(),
+        JsonPayloadError::Deserialize(e) if e.is_syntax() || e.is_eof() => {
+            Problem::bad_request(format!("The request body is not valid JSON: {e}"))
+        }
+        JsonPayloadError::Deserialize(e) => Problem::bad_request(format!("Invalid request body: {e}")),
+        JsonPayloadError::Serialize(_) => Problem::internal(),
+        _ => Problem::bad_request("The request body could not be read."),
+    }
+}
+
+/// The JSON configuration the gateway registers: 16 KiB limit, problem+json errors.
+pub fn json_config() -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(MAX_BODY_BYTES)
+        .error_handler(|err, _req| {
+            let problem = json_error_problem(&err);
+            InternalError::from_response(err, problem.into_response()).into()
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    struct Inner {
+        anno: u16,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    struct Outer {
+        codice_fiscale: crate::CodiceFiscale,
+        inner: Inner,
+    }
+
+    fn detail(body: &str) -> String {
+        parse_body::<Outer>(body.as_bytes())
+            .unwrap_err()
+            .detail
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn details_name_the_field() {
+        assert!(detail(r#"{"codiceFiscale":"RSSMRA85T10A562X","inner":{"anno":1}}"#)
+            .contains("`codiceFiscale`"));
+        let d = detail(r#"{"codiceFiscale":"RSSMRA85T10A562S","inner":{"anno":"x"}}"#);
+        assert!(d.contains("`inner.anno`"), "{d}");
+        let d = detail(r#"{"codiceFiscale":"RSSMRA85T10A562S","inner":{"anno":1},"extra":1}"#);
+        assert!(d.contains("unknown field `extra`"), "{d}");
+        let d = detail(r#"{"codiceFiscale":"RSSMRA85T10A562S"}"#);
+        assert!(d.contains("missing field `inner`"), "{d}");
+        assert!(detail("not json").contains("not valid JSON"));
+        assert!(detail(r#"{"codiceFiscale":"RSSMRA85T10A562S","inner":{"anno":1}} x"#)
+            .contains("not valid JSON"));
+        assert!(parse_body::<Outer>(br#"{"codiceFiscale":"RSSMRA85T10A562S","inner":{"anno":1}}"#).is_ok());
+    }
+
+    #[test]
+    fn overflow_maps_to_413() {
+        let p = json_error_problem(&JsonPayloadError::Overflow { limit: 1 });
+        assert_eq!(p.status, 413);
+        assert_eq!(json_error_problem(&JsonPayloadError::ContentType).status, 415);
+    }
+}

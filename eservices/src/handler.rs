@@ -1,0 +1,96 @@
+//! The one path every operation's answer takes: cache, store lookup, serialisation, errors.
+//!
+//! Handlers only say which lookup to run and how to shape its result; this module decides the
+//! status (200, 404, 503, 500), the content type, the `X-Cache` header and what is cached.
+
+use crate::cache::CachedAnswer;
+use crate::problem::{Problem, PROBLEM_JSON};
+use crate::store::StoreError;
+use crate::{EserviceState, Operation};
+use actix_web::http::{header, StatusCode};
+use actix_web::web::Bytes;
+use actix_web::HttpResponse;
+use serde::Serialize;
+use std::future::Future;
+use std::sync::Arc;
+
+/// Header saying whether the answer came from the cache.
+pub const X_CACHE: &str = "X-Cache";
+
+/// The detail of every 404: it does not say which table missed, only that nothing matched.
+const NOT_FOUND_DETAIL: &str = "No record matches the subject of the request.";
+
+fn respond(answer: &CachedAnswer, hit: bool) -> HttpResponse {
+    let content_type = if answer.status == StatusCode::OK {
+        "application/json"
+    } else {
+        PROBLEM_JSON
+    };
+    HttpResponse::build(answer.status)
+        .insert_header((header::CONTENT_TYPE, content_type))
+        .insert_header((X_CACHE, if hit { "hit" } else { "miss" }))
+        .body(answer.body.clone())
+}
+
+fn store_problem(op: Operation, err: &StoreError) -> Problem {
+    if err.is_unavailable() {
+        tracing::warn!(operation = op.id(), error = %err, "store unavailable");
+        Problem::unavailable("The data store is temporarily unavailable; retry later.")
+    } else {
+        tracing::error!(operation = op.id(), error = %err, "store error");
+        Problem::internal()
+    }
+}
+
+/// Runs `lookup` (or takes its answer from the cache) and builds the response.
+///
+/// `key` is the normalised request; `lookup` yields `Some(answer)` or `None` for an unknown
+/// subject.
+pub(crate) async fn answer<A, F, Fut>(
+    state: &EserviceState,
+    op: Operation,
+    key: String,
+    lookup: F,
+) -> HttpResponse
+where
+    A: Serialize,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<Option<A>, StoreError>>,
+{
+    let compute = async move {
+        let found = lookup().await?;
+        let (status, body) = match found {
+            Some(a) => (
+                StatusCode::OK,
+                serde_json::to_vec(&a).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            ),
+            None => (
+                StatusCode::NOT_FOUND,
+                serde_json::to_vec(&Problem::not_found(NOT_FOUND_DETAIL))
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            ),
+        };
+        Ok::<_, StoreError>(CachedAnswer {
+            status,
+            body: Bytes::from(body),
+        })
+    };
+    match state.cache(op.eservice()) {
+        Some(cache) => match cache.entry((op, key)).or_try_insert_with(compute).await {
+            Ok(entry) => {
+                let fresh = entry.is_fresh();
+                respond(entry.value(), !fresh)
+            }
+            Err(err) => store_problem(op, &Arc::clone(&err)).into_response(),
+        },
+        None => match compute.await {
+            Ok(answer) => respond(&answer, false),
+            Err(err) => store_problem(op, &err).into_response(),
+        },
+    }
+}
+
+/// The cache key of a validated request: its canonical JSON.
+pub(crate) fn key<T: Serialize>(request: &T) -> String {
+    serde_json::to_string(request).unwrap_or_default()
+}

@@ -1,0 +1,201 @@
+//! Tributi handlers: each takes a validated body, asks the store one question and shapes the
+//! answer. Caching, status codes and error bodies are `crate::handler`'s job.
+
+use super::model::*;
+use crate::body::ValidJson;
+use crate::handler::{answer, key};
+use crate::problem::Problem;
+use crate::wire::Importo;
+use crate::{EserviceState, Operation};
+use actix_web::{post, web, HttpResponse};
+
+#[utoipa::path(
+    tag = "tributi",
+    operation_id = "imuPosizione",
+    summary = "IMU position of a subject in a year",
+    description = "Properties possessed in the year, IMU due, paid and the balance.",
+    request_body(content = SoggettoAnnoRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The IMU position", body = ImuPosizioneResponse, content_type = "application/json",
+            headers(("X-Cache" = String, description = "hit or miss"))),
+        (status = 400, description = "Invalid request body", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown subject", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Data store unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/imu/posizione")]
+pub async fn imu_posizione(
+    state: web::Data<EserviceState>,
+    body: ValidJson<SoggettoAnnoRequest>,
+) -> HttpResponse {
+    let req = body.into_inner();
+    let store = state.store().clone();
+    answer(&state, Operation::ImuPosizione, key(&req), || async move {
+        let Some(p) = store.posizione_imu(&req.soggetto, req.anno).await? else {
+            return Ok(None);
+        };
+        let data_aggiornamento = store.data_aggiornamento().await?;
+        Ok(Some(ImuPosizioneResponse {
+            immobili: p
+                .immobili
+                .into_iter()
+                .map(|i| ImmobileImu {
+                    foglio: i.foglio,
+                    particella: i.particella,
+                    subalterno: i.subalterno,
+                    categoria: i.categoria,
+                    rendita: i.rendita,
+                    quota: i.quota,
+                })
+                .collect(),
+            dovuto: p.dovuto,
+            versato: p.versato,
+            saldo: Importo(p.dovuto.cents() - p.versato.cents()),
+            data_aggiornamento,
+        }))
+    })
+    .await
+}
+
+#[utoipa::path(
+    tag = "tributi",
+    operation_id = "tariPosizione",
+    summary = "TARI position of a subject in a year",
+    description = "Utenze in the year, amount due, amount paid and the instalments.",
+    request_body(content = SoggettoAnnoRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The TARI position", body = TariPosizioneResponse, content_type = "application/json",
+            headers(("X-Cache" = String, description = "hit or miss"))),
+        (status = 400, description = "Invalid request body", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown subject", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Data store unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/tari/posizione")]
+pub async fn tari_posizione(
+    state: web::Data<EserviceState>,
+    body: ValidJson<SoggettoAnnoRequest>,
+) -> HttpResponse {
+    let req = body.into_inner();
+    let store = state.store().clone();
+    answer(&state, Operation::TariPosizione, key(&req), || async move {
+        let Some(p) = store.posizione_tari(&req.soggetto, req.anno).await? else {
+            return Ok(None);
+        };
+        let data_aggiornamento = store.data_aggiornamento().await?;
+        Ok(Some(TariPosizioneResponse {
+            utenze: p
+                .utenze
+                .into_iter()
+                .map(|u| UtenzaTari {
+                    indirizzo: u.indirizzo,
+                    superficie_mq: u.superficie_mq,
+                    occupanti: u.occupanti,
+                    categoria: u.categoria,
+                })
+                .collect(),
+            importo: p.importo,
+            pagato: p.pagato,
+            scadenze: p
+                .scadenze
+                .into_iter()
+                .map(|s| ScadenzaTari {
+                    rata: s.rata,
+                    data_scadenza: s.data_scadenza,
+                    importo: s.importo,
+                })
+                .collect(),
+            data_aggiornamento,
+        }))
+    })
+    .await
+}
+
+#[utoipa::path(
+    tag = "tributi",
+    operation_id = "regolarita",
+    summary = "Tax regularity of a subject",
+    description = "Whether every IMU and TARI year is paid, and which years are not.",
+    request_body(content = SoggettoRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The regularity", body = RegolaritaResponse, content_type = "application/json",
+            headers(("X-Cache" = String, description = "hit or miss"))),
+        (status = 400, description = "Invalid request body", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown subject", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Data store unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/regolarita")]
+pub async fn regolarita(
+    state: web::Data<EserviceState>,
+    body: ValidJson<SoggettoRequest>,
+) -> HttpResponse {
+    let req = body.into_inner();
+    let store = state.store().clone();
+    answer(&state, Operation::Regolarita, key(&req), || async move {
+        let Some(anni) = store.anni_con_debito(&req.soggetto).await? else {
+            return Ok(None);
+        };
+        let data_aggiornamento = store.data_aggiornamento().await?;
+        Ok(Some(RegolaritaResponse {
+            regolare: anni.is_empty(),
+            anni_con_debito_aperto: anni,
+            data_aggiornamento,
+        }))
+    })
+    .await
+}
+
+#[utoipa::path(
+    tag = "tributi",
+    operation_id = "pagamenti",
+    summary = "pagoPA payments of a subject for a tax year",
+    description = "IUV, tax, amount and date of each payment received.",
+    request_body(content = SoggettoAnnoRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The payments", body = PagamentiResponse, content_type = "application/json",
+            headers(("X-Cache" = String, description = "hit or miss"))),
+        (status = 400, description = "Invalid request body", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown subject", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Data store unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/pagamenti")]
+pub async fn pagamenti(
+    state: web::Data<EserviceState>,
+    body: ValidJson<SoggettoAnnoRequest>,
+) -> HttpResponse {
+    let req = body.into_inner();
+    let store = state.store().clone();
+    answer(&state, Operation::Pagamenti, key(&req), || async move {
+        let Some(list) = store.pagamenti(&req.soggetto, req.anno).await? else {
+            return Ok(None);
+        };
+        let data_aggiornamento = store.data_aggiornamento().await?;
+        Ok(Some(PagamentiResponse {
+            pagamenti: list
+                .into_iter()
+                .map(|p| PagamentoPagoPa {
+                    iuv: p.iuv,
+                    tributo: p.tributo,
+                    importo: p.importo,
+                    data: p.data,
+                })
+                .collect(),
+            data_aggiornamento,
+        }))
+    })
+    .await
+}
