@@ -4,4 +4,12 @@
 //! fruitore (consumer) it obtains vouchers and calls other administrations. `main.rs` only parses
 //! the command line; everything it wires lives in these modules.
 
+pub mod cli;
+pub mod config;
+pub mod consumer;
+pub mod dev;
 pub mod pdnd;
+pub mod problem;
+pub mod provider;
+pub mod server;
+pub mod telemetry;

@@ -1,1 +1,301 @@
-fn main() {}
+//! The `pdnd-gateway` command: parses the command line and hands over to the library.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use gateway::config::Config;
+use gateway::{cli, dev, server, telemetry};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "pdnd-gateway",
+    version,
+    about = "PDND interoperability adapter and e-service gateway for a comune"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum EserviceArg {
+    Anagrafe,
+    Tributi,
+}
+
+impl From<EserviceArg> for eservices::Eservice {
+    fn from(e: EserviceArg) -> Self {
+        match e {
+            EserviceArg::Anagrafe => eservices::Eservice::Anagrafe,
+            EserviceArg::Tributi => eservices::Eservice::Tributi,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run everything locally: a PDND authority, the gateway and a seeded SQLite database.
+    Dev {
+        /// Where keys, the sample client and the database live (created on first run).
+        #[arg(long, default_value = ".pdnd-gateway")]
+        data_dir: PathBuf,
+        /// A TOML file layered over the embedded development configuration.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run the gateway with a configuration file (PDND collaudo or production).
+    Serve {
+        #[arg(long, env = "PDNDGW_CONFIG")]
+        config: PathBuf,
+    },
+    /// Obtain a PDND voucher as the comune's client and print it.
+    Voucher {
+        /// A configuration with a [client] section; without it, the `dev` data directory is used.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value = ".pdnd-gateway")]
+        data_dir: PathBuf,
+        /// The purpose to ask for (default: the configured one, in dev the full access to --eservice).
+        #[arg(long)]
+        purpose_id: Option<String>,
+        /// In dev, which e-service's sample purpose to use when no --purpose-id is given.
+        #[arg(long, value_enum, default_value = "anagrafe")]
+        eservice: EserviceArg,
+        /// AUDIT_REST_02: the SHA-256 (hex) of the Agid-JWT-TrackingEvidence the call will carry.
+        #[arg(long)]
+        digest: Option<String>,
+        /// Print the decoded header and claims instead of the voucher.
+        #[arg(long)]
+        decode: bool,
+    },
+    /// Query the audit trail: who called what, about whom, when.
+    Audit {
+        /// A configuration file; without it, the `dev` data directory's audit trail.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value = ".pdnd-gateway")]
+        data_dir: PathBuf,
+        /// From this time (RFC 3339 or YYYY-MM-DD, inclusive).
+        #[arg(long)]
+        from: Option<String>,
+        /// Until this time (exclusive).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only this consumer (PDND consumerId).
+        #[arg(long)]
+        consumer: Option<String>,
+        /// Only this purpose.
+        #[arg(long)]
+        purpose: Option<String>,
+        /// Only requests about this codice fiscale or partita IVA (hashed, never stored).
+        #[arg(long)]
+        codice_fiscale: Option<String>,
+        /// At most this many records.
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: cli::audit::Format,
+    },
+    /// Write deterministic synthetic data (residents, families, IMU, TARI, payments) into a store.
+    Seed {
+        /// `sqlite://file.db?mode=rwc` or `postgres://...`.
+        #[arg(long, env = "PDNDGW_DATABASE__URL")]
+        database_url: String,
+        #[arg(long, default_value_t = 1000)]
+        residents: u32,
+    },
+}
+
+fn main() -> ExitCode {
+    // Both ring and aws-lc-rs are in the tree; rustls needs to be told which one to use.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Dev { data_dir, config } => {
+            telemetry::init("info", true);
+            let config = Config::load_dev(config.as_deref())?;
+            let env = dev::start(config, &data_dir).await?;
+            print_dev_banner(&env, &data_dir);
+            env.running.wait().await?;
+        }
+        Command::Serve { config } => {
+            telemetry::init("info", true);
+            let config = Config::load_file(&config)?;
+            config.validate()?;
+            let store = eservices::store::SqlStore::connect(&config.database.url).await?;
+            store.migrate().await?;
+            let running = server::start(&config, std::sync::Arc::new(store), None).await?;
+            tracing::info!(public = %running.public, internal = %running.internal, environment = config.pdnd.environment, "pdnd-gateway serving");
+            running.wait().await?;
+        }
+        Command::Voucher {
+            config,
+            data_dir,
+            purpose_id,
+            eservice,
+            digest,
+            decode,
+        } => {
+            telemetry::init("warn", false);
+            // In dev the sample purposes are known; with a real configuration the configured
+            // default purpose applies unless --purpose-id names another.
+            let dev_purpose = config
+                .is_none()
+                .then(|| dev::sample::default_purpose(eservice.into()).purpose_id);
+            let config = load_or_dev(config.as_deref(), &data_dir)?;
+            let purpose = purpose_id.as_deref().or(dev_purpose);
+            let plan = cli::voucher::plan(&config, purpose, digest.as_deref())?;
+            let obtained = cli::voucher::obtain(&plan).await?;
+            if decode {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&cli::voucher::decoded(&obtained))?
+                );
+            } else {
+                println!("{}", obtained.response.access_token);
+            }
+        }
+        Command::Audit {
+            config,
+            data_dir,
+            from,
+            to,
+            consumer,
+            purpose,
+            codice_fiscale,
+            limit,
+            format,
+        } => {
+            telemetry::init("warn", false);
+            let config = load_or_dev(config.as_deref(), &data_dir)?;
+            let store = gateway::provider::audit::AuditStore::connect(&config.audit.url).await?;
+            let hasher =
+                gateway::provider::audit::SubjectHasher::new(config.audit.hmac_secret.as_bytes())?;
+            let filters = cli::audit::Filters {
+                from,
+                to,
+                consumer_id: consumer,
+                purpose_id: purpose,
+                codice_fiscale,
+                limit,
+            };
+            let records = cli::audit::query(&store, &hasher, &filters).await?;
+            cli::audit::write(&mut std::io::stdout().lock(), &records, format)?;
+        }
+        Command::Seed {
+            database_url,
+            residents,
+        } => {
+            telemetry::init("info", false);
+            let store = eservices::store::SqlStore::connect(&database_url).await?;
+            store.migrate().await?;
+            let started = std::time::Instant::now();
+            let summary = eservices::store::seed(&store, residents).await?;
+            println!(
+                "seeded {} residents into {} in {:.1} s",
+                summary.residents,
+                gateway::config::redact_url(&database_url),
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A configuration file (validated), or the `dev` one completed from its data directory.
+fn load_or_dev(
+    config: Option<&std::path::Path>,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Config> {
+    match config {
+        Some(path) => {
+            let c = Config::load_file(path)?;
+            c.validate()?;
+            Ok(c)
+        }
+        None => {
+            let mut c = Config::load_dev(None)?;
+            let data = dev::data_dir::DataDir::open_existing(data_dir)?;
+            dev::complete_config(&mut c, &data)?;
+            Ok(c)
+        }
+    }
+}
+
+fn print_dev_banner(env: &dev::DevEnvironment, data_dir: &std::path::Path) {
+    let data_arg = if data_dir == std::path::Path::new(".pdnd-gateway") {
+        String::new()
+    } else {
+        format!(" --data-dir {}", data_dir.display())
+    };
+    let public = env.running.public;
+    let authority = env
+        .running
+        .authority
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let sample = env
+        .samples
+        .first()
+        .map(|s| s.codice_fiscale.clone())
+        .unwrap_or_else(|| "<a codice fiscale>".to_owned());
+    let seeded = if env.residents > 0 {
+        format!(" (seeded now with {} residents)", env.residents)
+    } else {
+        String::new()
+    };
+    println!(
+        r#"
+pdnd-gateway dev is running. Data directory: {data}{seeded}
+
+  e-services (public)    http://{public}    /anagrafe/v1, /tributi/v1, /status
+  internal listener      http://{internal}    /status
+  local PDND authority   http://{authority}    /token.oauth2, /.well-known/jwks.json, /keys/{{kid}}
+  sample client          {client_id}
+
+Try it from this directory, in another terminal:
+
+  VOUCHER=$(cargo run -q --bin pdnd-gateway -- voucher{data_arg})
+  curl -s -X POST http://{public}/anagrafe/v1/residenza \
+    -H "Authorization: Bearer $VOUCHER" -H 'Content-Type: application/json' \
+    -d '{{"codiceFiscale":"{sample}"}}'
+
+  cargo run -q --bin pdnd-gateway -- voucher{data_arg} --decode     # what the voucher says
+  cargo run -q --bin pdnd-gateway -- voucher{data_arg} --eservice tributi   # a voucher for /tributi/v1
+"#,
+        data = data_dir.display(),
+        internal = env.running.internal,
+        client_id = env.data.client.client_id,
+    );
+    if !env.samples.is_empty() {
+        println!("Sample subjects:");
+        for s in env.samples.iter().take(5) {
+            println!(
+                "  {}  {} {}  {}",
+                s.codice_fiscale, s.cognome, s.nome, s.description
+            );
+        }
+    }
+    println!("\nStop with Ctrl-C.");
+}

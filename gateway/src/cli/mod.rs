@@ -1,0 +1,4 @@
+//! The command-line verbs, as library functions so tests walk the same code paths as users.
+
+pub mod audit;
+pub mod voucher;

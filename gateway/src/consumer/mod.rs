@@ -1,0 +1,3 @@
+//! The comune as fruitore: obtaining PDND vouchers and calling other administrations.
+
+pub mod token_client;

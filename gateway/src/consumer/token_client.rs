@@ -1,0 +1,117 @@
+//! The consumer side of the PDND token flow: client assertion in, voucher out.
+//!
+//! One HTTP exchange with a PDND-compatible token endpoint (the local development authority,
+//! PDND collaudo or production: only the URL and audience differ). PDND answers every refusal
+//! with the same opaque `015-0008`, so a refusal is reported together with the claims that were
+//! sent: that is what an integrator needs to find the mistake. The key never leaves this module.
+
+use crate::pdnd::client_assertion::{
+    ClientAssertionBuilder, ClientAssertionClaims, SignedAssertion, TokenRequest, TokenResponse,
+};
+use crate::pdnd::jwk::RsaPrivateKey;
+
+/// Why no voucher was obtained.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenClientError {
+    #[error("could not sign the client assertion: {0}")]
+    Sign(String),
+    #[error("token endpoint {endpoint} unreachable: {reason}")]
+    Unreachable { endpoint: String, reason: String },
+    #[error("token endpoint refused the request (HTTP {status}): {body}\nclaims sent: {claims}")]
+    Refused {
+        status: u16,
+        body: String,
+        claims: String,
+    },
+    #[error("token endpoint answered HTTP {status} with an unexpected body: {reason}")]
+    BadResponse { status: u16, reason: String },
+}
+
+impl TokenClientError {
+    /// True when retrying later may succeed (PDND overloaded or down), false for a refusal.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            TokenClientError::Unreachable { .. } => true,
+            TokenClientError::Refused { status, .. } => *status == 429 || *status >= 500,
+            _ => false,
+        }
+    }
+}
+
+/// A voucher together with the assertion that obtained it.
+#[derive(Debug, Clone)]
+pub struct Obtained {
+    pub response: TokenResponse,
+    pub assertion: SignedAssertion,
+}
+
+/// Talks to one token endpoint.
+#[derive(Clone)]
+pub struct TokenClient {
+    http: reqwest::Client,
+    endpoint: String,
+}
+
+fn claims_json(claims: &ClientAssertionClaims) -> String {
+    serde_json::to_string(claims).unwrap_or_else(|_| "<unserialisable claims>".to_owned())
+}
+
+impl TokenClient {
+    pub fn new(http: reqwest::Client, endpoint: impl Into<String>) -> Self {
+        TokenClient {
+            http,
+            endpoint: endpoint.into(),
+        }
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Signs a fresh client assertion and exchanges it for a voucher.
+    pub async fn obtain(
+        &self,
+        builder: &ClientAssertionBuilder,
+        key: &RsaPrivateKey,
+        now: i64,
+    ) -> Result<Obtained, TokenClientError> {
+        let assertion = builder
+            .sign(key, now)
+            .map_err(|e| TokenClientError::Sign(e.to_string()))?;
+        let form = TokenRequest::new(&builder.client_id, &assertion);
+        let response = self
+            .http
+            .post(&self.endpoint)
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| TokenClientError::Unreachable {
+                endpoint: self.endpoint.clone(),
+                reason: e.to_string(),
+            })?;
+        let status = response.status().as_u16();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| TokenClientError::Unreachable {
+                endpoint: self.endpoint.clone(),
+                reason: e.to_string(),
+            })?;
+        if !(200..300).contains(&status) {
+            return Err(TokenClientError::Refused {
+                status,
+                body: String::from_utf8_lossy(&body).chars().take(2048).collect(),
+                claims: claims_json(&assertion.claims),
+            });
+        }
+        let response: TokenResponse =
+            serde_json::from_slice(&body).map_err(|e| TokenClientError::BadResponse {
+                status,
+                reason: e.to_string(),
+            })?;
+        Ok(Obtained {
+            response,
+            assertion,
+        })
+    }
+}

@@ -1,0 +1,67 @@
+//! The HTTP face of the development PDND authorisation server.
+//!
+//! Same paths and answers as the real one: `POST /token.oauth2` (form fields),
+//! `GET /.well-known/jwks.json`, and `GET /keys/{kid}` (a client's registered key, which ModI
+//! INTEGRITY_REST_02 needs). A refused request gets PDND's opaque 400 `015-0008` body, exactly
+//! like production; unlike production, the log line says which rule failed and why.
+
+use crate::pdnd::authority::{pdnd_error_body, Authority};
+use crate::pdnd::client_assertion::TokenRequest;
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+fn refused(correlation_id: &str) -> HttpResponse {
+    HttpResponse::BadRequest()
+        .insert_header((header::CONTENT_TYPE, crate::problem::PROBLEM_JSON))
+        .json(pdnd_error_body(correlation_id))
+}
+
+async fn token(
+    authority: web::Data<Authority>,
+    form: Result<web::Form<TokenRequest>, actix_web::Error>,
+) -> HttpResponse {
+    let correlation_id = uuid::Uuid::new_v4().to_string();
+    let form = match form {
+        Ok(form) => form.into_inner(),
+        Err(e) => {
+            tracing::warn!(correlation_id, reason = %e, "token request refused: the form is not a PDND token request");
+            return refused(&correlation_id);
+        }
+    };
+    let now = chrono::Utc::now().timestamp();
+    match authority.issue(&form, now) {
+        Ok(response) => HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-cache, no-store"))
+            .json(response),
+        Err(rejection) => {
+            tracing::warn!(correlation_id, client_id = form.client_id.as_deref().unwrap_or(""), reasons = %rejection, "token request refused");
+            refused(&correlation_id)
+        }
+    }
+}
+
+async fn jwks(authority: web::Data<Authority>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "max-age=300"))
+        .json(authority.jwks())
+}
+
+async fn client_key(
+    authority: web::Data<Authority>,
+    kid: web::Path<String>,
+    req: HttpRequest,
+) -> HttpResponse {
+    match authority.client_key(&kid) {
+        Some(jwk) => HttpResponse::Ok().json(jwk),
+        None => crate::problem::Problem::not_found("No key with this kid is registered.")
+            .with_instance(req.path())
+            .into_response(),
+    }
+}
+
+/// Registers the authority's routes; the app must hold `web::Data<Authority>`.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/token.oauth2", web::post().to(token))
+        .route("/.well-known/jwks.json", web::get().to(jwks))
+        .route("/keys/{kid}", web::get().to(client_key));
+}

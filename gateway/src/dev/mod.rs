@@ -1,0 +1,215 @@
+//! `pdnd-gateway dev`: the whole product in one process, nothing else to install.
+//!
+//! It prepares the data directory (keys, sample client, seeded SQLite), starts a local PDND
+//! authorisation server that knows the sample client and purposes, and starts the gateway
+//! configured to trust only that authority. The start-up message says what to type next.
+
+pub mod authority_http;
+pub mod data_dir;
+pub mod sample;
+
+use crate::config::{ClientConfig, Config};
+use crate::pdnd::authority::{Authority, AuthorityConfig, RegisteredClient, RegisteredPurpose};
+use crate::provider::purpose::{Purpose, PurposeFile, PurposeState};
+use data_dir::DataDir;
+use eservices::Eservice;
+
+/// The authority for a data directory and configuration: it signs with the directory's key
+/// and knows the sample client, registered for every sample purpose.
+pub fn authority(config: &Config, data: &DataDir) -> Authority {
+    let producer_id = config.comune.producer_id.clone().unwrap_or_default();
+    let purposes = sample::PURPOSES
+        .iter()
+        .map(|p| {
+            let eservice = match p.eservice {
+                Eservice::Anagrafe => &config.eservices.anagrafe,
+                Eservice::Tributi => &config.eservices.tributi,
+            };
+            RegisteredPurpose {
+                purpose_id: p.purpose_id.to_owned(),
+                eservice_id: eservice.eservice_id.clone().unwrap_or_default(),
+                descriptor_id: eservice.descriptor_id.clone().unwrap_or_default(),
+                producer_id: producer_id.clone(),
+                audience: eservice.audiences.clone(),
+                active: true,
+            }
+        })
+        .collect();
+    let client = RegisteredClient {
+        client_id: data.client.client_id.clone(),
+        consumer_id: sample::CONSUMER_ID.to_owned(),
+        public_key: data.client_key.public().clone(),
+        purposes,
+    };
+    Authority::new(
+        data.authority_key.clone(),
+        AuthorityConfig {
+            issuer: config.dev.authority_issuer.clone(),
+            assertion_audiences: vec![config.pdnd.client_assertion_audience.clone()],
+            voucher_lifetime_secs: config.dev.voucher_lifetime_secs,
+        },
+        vec![client],
+    )
+}
+
+/// Fills in what `dev` derives from the data directory: the database, the comune's own
+/// client (the sample client, so the voucher CLI works with no arguments), and the
+/// authority's issuer as the accepted voucher issuer.
+pub fn complete_config(config: &mut Config, data: &DataDir) -> Result<(), DevError> {
+    if config.database.url.is_empty() {
+        config.database.url = data.database_url();
+    }
+    if config.audit.url.is_empty() {
+        config.audit.url = data.audit_url();
+    }
+    if config.audit.hmac_secret.is_empty() {
+        config.audit.hmac_secret = data.audit_secret()?;
+    }
+    if config.purposes.file.as_os_str().is_empty() {
+        config.purposes.file = data.purposes_file(&purposes_toml(config))?;
+    }
+    if config.client.is_none() {
+        config.client = Some(ClientConfig {
+            client_id: data.client.client_id.clone(),
+            key_file: data.root.join(&data.client.key_file),
+            default_purpose_id: Some(sample::ANAGRAFE_FULL.purpose_id.to_owned()),
+            assertion_lifetime_secs: 300,
+        });
+    }
+    Ok(())
+}
+
+/// The purposes file of the sample purposes, bound to the configured e-service identifiers.
+pub fn purposes_toml(config: &Config) -> String {
+    let purposes = sample::PURPOSES
+        .iter()
+        .map(|p| {
+            let eservice = match p.eservice {
+                Eservice::Anagrafe => &config.eservices.anagrafe,
+                Eservice::Tributi => &config.eservices.tributi,
+            };
+            let operations = eservices::Operation::all()
+                .iter()
+                .filter(|o| o.eservice() == p.eservice)
+                .filter(|o| p.operations.is_empty() || p.operations.contains(&o.id()))
+                .map(|o| o.id().to_owned())
+                .collect();
+            Purpose {
+                purpose_id: p.purpose_id.to_owned(),
+                consumer_name: format!("Sample consumer ({})", p.description),
+                consumer_id: Some(sample::CONSUMER_ID.to_owned()),
+                eservice: p.eservice.id().to_owned(),
+                operations,
+                daily_quota: Some(10_000),
+                state: PurposeState::Active,
+                eservice_id: eservice.eservice_id.clone(),
+                descriptor_id: eservice.descriptor_id.clone(),
+                producer_id: config.comune.producer_id.clone(),
+            }
+        })
+        .collect();
+    let file = PurposeFile { purposes };
+    let body = toml::to_string_pretty(&file).unwrap_or_default();
+    format!(
+        "# Purposes the comune approved on PDND. Edit and save (or send SIGHUP): the gateway reloads.\n\
+         # state = \"suspended\" refuses a purpose with 403 at once.\n\n{body}"
+    )
+}
+
+/// What `dev` started, for the start-up message and for tests.
+pub struct DevEnvironment {
+    pub running: crate::server::Running,
+    pub config: Config,
+    pub data: DataDir,
+    pub residents: u32,
+    pub samples: Vec<eservices::store::SampleSubject>,
+}
+
+/// Failures starting the development environment.
+#[derive(Debug, thiserror::Error)]
+pub enum DevError {
+    #[error(transparent)]
+    DataDir(#[from] data_dir::DataDirError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("database: {0}")]
+    Store(#[from] eservices::store::StoreError),
+    #[error("cannot listen: {0}")]
+    Listen(#[from] std::io::Error),
+    #[error(transparent)]
+    Start(#[from] crate::server::StartError),
+}
+
+/// Prepares the data directory and database, then starts authority, public and internal
+/// listeners. The gateway's PDND endpoints are pointed at the authority actually bound, so
+/// port 0 (tests) works like the default ports.
+pub async fn start(mut config: Config, root: &std::path::Path) -> Result<DevEnvironment, DevError> {
+    let data = DataDir::prepare(root)?;
+    complete_config(&mut config, &data)?;
+    let store = eservices::store::SqlStore::connect(&config.database.url).await?;
+    store.migrate().await?;
+    let (residents, samples) = if store.is_empty().await? {
+        tracing::info!(
+            residents = config.dev.residents,
+            "seeding the development database"
+        );
+        let summary = eservices::store::seed(&store, config.dev.residents).await?;
+        save_samples(&data.samples_path(), &summary.samples);
+        (summary.residents, summary.samples)
+    } else {
+        (0, load_samples(&data.samples_path()))
+    };
+    let authority =
+        crate::server::bind_authority(config.dev.authority_listen, authority(&config, &data))?;
+    let base = format!("http://{}", authority.addr);
+    config.pdnd.token_endpoint = format!("{base}/token.oauth2");
+    config.pdnd.jwks_url = format!("{base}/.well-known/jwks.json");
+    config.pdnd.keys_url = Some(format!("{base}/keys"));
+    config.pdnd.voucher_issuers = vec![config.dev.authority_issuer.clone()];
+    config.validate()?;
+    let store: std::sync::Arc<dyn eservices::store::Store> = std::sync::Arc::new(store);
+    let running = crate::server::start(&config, store, Some(authority)).await?;
+    Ok(DevEnvironment {
+        running,
+        config,
+        data,
+        residents,
+        samples,
+    })
+}
+
+/// Remembers the seed's sample subjects for the start-up message of later runs (best effort:
+/// without the file the message just shows none).
+fn save_samples(path: &std::path::Path, samples: &[eservices::store::SampleSubject]) {
+    let rows: Vec<[&str; 4]> = samples
+        .iter()
+        .map(|s| {
+            [
+                s.codice_fiscale.as_str(),
+                s.cognome.as_str(),
+                s.nome.as_str(),
+                s.description.as_str(),
+            ]
+        })
+        .collect();
+    if let Ok(text) = serde_json::to_string_pretty(&rows) {
+        let _ = std::fs::write(path, text);
+    }
+}
+
+fn load_samples(path: &std::path::Path) -> Vec<eservices::store::SampleSubject> {
+    let rows: Vec<[String; 4]> = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    rows.into_iter()
+        .map(
+            |[codice_fiscale, cognome, nome, description]| eservices::store::SampleSubject {
+                codice_fiscale,
+                cognome,
+                nome,
+                description,
+            },
+        )
+        .collect()
+}

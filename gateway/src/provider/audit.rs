@@ -1,0 +1,551 @@
+//! The audit trail: who asked for whose data, when, for which purpose, and what they got.
+//!
+//! Every request that reaches the pipeline leaves one record. A 2xx answer is sent only after
+//! its record is committed: the [`AuditLog`] hands records to one writer task, which commits
+//! them in batches (one transaction for everything queued) and only then releases the waiting
+//! responses. A crash can lose an answer that was never sent, never a record of one that was.
+//! If the store cannot commit, the waiting requests get an error and the gateway answers 503:
+//! it never serves data it could not record.
+//!
+//! The data subject is stored as HMAC-SHA-256(secret, codice fiscale): the comune can answer a
+//! citizen's "who looked at my data" (GDPR art. 15) by recomputing the hash, while the log
+//! itself holds no codice fiscale.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Audit failures.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit store: {0}")]
+    Store(#[from] sqlx::Error),
+    #[error("audit writer stopped")]
+    WriterGone,
+    #[error("audit secret must be at least 32 bytes")]
+    WeakSecret,
+}
+
+/// One audit record.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRecord {
+    /// Unique per record (request ids may be chosen by the caller and repeat).
+    pub record_id: String,
+    /// UTC, RFC 3339 with milliseconds: sorts as text.
+    pub time: String,
+    pub request_id: String,
+    pub consumer_id: Option<String>,
+    pub client_id: Option<String>,
+    pub purpose_id: Option<String>,
+    pub voucher_jti: Option<String>,
+    pub eservice: String,
+    pub operation: Option<String>,
+    /// The HTTP status answered.
+    pub status: u16,
+    pub latency_ms: i64,
+    /// HMAC-SHA-256 (hex) of the codice fiscale or partita IVA the request was about.
+    pub subject_hash: Option<String>,
+    /// From the Agid-JWT-TrackingEvidence (AUDIT_REST_01/02), when the call carried one.
+    pub user_id: Option<String>,
+    pub user_location: Option<String>,
+    pub loa: Option<String>,
+}
+
+/// Formats a timestamp the way records store it.
+pub fn format_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The keyed hash of a data subject.
+#[derive(Clone)]
+pub struct SubjectHasher {
+    key: Arc<Vec<u8>>,
+}
+
+impl SubjectHasher {
+    pub fn new(secret: &[u8]) -> Result<Self, AuditError> {
+        if secret.len() < 32 {
+            return Err(AuditError::WeakSecret);
+        }
+        Ok(SubjectHasher {
+            key: Arc::new(secret.to_vec()),
+        })
+    }
+
+    /// Hex HMAC-SHA-256 of the identifier, upper-cased and trimmed first so that the same
+    /// subject always hashes the same however it was typed.
+    pub fn hash(&self, subject: &str) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+            .expect("HMAC accepts keys of any length");
+        mac.update(subject.trim().to_ascii_uppercase().as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS audit_log (
+    record_id TEXT PRIMARY KEY,
+    at TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    consumer_id TEXT,
+    client_id TEXT,
+    purpose_id TEXT,
+    voucher_jti TEXT,
+    eservice TEXT NOT NULL,
+    operation TEXT,
+    status BIGINT NOT NULL,
+    latency_ms BIGINT NOT NULL,
+    subject_hash TEXT,
+    user_id TEXT,
+    user_location TEXT,
+    loa TEXT
+)";
+
+const INDEXES: [&str; 4] = [
+    "CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at)",
+    "CREATE INDEX IF NOT EXISTS audit_log_subject ON audit_log (subject_hash)",
+    "CREATE INDEX IF NOT EXISTS audit_log_purpose ON audit_log (purpose_id)",
+    "CREATE INDEX IF NOT EXISTS audit_log_consumer ON audit_log (consumer_id)",
+];
+
+const INSERT: &str = "INSERT INTO audit_log (record_id, at, request_id, consumer_id, client_id, \
+    purpose_id, voucher_jti, eservice, operation, status, latency_ms, subject_hash, user_id, \
+    user_location, loa) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+
+/// The audit database: SQLite (WAL, synchronous FULL) in the embedded default, PostgreSQL in
+/// production. One schema and one set of queries for both.
+#[derive(Clone)]
+pub struct AuditStore {
+    pool: AnyPool,
+}
+
+impl AuditStore {
+    /// Connects and creates the table if needed.
+    pub async fn connect(url: &str) -> Result<AuditStore, AuditError> {
+        sqlx::any::install_default_drivers();
+        let is_sqlite = url.starts_with("sqlite:");
+        let options = AnyPoolOptions::new()
+            .max_connections(if is_sqlite { 4 } else { 8 })
+            .acquire_timeout(Duration::from_secs(3))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if is_sqlite {
+                        // WAL lets readers (the audit CLI) run beside the writer; FULL makes a
+                        // commit survive power loss, not only a process crash.
+                        sqlx::query("PRAGMA journal_mode=WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA synchronous=FULL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout=5000")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            });
+        let pool = options.connect(url).await?;
+        sqlx::query(SCHEMA).execute(&pool).await?;
+        for index in INDEXES {
+            sqlx::query(index).execute(&pool).await?;
+        }
+        Ok(AuditStore { pool })
+    }
+
+    /// Commits records in one transaction.
+    pub async fn insert_batch(&self, records: &[AuditRecord]) -> Result<(), AuditError> {
+        let mut tx = self.pool.begin().await?;
+        for r in records {
+            sqlx::query(INSERT)
+                .bind(&r.record_id)
+                .bind(&r.time)
+                .bind(&r.request_id)
+                .bind(&r.consumer_id)
+                .bind(&r.client_id)
+                .bind(&r.purpose_id)
+                .bind(&r.voucher_jti)
+                .bind(&r.eservice)
+                .bind(&r.operation)
+                .bind(i64::from(r.status))
+                .bind(r.latency_ms)
+                .bind(&r.subject_hash)
+                .bind(&r.user_id)
+                .bind(&r.user_location)
+                .bind(&r.loa)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Is the store reachable?
+    pub async fn ping(&self) -> Result<(), AuditError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Records matching a query, oldest first.
+    pub async fn query(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, AuditError> {
+        let mut sql = String::from(
+            "SELECT record_id, at, request_id, consumer_id, client_id, purpose_id, voucher_jti, \
+             eservice, operation, status, latency_ms, subject_hash, user_id, user_location, loa \
+             FROM audit_log WHERE 1=1",
+        );
+        let mut binds: Vec<String> = Vec::new();
+        let mut push = |sql: &mut String, clause: &str, value: &str| {
+            binds.push(value.to_owned());
+            sql.push_str(&format!(" AND {clause} ${}", binds.len()));
+        };
+        if let Some(from) = &q.from {
+            push(&mut sql, "at >=", from);
+        }
+        if let Some(to) = &q.to {
+            push(&mut sql, "at <", to);
+        }
+        if let Some(c) = &q.consumer_id {
+            push(&mut sql, "consumer_id =", c);
+        }
+        if let Some(p) = &q.purpose_id {
+            push(&mut sql, "purpose_id =", p);
+        }
+        if let Some(h) = &q.subject_hash {
+            push(&mut sql, "subject_hash =", h);
+        }
+        if let Some(r) = &q.request_id {
+            push(&mut sql, "request_id =", r);
+        }
+        sql.push_str(" ORDER BY at, record_id");
+        if let Some(limit) = q.limit {
+            sql.push_str(&format!(" LIMIT {limit}"));
+        }
+        // Only fixed clauses are concatenated; every value is a bind parameter.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for b in &binds {
+            query = query.bind(b.as_str());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    /// Number of records (for tests and the CLI summary).
+    pub async fn count(&self) -> Result<i64, AuditError> {
+        let row = sqlx::query("SELECT COUNT(*) FROM audit_log")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>(0)?)
+    }
+
+    /// Closes the pool (tests use it to simulate an outage).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn record_from_row(row: &AnyRow) -> Result<AuditRecord, AuditError> {
+    let status: i64 = row.try_get("status")?;
+    Ok(AuditRecord {
+        record_id: row.try_get("record_id")?,
+        time: row.try_get("at")?,
+        request_id: row.try_get("request_id")?,
+        consumer_id: row.try_get("consumer_id")?,
+        client_id: row.try_get("client_id")?,
+        purpose_id: row.try_get("purpose_id")?,
+        voucher_jti: row.try_get("voucher_jti")?,
+        eservice: row.try_get("eservice")?,
+        operation: row.try_get("operation")?,
+        status: u16::try_from(status).unwrap_or(0),
+        latency_ms: row.try_get("latency_ms")?,
+        subject_hash: row.try_get("subject_hash")?,
+        user_id: row.try_get("user_id")?,
+        user_location: row.try_get("user_location")?,
+        loa: row.try_get("loa")?,
+    })
+}
+
+/// A query over the trail; every filter is optional.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Inclusive lower bound, RFC 3339 UTC.
+    pub from: Option<String>,
+    /// Exclusive upper bound, RFC 3339 UTC.
+    pub to: Option<String>,
+    pub consumer_id: Option<String>,
+    pub purpose_id: Option<String>,
+    pub subject_hash: Option<String>,
+    pub request_id: Option<String>,
+    pub limit: Option<u32>,
+}
+
+type Pending = (AuditRecord, oneshot::Sender<Result<(), String>>);
+
+/// The handle the pipeline uses: `record(..).await` returns once the record is committed.
+#[derive(Clone)]
+pub struct AuditLog {
+    tx: mpsc::Sender<Pending>,
+    healthy: Arc<AtomicBool>,
+    store: AuditStore,
+}
+
+impl AuditLog {
+    /// Starts the writer task on the current runtime.
+    pub fn start(store: AuditStore, batch_max: usize) -> AuditLog {
+        let (tx, rx) = mpsc::channel::<Pending>(batch_max.max(1) * 8);
+        let healthy = Arc::new(AtomicBool::new(true));
+        tokio::spawn(writer(store.clone(), rx, batch_max.max(1), healthy.clone()));
+        AuditLog { tx, healthy, store }
+    }
+
+    /// Queues a record and waits for its commit.
+    pub async fn record(&self, record: AuditRecord) -> Result<(), AuditError> {
+        let (done_tx, done_rx) = oneshot::channel();
+        self.tx
+            .send((record, done_tx))
+            .await
+            .map_err(|_| AuditError::WriterGone)?;
+        match done_rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(reason)) => Err(AuditError::Store(sqlx::Error::Protocol(reason))),
+            Err(_) => Err(AuditError::WriterGone),
+        }
+    }
+
+    /// False after a failed commit, until a commit or a ping succeeds again.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Pings the store and updates the health flag (for `/status`).
+    pub async fn check(&self) -> bool {
+        let ok = self.store.ping().await.is_ok();
+        self.healthy.store(ok, Ordering::Relaxed);
+        ok
+    }
+
+    pub fn store(&self) -> &AuditStore {
+        &self.store
+    }
+}
+
+async fn writer(
+    store: AuditStore,
+    mut rx: mpsc::Receiver<Pending>,
+    batch_max: usize,
+    healthy: Arc<AtomicBool>,
+) {
+    let mut batch: Vec<Pending> = Vec::with_capacity(batch_max);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < batch_max {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let records: Vec<AuditRecord> = batch.iter().map(|(r, _)| r.clone()).collect();
+        let result = store.insert_batch(&records).await;
+        healthy.store(result.is_ok(), Ordering::Relaxed);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, records = records.len(), "audit commit failed");
+        }
+        for (_, done) in batch.drain(..) {
+            let _ = done.send(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        }
+    }
+}
+
+/// Who, in the consumer's domain, caused the request (from Agid-JWT-TrackingEvidence); the
+/// ModI stage puts it into the request extensions when the call carries one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackingInfo {
+    pub user_id: Option<String>,
+    pub user_location: Option<String>,
+    pub loa: Option<String>,
+}
+
+/// The audit stage of one e-service: outermost, so it sees every outcome, refusals included.
+pub struct AuditStage {
+    pub eservice: eservices::Eservice,
+    pub log: AuditLog,
+    pub hasher: SubjectHasher,
+}
+
+impl AuditStage {
+    /// Builds the record of a finished request.
+    fn record_for(
+        &self,
+        res: &actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+        started: std::time::Instant,
+    ) -> AuditRecord {
+        let req = res.request();
+        let ext = actix_web::HttpMessage::extensions(req);
+        let voucher = ext.get::<crate::pdnd::voucher::Voucher>();
+        let subject = ext.get::<eservices::DataSubject>();
+        let tracking = ext.get::<TrackingInfo>();
+        AuditRecord {
+            record_id: uuid::Uuid::new_v4().to_string(),
+            time: format_time(Utc::now()),
+            request_id: ext
+                .get::<super::request_id::RequestId>()
+                .map(|r| r.0.clone())
+                .unwrap_or_default(),
+            consumer_id: voucher.and_then(|v| v.consumer_id()).map(str::to_owned),
+            client_id: voucher.map(|v| v.client_id().to_owned()),
+            purpose_id: voucher.map(|v| v.purpose_id().to_owned()),
+            voucher_jti: voucher.map(|v| v.jti().to_owned()),
+            eservice: self.eservice.id().to_owned(),
+            operation: super::purpose::operation_of(self.eservice, req.path())
+                .map(|o| o.id().to_owned()),
+            status: res.status().as_u16(),
+            latency_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+            subject_hash: subject.map(|s| self.hasher.hash(&s.0)),
+            user_id: tracking.and_then(|t| t.user_id.clone()),
+            user_location: tracking.and_then(|t| t.user_location.clone()),
+            loa: tracking.and_then(|t| t.loa.clone()),
+        }
+    }
+
+    pub async fn run(
+        self: Arc<Self>,
+        req: actix_web::dev::ServiceRequest,
+        next: actix_web::middleware::Next<actix_web::body::BoxBody>,
+    ) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+        let started = std::time::Instant::now();
+        let res = next.call(req).await?;
+        let record = self.record_for(&res, started);
+        let request_id = record.request_id.clone();
+        match self.log.record(record).await {
+            Ok(()) => Ok(res),
+            Err(e) => {
+                // The answer (maybe personal data) is dropped unsent: no record, no data.
+                tracing::error!(request_id, error = %e, "audit record not committed; answering 503");
+                let unavailable = crate::problem::unavailable(
+                    "The audit trail is unavailable, so no data can be served; retry later.",
+                    Some(&request_id),
+                );
+                Ok(res.into_response(unavailable))
+            }
+        }
+    }
+}
+
+impl super::Stage for AuditStage {
+    fn call(
+        self: Arc<Self>,
+        req: actix_web::dev::ServiceRequest,
+        next: actix_web::middleware::Next<actix_web::body::BoxBody>,
+    ) -> super::StageFuture {
+        Box::pin(self.run(req, next))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(i: usize, subject: Option<String>) -> AuditRecord {
+        AuditRecord {
+            record_id: uuid::Uuid::new_v4().to_string(),
+            time: format_time(Utc::now()),
+            request_id: format!("req-{i}"),
+            consumer_id: Some("consumer".into()),
+            client_id: Some("client".into()),
+            purpose_id: Some(
+                if i.is_multiple_of(2) {
+                    "p-even"
+                } else {
+                    "p-odd"
+                }
+                .into(),
+            ),
+            voucher_jti: Some(format!("jti-{i}")),
+            eservice: "anagrafe".into(),
+            operation: Some("residenza".into()),
+            status: 200,
+            latency_ms: 3,
+            subject_hash: subject,
+            user_id: None,
+            user_location: None,
+            loa: None,
+        }
+    }
+
+    #[test]
+    fn subject_hash_is_keyed_and_normalised() {
+        let a = SubjectHasher::new(&[7u8; 32]).unwrap();
+        let b = SubjectHasher::new(&[8u8; 32]).unwrap();
+        assert_eq!(a.hash("rssmra80a01h501u"), a.hash(" RSSMRA80A01H501U "));
+        assert_ne!(a.hash("RSSMRA80A01H501U"), b.hash("RSSMRA80A01H501U"));
+        assert_eq!(a.hash("X").len(), 64);
+        assert!(SubjectHasher::new(b"short").is_err());
+    }
+
+    #[tokio::test]
+    async fn concurrent_records_are_all_committed_and_queryable() {
+        let path = std::env::temp_dir().join(format!("pdndgw-audit-{}.db", uuid::Uuid::new_v4()));
+        let store = AuditStore::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+            .await
+            .unwrap();
+        let log = AuditLog::start(store.clone(), 64);
+        let hasher = SubjectHasher::new(&[1u8; 32]).unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..200usize {
+            let log = log.clone();
+            let subject = Some(hasher.hash(if i.is_multiple_of(10) { "AAA" } else { "BBB" }));
+            tasks.push(tokio::spawn(
+                async move { log.record(record(i, subject)).await },
+            ));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(store.count().await.unwrap(), 200);
+        let about_a = store
+            .query(&AuditQuery {
+                subject_hash: Some(hasher.hash("aaa")),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(about_a.len(), 20);
+        let even = store
+            .query(&AuditQuery {
+                purpose_id: Some("p-even".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(even.len(), 100);
+        let none = store
+            .query(&AuditQuery {
+                to: Some("2000-01-01T00:00:00.000Z".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(none.is_empty());
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[tokio::test]
+    async fn closed_store_fails_the_waiting_request_and_turns_unhealthy() {
+        let path = std::env::temp_dir().join(format!("pdndgw-audit-{}.db", uuid::Uuid::new_v4()));
+        let store = AuditStore::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+            .await
+            .unwrap();
+        let log = AuditLog::start(store.clone(), 8);
+        log.record(record(0, None)).await.unwrap();
+        assert!(log.is_healthy());
+        store.close().await;
+        assert!(log.record(record(1, None)).await.is_err());
+        assert!(!log.is_healthy());
+        let _ = std::fs::remove_file(&path);
+    }
+}

@@ -1,0 +1,34 @@
+//! The inbound pipeline of the public listener (the comune as erogatore).
+//!
+//! Stages run in the order of `DESIGN.md` section 1; each is one middleware registered in
+//! [`crate::server::public_app`], in one visible place: request id, audit (outermost of an
+//! e-service, so it sees every outcome), voucher, purpose, then the handler.
+
+pub mod audit;
+pub mod jwks;
+pub mod purpose;
+pub mod request_id;
+pub mod voucher;
+
+use actix_web::body::BoxBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// What a stage returns: the response of the rest of the pipeline, or its own refusal.
+pub type StageFuture =
+    Pin<Box<dyn Future<Output = Result<ServiceResponse<BoxBody>, actix_web::Error>>>>;
+
+/// One stage of the pipeline: looks at the request, refuses it or passes it on.
+pub trait Stage: 'static {
+    fn call(self: Arc<Self>, req: ServiceRequest, next: Next<BoxBody>) -> StageFuture;
+}
+
+/// A stage as an actix middleware function: `scope.wrap(from_fn(provider::middleware(stage)))`.
+pub fn middleware<S: Stage>(
+    stage: Arc<S>,
+) -> impl Fn(ServiceRequest, Next<BoxBody>) -> StageFuture + 'static {
+    move |req, next| stage.clone().call(req, next)
+}

@@ -1,0 +1,371 @@
+//! The listeners: public (e-services for other administrations), internal (the comune's own
+//! systems and operators) and, in `dev` only, the local PDND authority.
+//!
+//! This is the one place where the inbound pipeline is assembled: reading
+//! [`public_app`] top to bottom shows every stage a request walks through.
+
+use crate::config::{Config, EserviceConfig};
+use crate::pdnd::authority::Authority;
+use crate::pdnd::voucher::VoucherPolicy;
+use crate::problem::{Problem, PROBLEM_JSON};
+use crate::provider;
+use crate::provider::audit::{AuditError, AuditLog, AuditStage, AuditStore, SubjectHasher};
+use crate::provider::jwks::JwksCache;
+use crate::provider::purpose::{PurposeRegistry, PurposeStage, RegistryError};
+use crate::provider::request_id;
+use crate::provider::voucher::VoucherStage;
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::http::StatusCode;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use eservices::store::Store;
+use eservices::{Eservice, EserviceState};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The largest voucher accepted (PDND vouchers are about 1 KiB).
+pub const MAX_VOUCHER_LEN: usize = 16 * 1024;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("audit store ({url}): {source}")]
+    Audit { url: String, source: AuditError },
+    #[error(transparent)]
+    Purposes(#[from] RegistryError),
+    #[error("HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("cannot listen: {0}")]
+    Listen(#[from] std::io::Error),
+}
+
+/// The stages of one e-service's pipeline.
+#[derive(Clone)]
+pub struct EserviceStages {
+    pub audit: Arc<AuditStage>,
+    pub voucher: Arc<VoucherStage>,
+    pub purpose: Arc<PurposeStage>,
+}
+
+/// Everything the public listener's apps share.
+#[derive(Clone)]
+pub struct PublicState {
+    pub eservices: web::Data<EserviceState>,
+    pub anagrafe: EserviceStages,
+    pub tributi: EserviceStages,
+    pub health: web::Data<Health>,
+    pub purposes: Arc<PurposeRegistry>,
+}
+
+/// What `/status` reports on.
+pub struct Health {
+    pub store: Arc<dyn Store>,
+    pub audit: AuditLog,
+    pub environment: String,
+}
+
+/// The voucher policy of one e-service, from configuration.
+pub fn voucher_policy(config: &Config, eservice: &EserviceConfig) -> VoucherPolicy {
+    VoucherPolicy {
+        issuers: config.pdnd.voucher_issuers.clone(),
+        audiences: eservice.audiences.clone(),
+        leeway_secs: config.pdnd.leeway_secs,
+        require_at_jwt_typ: true,
+        max_token_len: MAX_VOUCHER_LEN,
+    }
+}
+
+/// One HTTP client for the process (connection pool inside), with bounded timeouts.
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(15))
+        .build()
+}
+
+impl PublicState {
+    pub fn new(
+        config: &Config,
+        store: Arc<dyn Store>,
+        http: reqwest::Client,
+        audit: AuditLog,
+        hasher: SubjectHasher,
+        purposes: Arc<PurposeRegistry>,
+    ) -> Self {
+        let jwks = Arc::new(JwksCache::new(
+            config.pdnd.jwks_url.clone(),
+            http,
+            Duration::from_secs(config.pdnd.jwks_cache_ttl_secs),
+            Duration::from_secs(config.pdnd.jwks_min_refetch_interval_secs),
+        ));
+        let stages = |eservice, cfg: &EserviceConfig| EserviceStages {
+            audit: Arc::new(AuditStage {
+                eservice,
+                log: audit.clone(),
+                hasher: hasher.clone(),
+            }),
+            voucher: Arc::new(VoucherStage {
+                eservice,
+                policy: voucher_policy(config, cfg),
+                jwks: jwks.clone(),
+            }),
+            purpose: Arc::new(PurposeStage {
+                eservice,
+                registry: purposes.clone(),
+            }),
+        };
+        PublicState {
+            eservices: web::Data::new(EserviceState::new(store.clone(), config.cache)),
+            anagrafe: stages(Eservice::Anagrafe, &config.eservices.anagrafe),
+            tributi: stages(Eservice::Tributi, &config.eservices.tributi),
+            health: web::Data::new(Health {
+                store,
+                audit: audit.clone(),
+                environment: config.pdnd.environment.clone(),
+            }),
+            purposes: purposes.clone(),
+        }
+    }
+}
+
+/// `GET /status`: the Italian guidelines' health check (RAC_REST_NAME_011), a problem+json body
+/// with 200 when the gateway can serve, 503 when its data store or audit trail is unreachable
+/// (it would refuse to serve anyway: no data without an audit record).
+async fn status(health: web::Data<Health>) -> HttpResponse {
+    let store = health.store.ping().await;
+    let audit = health.audit.check().await;
+    let problem = match (store, audit) {
+        (Ok(()), true) => Problem::new(StatusCode::OK).with_detail(format!(
+            "Serving; PDND environment: {}.",
+            health.environment
+        )),
+        (Err(e), _) => {
+            tracing::error!(error = %e, "status: store unreachable");
+            Problem::unavailable("The data store is unreachable.")
+        }
+        (Ok(()), false) => {
+            tracing::error!("status: audit trail unreachable");
+            Problem::unavailable("The audit trail is unreachable.")
+        }
+    };
+    let mut builder = HttpResponse::build(problem.status_code());
+    builder.insert_header(("content-type", PROBLEM_JSON));
+    builder.insert_header(("cache-control", "no-store"));
+    problem.into_response_with(builder)
+}
+
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    Problem::not_found("No operation is published at this path.")
+        .with_instance(req.path())
+        .into_response()
+}
+
+/// The public listener's application: the inbound pipeline, in order.
+pub fn public_app(
+    state: PublicState,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        // 1. request id, before anything can fail
+        .wrap(from_fn(request_id::assign))
+        .app_data(state.eservices.clone())
+        .app_data(state.health.clone())
+        .app_data(eservices::json_config())
+        .route("/status", web::get().to(status))
+        .route("/anagrafe/v1/status", web::get().to(status))
+        .route("/tributi/v1/status", web::get().to(status))
+        .service(
+            eservice_scope(Eservice::Anagrafe, &state.anagrafe)
+                .configure(eservices::anagrafe::routes),
+        )
+        .service(
+            eservice_scope(Eservice::Tributi, &state.tributi).configure(eservices::tributi::routes),
+        )
+        .default_service(web::to(not_found))
+}
+
+/// One e-service's scope with its pipeline. actix runs the last `wrap` first, so the stages
+/// are listed here innermost first; a request meets them as: audit -> voucher -> purpose.
+fn eservice_scope(
+    eservice: Eservice,
+    stages: &EserviceStages,
+) -> actix_web::Scope<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    web::scope(eservice.base_path())
+        .wrap(from_fn(provider::middleware(stages.purpose.clone())))
+        .wrap(from_fn(provider::middleware(stages.voucher.clone())))
+        .wrap(from_fn(provider::middleware(stages.audit.clone())))
+}
+
+/// The internal listener's application: status now; fruizioni and admin come here.
+pub fn internal_app(
+    health: web::Data<Health>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .wrap(from_fn(request_id::assign))
+        .app_data(health)
+        .route("/status", web::get().to(status))
+        .default_service(web::to(not_found))
+}
+
+/// A started server and the address it really bound (port 0 becomes a real port).
+pub struct Bound {
+    pub addr: SocketAddr,
+    pub server: Server,
+}
+
+/// Binds the public listener.
+pub fn bind_public(addr: SocketAddr, workers: usize, state: PublicState) -> std::io::Result<Bound> {
+    let http = HttpServer::new(move || public_app(state.clone()))
+        .workers(workers)
+        .bind(addr)?;
+    let addr = first_addr(&http.addrs(), addr);
+    Ok(Bound {
+        addr,
+        server: http.run(),
+    })
+}
+
+/// Binds the internal listener.
+pub fn bind_internal(
+    addr: SocketAddr,
+    workers: usize,
+    health: web::Data<Health>,
+) -> std::io::Result<Bound> {
+    let http = HttpServer::new(move || internal_app(health.clone()))
+        .workers(workers)
+        .bind(addr)?;
+    let addr = first_addr(&http.addrs(), addr);
+    Ok(Bound {
+        addr,
+        server: http.run(),
+    })
+}
+
+/// Binds the development PDND authority.
+pub fn bind_authority(addr: SocketAddr, authority: Authority) -> std::io::Result<Bound> {
+    let authority = web::Data::new(authority);
+    let http = HttpServer::new(move || {
+        App::new()
+            .app_data(authority.clone())
+            .configure(crate::dev::authority_http::routes)
+    })
+    .workers(1)
+    .bind(addr)?;
+    let addr = first_addr(&http.addrs(), addr);
+    Ok(Bound {
+        addr,
+        server: http.run(),
+    })
+}
+
+fn first_addr(addrs: &[SocketAddr], fallback: SocketAddr) -> SocketAddr {
+    addrs.first().copied().unwrap_or(fallback)
+}
+
+/// Running servers, stopped together.
+pub struct Running {
+    pub public: SocketAddr,
+    pub internal: SocketAddr,
+    pub authority: Option<SocketAddr>,
+    handles: Vec<ServerHandle>,
+    tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Running {
+    /// Spawns the servers on the current runtime.
+    pub fn spawn(public: Bound, internal: Bound, authority: Option<Bound>) -> Running {
+        let mut handles = Vec::new();
+        let mut tasks = Vec::new();
+        let authority_addr = authority.as_ref().map(|a| a.addr);
+        for bound in [
+            Some(public.server),
+            Some(internal.server),
+            authority.map(|a| a.server),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            handles.push(bound.handle());
+            tasks.push(tokio::spawn(bound));
+        }
+        Running {
+            public: public.addr,
+            internal: internal.addr,
+            authority: authority_addr,
+            handles,
+            tasks,
+        }
+    }
+
+    /// Waits until any server ends (Ctrl-C stops them all).
+    pub async fn wait(self) -> std::io::Result<()> {
+        for task in self.tasks {
+            task.await.map_err(std::io::Error::other)??;
+        }
+        Ok(())
+    }
+
+    /// Stops every server gracefully.
+    pub async fn stop(self) {
+        for handle in &self.handles {
+            handle.stop(true).await;
+        }
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Starts the public and internal listeners for a configuration and store: opens the audit
+/// trail, loads the purposes (and watches them), then binds.
+pub async fn start(
+    config: &Config,
+    store: Arc<dyn Store>,
+    authority: Option<Bound>,
+) -> Result<Running, StartError> {
+    let http = http_client()?;
+    let audit_store = AuditStore::connect(&config.audit.url)
+        .await
+        .map_err(|source| StartError::Audit {
+            url: crate::config::redact_url(&config.audit.url),
+            source,
+        })?;
+    let audit = AuditLog::start(audit_store, config.audit.batch_max);
+    let hasher = SubjectHasher::new(config.audit.hmac_secret.as_bytes()).map_err(|source| {
+        StartError::Audit {
+            url: crate::config::redact_url(&config.audit.url),
+            source,
+        }
+    })?;
+    let purposes = Arc::new(PurposeRegistry::from_file(&config.purposes.file)?);
+    crate::provider::purpose::spawn_reloader(purposes.clone());
+    let state = PublicState::new(config, store, http, audit, hasher, purposes);
+    let health = state.health.clone();
+    let public = bind_public(config.server.public_listen, config.server.workers, state)?;
+    let internal = bind_internal(config.server.internal_listen, 1, health)?;
+    Ok(Running::spawn(public, internal, authority))
+}

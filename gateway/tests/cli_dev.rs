@@ -1,0 +1,289 @@
+//! The `pdnd-gateway` binary as a newcomer runs it: `dev` in one process, `voucher` and `audit`
+//! in others, talking over real sockets. Also the crash test of the audit trail: requests at
+//! high concurrency, `kill -9` midway, restart, and every 2xx the client saw has its record.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_pdnd-gateway");
+
+struct Dev {
+    child: Child,
+    public: String,
+    authority: String,
+    sample_cf: String,
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn data_dir(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("pdndgw-cli-{name}-{}", uuid::Uuid::new_v4()))
+}
+
+/// Starts `dev` on free ports and reads the addresses from its start-up message.
+fn start_dev(dir: &Path) -> Dev {
+    let mut child = Command::new(BIN)
+        .args(["dev", "--data-dir"])
+        .arg(dir)
+        .env("PDNDGW_SERVER__PUBLIC_LISTEN", "127.0.0.1:0")
+        .env("PDNDGW_SERVER__INTERNAL_LISTEN", "127.0.0.1:0")
+        .env("PDNDGW_DEV__AUTHORITY_LISTEN", "127.0.0.1:0")
+        .env("PDNDGW_DEV__RESIDENTS", "100")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dev starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let (mut public, mut authority, mut sample_cf) = (None, None, None);
+    let mut banner = String::new();
+    for line in lines.by_ref() {
+        let line = line.expect("utf-8 banner");
+        banner.push_str(&line);
+        banner.push('\n');
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .map(str::to_owned);
+        if line.trim_start().starts_with("e-services (public)") {
+            public = url;
+        } else if line.trim_start().starts_with("local PDND authority") {
+            authority = url;
+        } else if line.contains("\"codiceFiscale\":\"") {
+            sample_cf = line
+                .split("\"codiceFiscale\":\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .map(str::to_owned);
+        }
+        if line.starts_with("Stop with Ctrl-C") {
+            break;
+        }
+    }
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Dev {
+        child,
+        public: public.unwrap_or_else(|| panic!("no public address in:\n{banner}")),
+        authority: authority.unwrap_or_else(|| panic!("no authority address in:\n{banner}")),
+        sample_cf: sample_cf.unwrap_or_else(|| panic!("no sample codice fiscale in:\n{banner}")),
+    }
+}
+
+fn voucher(dir: &Path, authority: &str, extra: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(["voucher", "--data-dir"])
+        .arg(dir)
+        .args(extra)
+        .env(
+            "PDNDGW_PDND__TOKEN_ENDPOINT",
+            format!("{authority}/token.oauth2"),
+        )
+        .output()
+        .expect("voucher runs")
+}
+
+fn audit(dir: &Path, extra: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(["audit", "--data-dir"])
+        .arg(dir)
+        .args(extra)
+        .output()
+        .expect("audit runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+#[tokio::test]
+async fn dev_voucher_call_and_audit_from_the_command_line() {
+    let dir = data_dir("walk");
+    let dev = start_dev(&dir);
+    let out = voucher(&dir, &dev.authority, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    assert_eq!(token.split('.').count(), 3, "{token}");
+
+    let http = reqwest::Client::new();
+    let resp = http
+        .post(format!("{}/anagrafe/v1/residenza", dev.public))
+        .bearer_auth(&token)
+        .json(&json!({ "codiceFiscale": dev.sample_cf }))
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(resp.status(), 200);
+
+    // --decode shows PDND's shape.
+    let out = voucher(&dir, &dev.authority, &["--decode"]);
+    let decoded: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(decoded["header"]["typ"], "at+jwt");
+    assert!(decoded["claims"]["purposeId"].is_string());
+
+    // A refused request shows the claims that were sent, and no key material.
+    let out = voucher(
+        &dir,
+        &dev.authority,
+        &["--purpose-id", "00000000-0000-4000-8000-000000000000"],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("015-0008") && stderr.contains("purposeId"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("PRIVATE KEY"), "{stderr}");
+
+    // The audit finds the call by codice fiscale, and nothing for another subject.
+    let found = audit(
+        &dir,
+        &["--codice-fiscale", &dev.sample_cf, "--format", "jsonl"],
+    );
+    let records: Vec<Value> = found
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("jsonl"))
+        .collect();
+    assert_eq!(records.len(), 1, "{found}");
+    assert_eq!(records[0]["operation"], "residenza");
+    assert_eq!(records[0]["status"], 200);
+    assert!(
+        !found.contains(&dev.sample_cf),
+        "the trail must not hold the codice fiscale"
+    );
+    let other = audit(
+        &dir,
+        &["--codice-fiscale", "RSSMRA80A01H501U", "--format", "csv"],
+    );
+    assert_eq!(other.lines().count(), 1, "header only: {other}");
+    drop(dev);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn kill_9_loses_no_audit_record_of_a_served_answer() {
+    let dir = data_dir("crash");
+    let mut dev = start_dev(&dir);
+    let out = voucher(&dir, &dev.authority, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let served: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let total = 2_000usize;
+    let concurrency = 16usize;
+    let mut workers = Vec::new();
+    for w in 0..concurrency {
+        let (http, served, stop) = (http.clone(), served.clone(), stop.clone());
+        let (url, token, cf) = (
+            format!("{}/anagrafe/v1/residenza", dev.public),
+            token.clone(),
+            dev.sample_cf.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            for i in (w..total).step_by(concurrency) {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let id = format!("crash-{i}");
+                let resp = http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .header("X-Request-Id", &id)
+                    .json(&json!({ "codiceFiscale": cf }))
+                    .send()
+                    .await;
+                if let Ok(resp) = resp {
+                    if resp.status().is_success() && resp.bytes().await.is_ok() {
+                        served.lock().expect("lock").push(id);
+                    }
+                }
+            }
+        }));
+    }
+    // Kill the server once a good share of the requests has been answered.
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if served.lock().expect("lock").len() >= total / 3 {
+            break;
+        }
+    }
+    dev.child.kill().expect("kill -9");
+    let _ = dev.child.wait();
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        let _ = w.await;
+    }
+    let served = served.lock().expect("lock").clone();
+    assert!(
+        served.len() >= total / 3 && served.len() < total,
+        "served {}",
+        served.len()
+    );
+
+    // Restart on the same data directory (recovery of the WAL), then check every served id.
+    drop(dev);
+    let dev = start_dev(&dir);
+    let store = gateway::provider::audit::AuditStore::connect(&format!(
+        "sqlite://{}?mode=rwc",
+        dir.join("audit.db").display()
+    ))
+    .await
+    .expect("audit store");
+    let records = store.query(&Default::default()).await.expect("query");
+    let recorded: std::collections::HashSet<&str> = records
+        .iter()
+        .filter(|r| r.status == 200)
+        .map(|r| r.request_id.as_str())
+        .collect();
+    let missing: Vec<&String> = served
+        .iter()
+        .filter(|id| !recorded.contains(id.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} served answers have no audit record: {:?}",
+        missing.len(),
+        served.len(),
+        &missing[..missing.len().min(10)]
+    );
+    eprintln!(
+        "served {} answers before kill -9; all {} have audit records ({} records in all)",
+        served.len(),
+        served.len(),
+        records.len()
+    );
+    drop(dev);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs every check and test of pdnd-gateway: formatting, lints, unit, property and end-to-end
+# suites on SQLite and on a throwaway PostgreSQL this script starts (and stops).
+#
+# Usage: bash tests/run.sh        (from the repository root; installs what is missing)
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+say() { printf '\n==> %s\n' "$*"; }
+
+# Build artefacts live outside the clone and are reused between runs (and between clones).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pdnd-gateway/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+say "setup"
+bash tests/scripts/setup.sh
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+
+say "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+say "PostgreSQL (throwaway)"
+pgdir=$(mktemp -d /tmp/pdndgw-pg.XXXXXX)
+cleanup() { bash tests/scripts/postgres.sh stop "$pgdir" >/dev/null 2>&1 || true; rm -rf "$pgdir"; }
+trap cleanup EXIT
+url_line=$(bash tests/scripts/postgres.sh start "$pgdir" | grep '^DATABASE_URL=' | tail -n 1)
+export PDNDGW_TEST_POSTGRES_URL="${url_line#DATABASE_URL=}"
+echo "PostgreSQL at ${PDNDGW_TEST_POSTGRES_URL%%@*}@…"
+
+say "cargo test (unit, property, end-to-end)"
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$pgdir/cargo-test.log"
+status=${PIPESTATUS[0]}
+if [ "$status" -ne 0 ]; then
+  exit "$status"
+fi
+
+passed=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$pgdir/cargo-test.log" | awk '{s+=$4} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed' "$pgdir/cargo-test.log" | awk '{s+=$1} END {print s+0}')
+say "all checks passed"
+echo "tests: ${passed} passed, ${failed} failed"

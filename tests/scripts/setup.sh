@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what the build and the tests need and a fresh Debian machine lacks.
+# Idempotent: does nothing when everything is present. Needs root only when it installs.
+set -euo pipefail
+
+need=()
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+# josekit links the system OpenSSL.
+pkg-config --exists openssl 2>/dev/null || need+=(libssl-dev)
+# PostgreSQL server binaries for the throwaway test database.
+have_pg=false
+for d in $(command -v initdb 2>/dev/null | xargs -r dirname) /usr/lib/postgresql/*/bin; do
+  if [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ]; then have_pg=true; fi
+done
+$have_pg || need+=(postgresql)
+
+if [ "${#need[@]}" -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+echo "setup: ok"
