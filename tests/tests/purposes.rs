@@ -1,0 +1,191 @@
+//! The purpose stage over real HTTP: a valid voucher is not enough, its purpose must be
+//! registered, active, for this e-service and granted this operation; refusals are 403
+//! problem+json that name the operation and nothing else. Edits of the purposes file apply
+//! without a restart.
+
+use e2e::{now, sign_rs256, voucher_header, Harness};
+use gateway::dev::sample;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+async fn call(h: &Harness, path: &str, token: &str, body: &Value) -> (StatusCode, Value) {
+    let resp = h.post(path, Some(token), body).await;
+    let status = resp.status();
+    let ctype = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    if status == StatusCode::FORBIDDEN {
+        assert_eq!(ctype, "application/problem+json");
+    }
+    (status, body)
+}
+
+fn verifica_body(cf: &str) -> Value {
+    json!({
+        "codiceFiscale": cf,
+        "indirizzo": {"dug": "VIA", "toponimo": "ROMA", "civico": "1", "cap": "56100", "codiceIstatComune": "050026"}
+    })
+}
+
+#[tokio::test]
+async fn purposes_are_authorised_per_operation() {
+    let h = Harness::start().await;
+    let cf = h.sample_cf();
+    let verifica = h.voucher(sample::ANAGRAFE_VERIFICA.purpose_id).await;
+    // Granted: verifica-residenza. Not granted: residenza (the address).
+    let (status, body) = call(
+        &h,
+        "/anagrafe/v1/verifica-residenza",
+        &verifica,
+        &verifica_body(&cf),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = call(
+        &h,
+        "/anagrafe/v1/residenza",
+        &verifica,
+        &json!({"codiceFiscale": cf}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let detail = body["detail"].as_str().unwrap_or("");
+    assert!(detail.contains("residenza"), "{detail}");
+    // Never other purposes or consumers.
+    for secret in [
+        sample::ANAGRAFE_FULL.purpose_id,
+        sample::ANAGRAFE_VERIFICA.purpose_id,
+        sample::CONSUMER_ID,
+    ] {
+        assert!(!body.to_string().contains(secret), "{body}");
+    }
+    // The full purpose gets every anagrafe operation it asks for.
+    let full = h.voucher(sample::ANAGRAFE_FULL.purpose_id).await;
+    for (path, body) in [
+        ("/anagrafe/v1/residenza", json!({"codiceFiscale": cf})),
+        ("/anagrafe/v1/generalita", json!({"codiceFiscale": cf})),
+        ("/anagrafe/v1/stato-famiglia", json!({"codiceFiscale": cf})),
+        (
+            "/anagrafe/v1/esistenza-in-vita",
+            json!({"codiceFiscale": cf}),
+        ),
+        ("/anagrafe/v1/verifica-residenza", verifica_body(&cf)),
+    ] {
+        let (status, answer) = call(&h, path, &full, &body).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {answer}");
+    }
+}
+
+#[tokio::test]
+async fn forged_purposes_and_mismatching_ids_get_403() {
+    let h = Harness::start().await;
+    let cf = h.sample_cf();
+    let key = h.authority_key_pem();
+    let kid = h.authority_kid();
+    let body = json!({"codiceFiscale": cf});
+    let sign = |claims: &Value| sign_rs256(voucher_header(&kid), claims, &key);
+    let good = h.good_claims(now());
+    let mut cases: Vec<(&str, Value)> = Vec::new();
+    let mut c = good.clone();
+    c["purposeId"] = json!(uuid::Uuid::new_v4().to_string());
+    cases.push(("unknown purpose", c));
+    let mut c = good.clone();
+    c["purposeId"] = json!(sample::TRIBUTI_FULL.purpose_id);
+    cases.push(("purpose of another e-service", c));
+    let mut c = good.clone();
+    c["eserviceId"] = json!(uuid::Uuid::new_v4().to_string());
+    cases.push(("eserviceId mismatch", c));
+    let mut c = good.clone();
+    c["descriptorId"] = json!(uuid::Uuid::new_v4().to_string());
+    cases.push(("descriptorId mismatch", c));
+    let mut c = good.clone();
+    c["producerId"] = json!(uuid::Uuid::new_v4().to_string());
+    cases.push(("producerId mismatch", c));
+    let mut c = good.clone();
+    c.as_object_mut().expect("object").remove("producerId");
+    cases.push(("producerId absent while configured", c));
+    let mut c = good.clone();
+    c["consumerId"] = json!(uuid::Uuid::new_v4().to_string());
+    cases.push(("consumerId mismatch", c));
+    for (name, claims) in &cases {
+        let (status, answer) = call(&h, "/anagrafe/v1/residenza", &sign(claims), &body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{name}: {answer}");
+    }
+    // The unaltered claims pass: the refusals above are due to the one change each.
+    let (status, answer) = call(&h, "/anagrafe/v1/residenza", &sign(&good), &body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}
+
+#[tokio::test]
+async fn suspending_a_purpose_in_the_file_applies_without_restart() {
+    let h = Harness::start().await;
+    let cf = h.sample_cf();
+    let full = h.voucher(sample::ANAGRAFE_FULL.purpose_id).await;
+    let body = json!({"codiceFiscale": cf});
+    let (status, _) = call(&h, "/anagrafe/v1/residenza", &full, &body).await;
+    assert_eq!(status, StatusCode::OK);
+    let path = h.env.config.purposes.file.clone();
+    let text = std::fs::read_to_string(&path).expect("purposes file");
+    // Suspend the first purpose (the full anagrafe one) and only it.
+    let marker = format!("purpose_id = \"{}\"", sample::ANAGRAFE_FULL.purpose_id);
+    assert!(text.contains(&marker), "{text}");
+    let edited = text.replacen(&marker, &format!("{marker}\nstate = \"suspended\""), 1);
+    // Make sure the modification time moves even on coarse file systems.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    std::fs::write(&path, remove_state_after(&edited, &marker)).expect("write");
+    let mut refused = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let (status, _) = call(&h, "/anagrafe/v1/residenza", &full, &body).await;
+        if status == StatusCode::FORBIDDEN {
+            refused = true;
+            break;
+        }
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert!(refused, "suspension not applied within 10 s");
+    // Another purpose is untouched.
+    let verifica = h.voucher(sample::ANAGRAFE_VERIFICA.purpose_id).await;
+    let (status, _) = call(
+        &h,
+        "/anagrafe/v1/verifica-residenza",
+        &verifica,
+        &verifica_body(&cf),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    // A broken file keeps the registry as it was.
+    std::fs::write(&path, "this is [not toml").expect("write");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (status, _) = call(
+        &h,
+        "/anagrafe/v1/verifica-residenza",
+        &verifica,
+        &verifica_body(&cf),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// The file has one `state = "active"` line per purpose; after inserting `suspended` for one
+/// purpose, drop that purpose's own `active` line so the table has a single `state` key.
+fn remove_state_after(text: &str, marker: &str) -> String {
+    let Some(start) = text.find(marker) else {
+        return text.to_owned();
+    };
+    let (head, tail) = text.split_at(start);
+    let next_table = tail[1..]
+        .find("[[purpose]]")
+        .map(|i| i + 1)
+        .unwrap_or(tail.len());
+    let (this, rest) = tail.split_at(next_table);
+    format!(
+        "{head}{}{rest}",
+        this.replacen("state = \"active\"\n", "", 1)
+    )
+}
