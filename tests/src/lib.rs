@@ -167,3 +167,65 @@ pub fn voucher_header(kid: &str) -> jsonwebtoken::Header {
     h.kid = Some(kid.to_owned());
     h
 }
+
+/// A throwaway PostgreSQL server of its own (via `tests/scripts/postgres.sh`), for suites that
+/// must stop and restart the database. Stopped and removed on drop.
+pub struct Postgres {
+    dir: PathBuf,
+    pub url: String,
+}
+
+const POSTGRES_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/postgres.sh");
+
+impl Postgres {
+    /// Starts one. Where PostgreSQL cannot be had, a local run skips (returns None with a
+    /// message) but CI fails: the suites must never silently lose their PostgreSQL half.
+    pub fn start() -> Option<Postgres> {
+        let dir = std::env::temp_dir().join(format!("pdndgw-pg-{}", uuid::Uuid::new_v4()));
+        match Self::run("start", &dir) {
+            Ok(out) => {
+                let url = out
+                    .lines()
+                    .find_map(|l| l.strip_prefix("DATABASE_URL="))
+                    .expect("postgres.sh prints DATABASE_URL")
+                    .to_owned();
+                Some(Postgres { dir, url })
+            }
+            Err(e) if std::env::var_os("CI").is_none() => {
+                eprintln!("SKIPPED: PostgreSQL unavailable here ({e}); CI runs this suite");
+                None
+            }
+            Err(e) => panic!("PostgreSQL could not be started in CI: {e}"),
+        }
+    }
+
+    fn run(cmd: &str, dir: &std::path::Path) -> Result<String, String> {
+        let out = std::process::Command::new("bash")
+            .arg(POSTGRES_SCRIPT)
+            .arg(cmd)
+            .arg(dir)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Stops the server (an outage).
+    pub fn stop(&self) {
+        Self::run("stop", &self.dir).expect("postgres stops");
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&self) {
+        Self::run("start", &self.dir).expect("postgres restarts");
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = Self::run("stop", &self.dir);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

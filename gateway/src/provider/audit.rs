@@ -28,6 +28,9 @@ pub enum AuditError {
     Store(#[from] sqlx::Error),
     #[error("audit writer stopped")]
     WriterGone,
+    /// The batch holding this record failed to commit.
+    #[error("audit commit failed: {0}")]
+    Commit(String),
     #[error("audit secret must be at least 32 bytes")]
     WeakSecret,
 }
@@ -312,7 +315,7 @@ impl AuditLog {
             .map_err(|_| AuditError::WriterGone)?;
         match done_rx.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(reason)) => Err(AuditError::Store(sqlx::Error::Protocol(reason))),
+            Ok(Err(reason)) => Err(AuditError::Commit(reason)),
             Err(_) => Err(AuditError::WriterGone),
         }
     }
