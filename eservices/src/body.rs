@@ -59,7 +59,8 @@ fn is_json(req: &HttpRequest) -> bool {
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// Deserialises `bytes` into `T`, with an error that names the failing field.
@@ -103,11 +104,11 @@ where
             if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
                 return Err(too_large());
             }
-            let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(MAX_BODY_BYTES));
+            let mut body =
+                web::BytesMut::with_capacity(declared.unwrap_or(1024).min(MAX_BODY_BYTES));
             while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|_| {
-                    Problem::bad_request("The request body could not be read.")
-                })?;
+                let chunk = chunk
+                    .map_err(|_| Problem::bad_request("The request body could not be read."))?;
                 if body.len() + chunk.len() > MAX_BODY_BYTES {
                     return Err(too_large());
                 }
@@ -131,7 +132,9 @@ pub fn json_error_problem(err: &JsonPayloadError) -> Problem {
         JsonPayloadError::Deserialize(e) if e.is_syntax() || e.is_eof() => {
             Problem::bad_request(format!("The request body is not valid JSON: {e}"))
         }
-        JsonPayloadError::Deserialize(e) => Problem::bad_request(format!("Invalid request body: {e}")),
+        JsonPayloadError::Deserialize(e) => {
+            Problem::bad_request(format!("Invalid request body: {e}"))
+        }
         JsonPayloadError::Serialize(_) => Problem::internal(),
         _ => Problem::bad_request("The request body could not be read."),
     }
@@ -174,8 +177,10 @@ mod tests {
 
     #[test]
     fn details_name_the_field() {
-        assert!(detail(r#"{"codiceFiscale":"RSSMRA85T10A562X","inner":{"anno":1}}"#)
-            .contains("`codiceFiscale`"));
+        assert!(
+            detail(r#"{"codiceFiscale":"RSSMRA85T10A562X","inner":{"anno":1}}"#)
+                .contains("`codiceFiscale`")
+        );
         let d = detail(r#"{"codiceFiscale":"RSSMRA85T10A562S","inner":{"anno":"x"}}"#);
         assert!(d.contains("`inner.anno`"), "{d}");
         let d = detail(r#"{"codiceFiscale":"RSSMRA85T10A562S","inner":{"anno":1},"extra":1}"#);
@@ -183,15 +188,23 @@ mod tests {
         let d = detail(r#"{"codiceFiscale":"RSSMRA85T10A562S"}"#);
         assert!(d.contains("missing field `inner`"), "{d}");
         assert!(detail("not json").contains("not valid JSON"));
-        assert!(detail(r#"{"codiceFiscale":"RSSMRA85T10A562S","inner":{"anno":1}} x"#)
-            .contains("not valid JSON"));
-        assert!(parse_body::<Outer>(br#"{"codiceFiscale":"RSSMRA85T10A562S","inner":{"anno":1}}"#).is_ok());
+        assert!(
+            detail(r#"{"codiceFiscale":"RSSMRA85T10A562S","inner":{"anno":1}} x"#)
+                .contains("not valid JSON")
+        );
+        let ok = parse_body::<Outer>(br#"{"codiceFiscale":"rssmra85t10a562s","inner":{"anno":1}}"#)
+            .unwrap();
+        assert_eq!(ok.codice_fiscale.as_str(), "RSSMRA85T10A562S");
+        assert_eq!(ok.inner.anno, 1);
     }
 
     #[test]
     fn overflow_maps_to_413() {
         let p = json_error_problem(&JsonPayloadError::Overflow { limit: 1 });
         assert_eq!(p.status, 413);
-        assert_eq!(json_error_problem(&JsonPayloadError::ContentType).status, 415);
+        assert_eq!(
+            json_error_problem(&JsonPayloadError::ContentType).status,
+            415
+        );
     }
 }

@@ -24,7 +24,10 @@ use utoipa::openapi::{schema, ObjectBuilder, RefOr, Schema, Type};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdentifierError {
     #[error("must be {expected} characters long, found {found}")]
-    Length { expected: &'static str, found: usize },
+    Length {
+        expected: &'static str,
+        found: usize,
+    },
     #[error("character at position {position} must be {expected}")]
     Character {
         position: usize,
@@ -214,7 +217,8 @@ fn validate_personal(s: &str) -> Result<(), IdentifierError> {
     if !(1..=31).contains(&day) && !(41..=71).contains(&day) {
         return Err(IdentifierError::DayOfBirth);
     }
-    let expected = compute_check_char(&s[..15]).ok_or(IdentifierError::CheckCharacter { position: 16 })?;
+    let expected =
+        compute_check_char(&s[..15]).ok_or(IdentifierError::CheckCharacter { position: 16 })?;
     if char::from(b[15]) != expected {
         return Err(IdentifierError::CheckCharacter { position: 16 });
     }
@@ -301,8 +305,7 @@ impl CodiceFiscale {
     ) -> Result<Self, IdentifierError> {
         let belfiore = codice_belfiore.trim().to_ascii_uppercase();
         let bb = belfiore.as_bytes();
-        if bb.len() != 4 || !bb[0].is_ascii_uppercase() || !bb[1..].iter().all(u8::is_ascii_digit)
-        {
+        if bb.len() != 4 || !bb[0].is_ascii_uppercase() || !bb[1..].iter().all(u8::is_ascii_digit) {
             return Err(IdentifierError::PersonalData(
                 "codice Belfiore must be a letter and three digits",
             ));
@@ -391,7 +394,9 @@ fn surname_code(cognome: &str) -> String {
 fn name_code(nome: &str) -> String {
     let (consonants, vowels) = letters(nome);
     if consonants.len() >= 4 {
-        return [consonants[0], consonants[2], consonants[3]].iter().collect();
+        return [consonants[0], consonants[2], consonants[3]]
+            .iter()
+            .collect();
     }
     let mut all = consonants;
     all.extend(vowels);
@@ -657,7 +662,10 @@ mod tests {
         // Published partite IVA of public bodies/companies (format examples).
         for ok in ["07643520567", "00488410010", "02438750586"] {
             assert!(PartitaIva::parse(ok).is_ok(), "{ok}");
-            assert!(CodiceFiscale::parse(ok).is_ok(), "{ok} as numeric codice fiscale");
+            assert!(
+                CodiceFiscale::parse(ok).is_ok(),
+                "{ok} as numeric codice fiscale"
+            );
         }
         assert_eq!(
             PartitaIva::parse("07643520568").unwrap_err(),
@@ -717,10 +725,16 @@ mod tests {
         )
             .prop_map(|(s, n, f, y, m, d, b, omo)| {
                 let sesso = if f { Sesso::F } else { Sesso::M };
-                let date = NaiveDate::from_ymd_opt(y, m, d).expect("day <= 28 exists in every month");
-                let cf =
-                    CodiceFiscale::from_personal_data(SURNAMES[s], NAMES[n], sesso, date, BELFIORE[b])
-                        .expect("generated from valid personal data");
+                let date =
+                    NaiveDate::from_ymd_opt(y, m, d).expect("day <= 28 exists in every month");
+                let cf = CodiceFiscale::from_personal_data(
+                    SURNAMES[s],
+                    NAMES[n],
+                    sesso,
+                    date,
+                    BELFIORE[b],
+                )
+                .expect("generated from valid personal data");
                 if omo == 0 {
                     cf
                 } else {

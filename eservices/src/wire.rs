@@ -160,10 +160,20 @@ pub struct Indirizzo {
     /// House number with its optional suffix (`12`, `12/B`).
     #[schema(max_length = 16, example = "12")]
     pub civico: String,
-    #[schema(min_length = 5, max_length = 5, pattern = "^[0-9]{5}$", example = "56125")]
+    #[schema(
+        min_length = 5,
+        max_length = 5,
+        pattern = "^[0-9]{5}$",
+        example = "56125"
+    )]
     pub cap: String,
     /// Six-digit ISTAT code of the comune.
-    #[schema(min_length = 6, max_length = 6, pattern = "^[0-9]{6}$", example = "050026")]
+    #[schema(
+        min_length = 6,
+        max_length = 6,
+        pattern = "^[0-9]{6}$",
+        example = "050026"
+    )]
     pub codice_istat_comune: String,
 }
 
@@ -211,7 +221,10 @@ mod tests {
         assert_eq!(serde_json::to_string(&Importo(12345)).unwrap(), "123.45");
         assert_eq!(serde_json::to_string(&Importo(100)).unwrap(), "1.0");
         assert_eq!(serde_json::to_string(&Importo(-5)).unwrap(), "-0.05");
-        assert_eq!(serde_json::to_string(&Importo(999_999_999_99)).unwrap(), "999999999.99");
+        assert_eq!(
+            serde_json::to_string(&Importo(99_999_999_999)).unwrap(),
+            "999999999.99"
+        );
         assert_eq!(Importo(12305).to_string(), "123.05");
         assert_eq!(serde_json::to_string(&Percentuale(3333)).unwrap(), "33.33");
     }

@@ -17,12 +17,21 @@ async fn srv(db: Db) -> Option<Server> {
 }
 
 fn assert_ok(a: &common::Answer, what: &str) {
-    assert_eq!(a.status, 200, "{what}: {}", String::from_utf8_lossy(&a.bytes));
+    assert_eq!(
+        a.status,
+        200,
+        "{what}: {}",
+        String::from_utf8_lossy(&a.bytes)
+    );
     assert_eq!(a.content_type, "application/json", "{what}");
 }
 
 async fn data_aggiornamento(s: &Server) -> String {
-    one_text(s.raw(), "SELECT valore FROM metadati WHERE chiave = 'data_aggiornamento'").await
+    one_text(
+        s.raw(),
+        "SELECT valore FROM metadati WHERE chiave = 'data_aggiornamento'",
+    )
+    .await
 }
 
 async fn anagrafe_answers_match_the_tables(db: Db) {
@@ -42,9 +51,15 @@ async fn anagrafe_answers_match_the_tables(db: Db) {
     let t = |c: &str| row.try_get::<String, _>(c).unwrap();
     let cf = t("codice_fiscale");
 
-    let a = s.post("/anagrafe/v1/residenza", json!({"codiceFiscale": cf})).await;
+    let a = s
+        .post("/anagrafe/v1/residenza", json!({"codiceFiscale": cf}))
+        .await;
     assert_ok(&a, "residenza");
-    assert_eq!(a.subject.as_deref(), Some(cf.as_str()), "DataSubject recorded");
+    assert_eq!(
+        a.subject.as_deref(),
+        Some(cf.as_str()),
+        "DataSubject recorded"
+    );
     assert_eq!(
         a.json(),
         json!({
@@ -55,11 +70,22 @@ async fn anagrafe_answers_match_the_tables(db: Db) {
             "dataAggiornamento": agg,
         })
     );
-    assert_eq!(a.keys(), keys(&["residente", "indirizzo", "dataDecorrenza", "dataAggiornamento"]));
+    assert_eq!(
+        a.keys(),
+        keys(&[
+            "residente",
+            "indirizzo",
+            "dataDecorrenza",
+            "dataAggiornamento"
+        ])
+    );
 
     // Lower case input is the same subject.
     let a = s
-        .post("/anagrafe/v1/generalita", json!({"codiceFiscale": cf.to_lowercase()}))
+        .post(
+            "/anagrafe/v1/generalita",
+            json!({"codiceFiscale": cf.to_lowercase()}),
+        )
         .await;
     assert_ok(&a, "generalita");
     assert_eq!(
@@ -72,7 +98,12 @@ async fn anagrafe_answers_match_the_tables(db: Db) {
         })
     );
 
-    let a = s.post("/anagrafe/v1/esistenza-in-vita", json!({"codiceFiscale": cf})).await;
+    let a = s
+        .post(
+            "/anagrafe/v1/esistenza-in-vita",
+            json!({"codiceFiscale": cf}),
+        )
+        .await;
     assert_ok(&a, "esistenza-in-vita");
     assert_eq!(a.json(), json!({"inVita": true, "dataAggiornamento": agg}));
 
@@ -80,16 +111,28 @@ async fn anagrafe_answers_match_the_tables(db: Db) {
     let addr = json!({"dug": t("dug").to_lowercase(), "toponimo": format!(" {} ", t("toponimo")),
                       "civico": t("civico"), "cap": t("cap"), "codiceIstatComune": t("codice_istat_comune")});
     let a = s
-        .post("/anagrafe/v1/verifica-residenza", json!({"codiceFiscale": cf, "indirizzo": addr}))
+        .post(
+            "/anagrafe/v1/verifica-residenza",
+            json!({"codiceFiscale": cf, "indirizzo": addr}),
+        )
         .await;
     assert_ok(&a, "verifica-residenza");
-    assert_eq!(a.json(), json!({"corrisponde": true, "dataAggiornamento": agg}));
+    assert_eq!(
+        a.json(),
+        json!({"corrisponde": true, "dataAggiornamento": agg})
+    );
     let mut other = addr.clone();
     other["civico"] = json!("9999");
     let a = s
-        .post("/anagrafe/v1/verifica-residenza", json!({"codiceFiscale": cf, "indirizzo": other}))
+        .post(
+            "/anagrafe/v1/verifica-residenza",
+            json!({"codiceFiscale": cf, "indirizzo": other}),
+        )
         .await;
-    assert_eq!(a.json(), json!({"corrisponde": false, "dataAggiornamento": agg}));
+    assert_eq!(
+        a.json(),
+        json!({"corrisponde": false, "dataAggiornamento": agg})
+    );
 
     // A deceased person: not alive, not resident, no family.
     let dead = sqlx::query(
@@ -100,15 +143,30 @@ async fn anagrafe_answers_match_the_tables(db: Db) {
     .await
     .unwrap();
     let dead_cf: String = dead.try_get("codice_fiscale").unwrap();
-    let a = s.post("/anagrafe/v1/esistenza-in-vita", json!({"codiceFiscale": dead_cf})).await;
+    let a = s
+        .post(
+            "/anagrafe/v1/esistenza-in-vita",
+            json!({"codiceFiscale": dead_cf}),
+        )
+        .await;
     assert_eq!(
         a.json(),
         json!({"inVita": false, "dataDecesso": dead.try_get::<String, _>("data_decesso").unwrap(),
                "dataAggiornamento": agg})
     );
-    let a = s.post("/anagrafe/v1/residenza", json!({"codiceFiscale": dead_cf})).await;
-    assert_eq!(a.json(), json!({"residente": false, "dataAggiornamento": agg}));
-    let a = s.post("/anagrafe/v1/stato-famiglia", json!({"codiceFiscale": dead_cf})).await;
+    let a = s
+        .post("/anagrafe/v1/residenza", json!({"codiceFiscale": dead_cf}))
+        .await;
+    assert_eq!(
+        a.json(),
+        json!({"residente": false, "dataAggiornamento": agg})
+    );
+    let a = s
+        .post(
+            "/anagrafe/v1/stato-famiglia",
+            json!({"codiceFiscale": dead_cf}),
+        )
+        .await;
     assert_eq!(a.status, 404);
 
     // Someone who moved away: known, alive, not resident.
@@ -118,9 +176,14 @@ async fn anagrafe_answers_match_the_tables(db: Db) {
          WHERE r.codice_fiscale IS NULL AND p.data_decesso IS NULL ORDER BY p.codice_fiscale LIMIT 1",
     )
     .await;
-    let a = s.post("/anagrafe/v1/residenza", json!({"codiceFiscale": gone})).await;
+    let a = s
+        .post("/anagrafe/v1/residenza", json!({"codiceFiscale": gone}))
+        .await;
     assert_ok(&a, "residenza of an emigrated person");
-    assert_eq!(a.json(), json!({"residente": false, "dataAggiornamento": agg}));
+    assert_eq!(
+        a.json(),
+        json!({"residente": false, "dataAggiornamento": agg})
+    );
 
     // A family of at least three, asked through a member who is not the head.
     let fam = one_text(
@@ -147,7 +210,12 @@ async fn anagrafe_answers_match_the_tables(db: Db) {
         .collect();
     assert_eq!(expected[0]["relazioneIntestatario"], "intestatario");
     let member: String = members[2].try_get(0).unwrap();
-    let a = s.post("/anagrafe/v1/stato-famiglia", json!({"codiceFiscale": member})).await;
+    let a = s
+        .post(
+            "/anagrafe/v1/stato-famiglia",
+            json!({"codiceFiscale": member}),
+        )
+        .await;
     assert_ok(&a, "stato-famiglia");
     assert_eq!(
         a.json(),
@@ -200,7 +268,12 @@ async fn tributi_answers_match_the_tables(db: Db) {
     .await
     .unwrap();
     let (dovuto, versato): (i64, i64) = (pos.try_get(0).unwrap(), pos.try_get(1).unwrap());
-    let a = s.post("/tributi/v1/imu/posizione", json!({"soggetto": id, "anno": anno})).await;
+    let a = s
+        .post(
+            "/tributi/v1/imu/posizione",
+            json!({"soggetto": id, "anno": anno}),
+        )
+        .await;
     assert_ok(&a, "imu/posizione");
     assert_eq!(a.subject.as_deref(), Some(id.as_str()));
     assert_eq!(
@@ -253,7 +326,12 @@ async fn tributi_answers_match_the_tables(db: Db) {
         .map(|r| json!({"rata": r.try_get::<i64, _>(0).unwrap(), "dataScadenza": r.try_get::<String, _>(1).unwrap(),
                         "importo": euro(r.try_get::<i64, _>(2).unwrap())}))
         .collect();
-    let a = s.post("/tributi/v1/tari/posizione", json!({"soggetto": piva, "anno": anno})).await;
+    let a = s
+        .post(
+            "/tributi/v1/tari/posizione",
+            json!({"soggetto": piva, "anno": anno}),
+        )
+        .await;
     assert_ok(&a, "tari/posizione");
     assert_eq!(
         a.json(),
@@ -275,10 +353,15 @@ async fn tributi_answers_match_the_tables(db: Db) {
     .fetch_all(s.raw())
     .await
     .unwrap();
-    let mut anni: Vec<i64> = anni.iter().map(|r| r.try_get::<i64, _>(0).unwrap()).collect();
+    let mut anni: Vec<i64> = anni
+        .iter()
+        .map(|r| r.try_get::<i64, _>(0).unwrap())
+        .collect();
     anni.sort_unstable();
     assert!(!anni.is_empty());
-    let a = s.post("/tributi/v1/regolarita", json!({"soggetto": debtor})).await;
+    let a = s
+        .post("/tributi/v1/regolarita", json!({"soggetto": debtor}))
+        .await;
     assert_ok(&a, "regolarita");
     assert_eq!(
         a.json(),
@@ -292,7 +375,9 @@ async fn tributi_answers_match_the_tables(db: Db) {
          AND i.versato_centesimi < i.dovuto_centesimi) ORDER BY c.identificativo LIMIT 1",
     )
     .await;
-    let a = s.post("/tributi/v1/regolarita", json!({"soggetto": regular})).await;
+    let a = s
+        .post("/tributi/v1/regolarita", json!({"soggetto": regular}))
+        .await;
     assert_eq!(
         a.json(),
         json!({"regolare": true, "anniConDebitoAperto": [], "dataAggiornamento": agg})
@@ -316,9 +401,17 @@ async fn tributi_answers_match_the_tables(db: Db) {
                    "importo": euro(r.try_get::<i64, _>(2).unwrap()), "data": r.try_get::<String, _>(3).unwrap()})
         })
         .collect();
-    let a = s.post("/tributi/v1/pagamenti", json!({"soggetto": id, "anno": anno})).await;
+    let a = s
+        .post(
+            "/tributi/v1/pagamenti",
+            json!({"soggetto": id, "anno": anno}),
+        )
+        .await;
     assert_ok(&a, "pagamenti");
-    assert_eq!(a.json(), json!({"pagamenti": expected, "dataAggiornamento": agg}));
+    assert_eq!(
+        a.json(),
+        json!({"pagamenti": expected, "dataAggiornamento": agg})
+    );
     assert_eq!(a.keys(), keys(&["pagamenti", "dataAggiornamento"]));
 }
 
@@ -326,15 +419,39 @@ async fn unknown_subjects_are_404(db: Db) {
     let Some(s) = srv(db).await else { return };
     let addr = json!({"dug": "VIA", "toponimo": "ROMA", "civico": "1", "cap": "56125", "codiceIstatComune": "050026"});
     let cases = [
-        ("/anagrafe/v1/residenza", json!({"codiceFiscale": UNKNOWN_CF})),
-        ("/anagrafe/v1/generalita", json!({"codiceFiscale": UNKNOWN_CF})),
-        ("/anagrafe/v1/stato-famiglia", json!({"codiceFiscale": UNKNOWN_CF})),
-        ("/anagrafe/v1/esistenza-in-vita", json!({"codiceFiscale": UNKNOWN_CF})),
-        ("/anagrafe/v1/verifica-residenza", json!({"codiceFiscale": UNKNOWN_CF, "indirizzo": addr})),
-        ("/tributi/v1/imu/posizione", json!({"soggetto": UNKNOWN_CF, "anno": 2024})),
-        ("/tributi/v1/tari/posizione", json!({"soggetto": UNKNOWN_PIVA, "anno": 2024})),
+        (
+            "/anagrafe/v1/residenza",
+            json!({"codiceFiscale": UNKNOWN_CF}),
+        ),
+        (
+            "/anagrafe/v1/generalita",
+            json!({"codiceFiscale": UNKNOWN_CF}),
+        ),
+        (
+            "/anagrafe/v1/stato-famiglia",
+            json!({"codiceFiscale": UNKNOWN_CF}),
+        ),
+        (
+            "/anagrafe/v1/esistenza-in-vita",
+            json!({"codiceFiscale": UNKNOWN_CF}),
+        ),
+        (
+            "/anagrafe/v1/verifica-residenza",
+            json!({"codiceFiscale": UNKNOWN_CF, "indirizzo": addr}),
+        ),
+        (
+            "/tributi/v1/imu/posizione",
+            json!({"soggetto": UNKNOWN_CF, "anno": 2024}),
+        ),
+        (
+            "/tributi/v1/tari/posizione",
+            json!({"soggetto": UNKNOWN_PIVA, "anno": 2024}),
+        ),
         ("/tributi/v1/regolarita", json!({"soggetto": UNKNOWN_PIVA})),
-        ("/tributi/v1/pagamenti", json!({"soggetto": UNKNOWN_CF, "anno": 2024})),
+        (
+            "/tributi/v1/pagamenti",
+            json!({"soggetto": UNKNOWN_CF, "anno": 2024}),
+        ),
     ];
     for (path, body) in cases {
         let a = s.post(path, body).await;
@@ -343,13 +460,20 @@ async fn unknown_subjects_are_404(db: Db) {
         let p = a.json();
         assert_eq!(p["status"], 404, "{path}");
         assert_eq!(p["title"], "Not Found", "{path}");
-        assert!(!String::from_utf8_lossy(&a.bytes).contains(UNKNOWN_CF), "no personal data in errors");
+        assert!(
+            !String::from_utf8_lossy(&a.bytes).contains(UNKNOWN_CF),
+            "no personal data in errors"
+        );
     }
 }
 
 async fn bad_input_is_400_413_415(db: Db) {
     let Some(s) = srv(db).await else { return };
-    let cf = one_text(s.raw(), "SELECT codice_fiscale FROM persone ORDER BY codice_fiscale LIMIT 1").await;
+    let cf = one_text(
+        s.raw(),
+        "SELECT codice_fiscale FROM persone ORDER BY codice_fiscale LIMIT 1",
+    )
+    .await;
     let long = "A".repeat(101);
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("/anagrafe/v1/residenza", b"{not json".to_vec(), "not valid JSON"),
@@ -378,51 +502,95 @@ async fn bad_input_is_400_413_415(db: Db) {
         assert_eq!(a.x_cache, None, "errors are never cached");
         assert_eq!(a.subject, None, "no data subject before the body parsed");
         let detail = a.json()["detail"].as_str().unwrap_or_default().to_owned();
-        assert!(detail.contains(needle), "{path} {shown}: detail {detail:?} lacks {needle:?}");
+        assert!(
+            detail.contains(needle),
+            "{path} {shown}: detail {detail:?} lacks {needle:?}"
+        );
     }
 
     let body = format!(r#"{{"codiceFiscale":"{cf}"}}"#).into_bytes();
-    let a = s.post_raw("/anagrafe/v1/residenza", None, body.clone()).await;
+    let a = s
+        .post_raw("/anagrafe/v1/residenza", None, body.clone())
+        .await;
     assert_eq!(a.status, 415);
     assert_eq!(a.content_type, "application/problem+json");
-    let a = s.post_raw("/anagrafe/v1/residenza", Some("text/plain"), body).await;
+    let a = s
+        .post_raw("/anagrafe/v1/residenza", Some("text/plain"), body)
+        .await;
     assert_eq!(a.status, 415);
 
     let mut big = format!(r#"{{"codiceFiscale":"{cf}","pad":""#).into_bytes();
     big.extend(std::iter::repeat_n(b' ', 16 * 1024));
     big.extend(b"\"}");
-    let a = s.post_raw("/anagrafe/v1/residenza", Some("application/json"), big).await;
+    let a = s
+        .post_raw("/anagrafe/v1/residenza", Some("application/json"), big)
+        .await;
     assert_eq!(a.status, 413);
     assert_eq!(a.content_type, "application/problem+json");
 
     // Just under the limit is accepted (whitespace is valid JSON).
     let mut fits = format!(r#"{{"codiceFiscale":"{cf}"}}"#).into_bytes();
     fits.extend(std::iter::repeat_n(b' ', 16 * 1024 - fits.len()));
-    let a = s.post_raw("/anagrafe/v1/residenza", Some("application/json"), fits).await;
+    let a = s
+        .post_raw("/anagrafe/v1/residenza", Some("application/json"), fits)
+        .await;
     assert_eq!(a.status, 200);
 }
 
 async fn cache_hits_are_byte_identical_and_expire(db: Db) {
-    let Some(s) = common::server(db, CacheConfig { ttl_secs: 1, max_entries: 100 }).await else {
+    let Some(s) = common::server(
+        db,
+        CacheConfig {
+            ttl_secs: 1,
+            max_entries: 100,
+        },
+    )
+    .await
+    else {
         return;
     };
-    let cf = one_text(s.raw(), "SELECT codice_fiscale FROM persone ORDER BY codice_fiscale LIMIT 1").await;
-    let first = s.post("/anagrafe/v1/generalita", json!({"codiceFiscale": cf})).await;
+    let cf = one_text(
+        s.raw(),
+        "SELECT codice_fiscale FROM persone ORDER BY codice_fiscale LIMIT 1",
+    )
+    .await;
+    let first = s
+        .post("/anagrafe/v1/generalita", json!({"codiceFiscale": cf}))
+        .await;
     assert_eq!(first.status, 200);
     assert_eq!(first.x_cache.as_deref(), Some("miss"));
-    let second = s.post("/anagrafe/v1/generalita", json!({"codiceFiscale": cf.to_lowercase()})).await;
-    assert_eq!(second.x_cache.as_deref(), Some("hit"), "normalised request hits");
+    let second = s
+        .post(
+            "/anagrafe/v1/generalita",
+            json!({"codiceFiscale": cf.to_lowercase()}),
+        )
+        .await;
+    assert_eq!(
+        second.x_cache.as_deref(),
+        Some("hit"),
+        "normalised request hits"
+    );
     assert_eq!(second.bytes, first.bytes);
     assert_eq!(second.content_type, "application/json");
-    assert_eq!(second.subject.as_deref(), Some(cf.as_str()), "subject recorded on hits too");
+    assert_eq!(
+        second.subject.as_deref(),
+        Some(cf.as_str()),
+        "subject recorded on hits too"
+    );
 
     // Another operation on the same subject is a different entry.
-    let other = s.post("/anagrafe/v1/residenza", json!({"codiceFiscale": cf})).await;
+    let other = s
+        .post("/anagrafe/v1/residenza", json!({"codiceFiscale": cf}))
+        .await;
     assert_eq!(other.x_cache.as_deref(), Some("miss"));
 
     // 404s are cached too, with their problem body.
-    let nf1 = s.post("/tributi/v1/regolarita", json!({"soggetto": UNKNOWN_PIVA})).await;
-    let nf2 = s.post("/tributi/v1/regolarita", json!({"soggetto": UNKNOWN_PIVA})).await;
+    let nf1 = s
+        .post("/tributi/v1/regolarita", json!({"soggetto": UNKNOWN_PIVA}))
+        .await;
+    let nf2 = s
+        .post("/tributi/v1/regolarita", json!({"soggetto": UNKNOWN_PIVA}))
+        .await;
     assert_eq!((nf1.status, nf2.status), (404, 404));
     assert_eq!(nf1.x_cache.as_deref(), Some("miss"));
     assert_eq!(nf2.x_cache.as_deref(), Some("hit"));
@@ -430,18 +598,38 @@ async fn cache_hits_are_byte_identical_and_expire(db: Db) {
     assert_eq!(nf2.content_type, "application/problem+json");
 
     tokio::time::sleep(std::time::Duration::from_millis(1_600)).await;
-    let third = s.post("/anagrafe/v1/generalita", json!({"codiceFiscale": cf})).await;
-    assert_eq!(third.x_cache.as_deref(), Some("miss"), "expired after the TTL");
+    let third = s
+        .post("/anagrafe/v1/generalita", json!({"codiceFiscale": cf}))
+        .await;
+    assert_eq!(
+        third.x_cache.as_deref(),
+        Some("miss"),
+        "expired after the TTL"
+    );
     assert_eq!(third.bytes, first.bytes);
 }
 
 async fn disabled_cache_always_misses(db: Db) {
-    let Some(s) = common::server(db, CacheConfig { ttl_secs: 0, max_entries: 100 }).await else {
+    let Some(s) = common::server(
+        db,
+        CacheConfig {
+            ttl_secs: 0,
+            max_entries: 100,
+        },
+    )
+    .await
+    else {
         return;
     };
-    let cf = one_text(s.raw(), "SELECT codice_fiscale FROM persone ORDER BY codice_fiscale LIMIT 1").await;
+    let cf = one_text(
+        s.raw(),
+        "SELECT codice_fiscale FROM persone ORDER BY codice_fiscale LIMIT 1",
+    )
+    .await;
     for _ in 0..2 {
-        let a = s.post("/anagrafe/v1/generalita", json!({"codiceFiscale": cf})).await;
+        let a = s
+            .post("/anagrafe/v1/generalita", json!({"codiceFiscale": cf}))
+            .await;
         assert_eq!(a.x_cache.as_deref(), Some("miss"));
     }
 }

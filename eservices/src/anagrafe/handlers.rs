@@ -180,17 +180,22 @@ pub async fn esistenza_in_vita(
 ) -> HttpResponse {
     let req = body.into_inner();
     let store = state.store().clone();
-    answer(&state, Operation::EsistenzaInVita, key(&req), || async move {
-        let Some(p) = store.persona(&req.codice_fiscale).await? else {
-            return Ok(None);
-        };
-        let data_aggiornamento = store.data_aggiornamento().await?;
-        Ok(Some(EsistenzaInVitaResponse {
-            in_vita: p.data_decesso.is_none(),
-            data_decesso: p.data_decesso,
-            data_aggiornamento,
-        }))
-    })
+    answer(
+        &state,
+        Operation::EsistenzaInVita,
+        key(&req),
+        || async move {
+            let Some(p) = store.persona(&req.codice_fiscale).await? else {
+                return Ok(None);
+            };
+            let data_aggiornamento = store.data_aggiornamento().await?;
+            Ok(Some(EsistenzaInVitaResponse {
+                in_vita: p.data_decesso.is_none(),
+                data_decesso: p.data_decesso,
+                data_aggiornamento,
+            }))
+        },
+    )
     .await
 }
 
@@ -218,18 +223,23 @@ pub async fn verifica_residenza(
 ) -> HttpResponse {
     let req = body.into_inner();
     let store = state.store().clone();
-    answer(&state, Operation::VerificaResidenza, key(&req), || async move {
-        let Some(stato) = store.residenza(&req.codice_fiscale).await? else {
-            return Ok(None);
-        };
-        let data_aggiornamento = store.data_aggiornamento().await?;
-        let corrisponde = stato
-            .residenza
-            .is_some_and(|r| req.indirizzo.matches(&r.indirizzo));
-        Ok(Some(VerificaResidenzaResponse {
-            corrisponde,
-            data_aggiornamento,
-        }))
-    })
+    answer(
+        &state,
+        Operation::VerificaResidenza,
+        key(&req),
+        || async move {
+            let Some(stato) = store.residenza(&req.codice_fiscale).await? else {
+                return Ok(None);
+            };
+            let data_aggiornamento = store.data_aggiornamento().await?;
+            let corrisponde = stato
+                .residenza
+                .is_some_and(|r| req.indirizzo.matches(&r.indirizzo));
+            Ok(Some(VerificaResidenzaResponse {
+                corrisponde,
+                data_aggiornamento,
+            }))
+        },
+    )
     .await
 }

@@ -60,7 +60,12 @@ pub struct LuogoNascita {
     #[schema(max_length = 100, example = "PISA")]
     pub comune: String,
     /// Codice catastale (Belfiore) of the comune, `Z` + 3 digits for a foreign state.
-    #[schema(min_length = 4, max_length = 4, pattern = "^[A-Z][0-9]{3}$", example = "G702")]
+    #[schema(
+        min_length = 4,
+        max_length = 4,
+        pattern = "^[A-Z][0-9]{3}$",
+        example = "G702"
+    )]
     pub codice_catastale: String,
 }
 

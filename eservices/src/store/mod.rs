@@ -81,11 +81,23 @@ pub trait Store: Send + Sync {
     /// The person's current family; `None` if unknown or not in a family (deceased, emigrated).
     fn famiglia<'a>(&'a self, cf: &'a CodiceFiscale) -> StoreFuture<'a, Option<Famiglia>>;
     /// The IMU position of a contribuente in a year.
-    fn posizione_imu<'a>(&'a self, s: &'a Soggetto, anno: Anno) -> StoreFuture<'a, Option<PosizioneImu>>;
+    fn posizione_imu<'a>(
+        &'a self,
+        s: &'a Soggetto,
+        anno: Anno,
+    ) -> StoreFuture<'a, Option<PosizioneImu>>;
     /// The TARI position of a contribuente in a year.
-    fn posizione_tari<'a>(&'a self, s: &'a Soggetto, anno: Anno) -> StoreFuture<'a, Option<PosizioneTari>>;
+    fn posizione_tari<'a>(
+        &'a self,
+        s: &'a Soggetto,
+        anno: Anno,
+    ) -> StoreFuture<'a, Option<PosizioneTari>>;
     /// The years in which an IMU or TARI position is not fully paid, ascending.
     fn anni_con_debito<'a>(&'a self, s: &'a Soggetto) -> StoreFuture<'a, Option<Vec<u16>>>;
     /// The pagoPA payments of a contribuente for a tax year.
-    fn pagamenti<'a>(&'a self, s: &'a Soggetto, anno: Anno) -> StoreFuture<'a, Option<Vec<Pagamento>>>;
+    fn pagamenti<'a>(
+        &'a self,
+        s: &'a Soggetto,
+        anno: Anno,
+    ) -> StoreFuture<'a, Option<Vec<Pagamento>>>;
 }

@@ -7,7 +7,7 @@
 //! gives the same rows on every engine. Rows go in with multi-row INSERTs, one transaction per
 //! block, so a million residents is a matter of seconds, not hours.
 
-use super::sql::{SqlStore, KEY_DATA_AGGIORNAMENTO};
+use super::sql::{Engine, SqlStore, KEY_DATA_AGGIORNAMENTO};
 use super::StoreError;
 use crate::codice_fiscale::{CodiceFiscale, PartitaIva, Sesso};
 use chrono::{Datelike, Duration, NaiveDate, SecondsFormat, Utc};
@@ -42,32 +42,188 @@ const BLOCK: usize = 5_000;
 const PARAMS_PER_STATEMENT: usize = 8_000;
 
 const COGNOMI: &[&str] = &[
-    "ROSSI", "RUSSO", "FERRARI", "ESPOSITO", "BIANCHI", "ROMANO", "COLOMBO", "RICCI", "MARINO",
-    "GRECO", "BRUNO", "GALLO", "CONTI", "DE LUCA", "MANCINI", "COSTA", "GIORDANO", "RIZZO",
-    "LOMBARDI", "MORETTI", "BARBIERI", "FONTANA", "SANTORO", "MARIANI", "RINALDI", "CARUSO",
-    "FERRARA", "GALLI", "MARTINI", "LEONE", "LONGO", "GENTILE", "MARTINELLI", "VITALE",
-    "LOMBARDO", "SERRA", "COPPOLA", "DE SANTIS", "D'ANGELO", "MARCHETTI", "PARISI", "VILLA",
-    "CONTE", "FERRARO", "FERRI", "FABBRI", "BIANCO", "MARINI", "GRASSO", "VALENTINI", "MESSINA",
-    "SALA", "DE ANGELIS", "GATTI", "PELLEGRINI", "PALUMBO", "SANNA", "FARINA", "RIZZI", "MONTI",
-    "CATTANEO", "MORELLI", "AMATO", "SILVESTRI", "MAZZA", "TESTA", "GRASSI", "CARBONE",
-    "GIULIANI", "BENEDETTI", "BARONE", "CAPUTO", "MONTANARI", "GUERRA", "PALMIERI", "BERNARDI",
-    "FIORE", "DE ROSA", "FERRETTI", "BELLINI", "BASILE", "RIVA", "DONATI", "PIRAS", "VITALI",
-    "BATTAGLIA", "SARTORI", "NERI", "COSTANTINI", "MILANI", "PAGANO", "RUGGIERO", "SORRENTINO",
-    "D'AMICO", "ORLANDO", "NEGRI", "BO", "FO",
+    "ROSSI",
+    "RUSSO",
+    "FERRARI",
+    "ESPOSITO",
+    "BIANCHI",
+    "ROMANO",
+    "COLOMBO",
+    "RICCI",
+    "MARINO",
+    "GRECO",
+    "BRUNO",
+    "GALLO",
+    "CONTI",
+    "DE LUCA",
+    "MANCINI",
+    "COSTA",
+    "GIORDANO",
+    "RIZZO",
+    "LOMBARDI",
+    "MORETTI",
+    "BARBIERI",
+    "FONTANA",
+    "SANTORO",
+    "MARIANI",
+    "RINALDI",
+    "CARUSO",
+    "FERRARA",
+    "GALLI",
+    "MARTINI",
+    "LEONE",
+    "LONGO",
+    "GENTILE",
+    "MARTINELLI",
+    "VITALE",
+    "LOMBARDO",
+    "SERRA",
+    "COPPOLA",
+    "DE SANTIS",
+    "D'ANGELO",
+    "MARCHETTI",
+    "PARISI",
+    "VILLA",
+    "CONTE",
+    "FERRARO",
+    "FERRI",
+    "FABBRI",
+    "BIANCO",
+    "MARINI",
+    "GRASSO",
+    "VALENTINI",
+    "MESSINA",
+    "SALA",
+    "DE ANGELIS",
+    "GATTI",
+    "PELLEGRINI",
+    "PALUMBO",
+    "SANNA",
+    "FARINA",
+    "RIZZI",
+    "MONTI",
+    "CATTANEO",
+    "MORELLI",
+    "AMATO",
+    "SILVESTRI",
+    "MAZZA",
+    "TESTA",
+    "GRASSI",
+    "CARBONE",
+    "GIULIANI",
+    "BENEDETTI",
+    "BARONE",
+    "CAPUTO",
+    "MONTANARI",
+    "GUERRA",
+    "PALMIERI",
+    "BERNARDI",
+    "FIORE",
+    "DE ROSA",
+    "FERRETTI",
+    "BELLINI",
+    "BASILE",
+    "RIVA",
+    "DONATI",
+    "PIRAS",
+    "VITALI",
+    "BATTAGLIA",
+    "SARTORI",
+    "NERI",
+    "COSTANTINI",
+    "MILANI",
+    "PAGANO",
+    "RUGGIERO",
+    "SORRENTINO",
+    "D'AMICO",
+    "ORLANDO",
+    "NEGRI",
+    "BO",
+    "FO",
 ];
 const NOMI_M: &[&str] = &[
-    "FRANCESCO", "ALESSANDRO", "LORENZO", "MATTIA", "ANDREA", "LEONARDO", "GABRIELE", "RICCARDO",
-    "TOMMASO", "EDOARDO", "MATTEO", "GIUSEPPE", "ANTONIO", "GIOVANNI", "MARCO", "LUCA", "DAVIDE",
-    "SIMONE", "FEDERICO", "STEFANO", "PAOLO", "ROBERTO", "MASSIMO", "LUIGI", "SALVATORE", "MARIO",
-    "GIORGIO", "FABIO", "CLAUDIO", "FRANCO", "CARLO", "ENRICO", "PIETRO", "EMANUELE", "NICOLA",
-    "VINCENZO", "MICHELE", "ALBERTO", "DANIELE", "UGO",
+    "FRANCESCO",
+    "ALESSANDRO",
+    "LORENZO",
+    "MATTIA",
+    "ANDREA",
+    "LEONARDO",
+    "GABRIELE",
+    "RICCARDO",
+    "TOMMASO",
+    "EDOARDO",
+    "MATTEO",
+    "GIUSEPPE",
+    "ANTONIO",
+    "GIOVANNI",
+    "MARCO",
+    "LUCA",
+    "DAVIDE",
+    "SIMONE",
+    "FEDERICO",
+    "STEFANO",
+    "PAOLO",
+    "ROBERTO",
+    "MASSIMO",
+    "LUIGI",
+    "SALVATORE",
+    "MARIO",
+    "GIORGIO",
+    "FABIO",
+    "CLAUDIO",
+    "FRANCO",
+    "CARLO",
+    "ENRICO",
+    "PIETRO",
+    "EMANUELE",
+    "NICOLA",
+    "VINCENZO",
+    "MICHELE",
+    "ALBERTO",
+    "DANIELE",
+    "UGO",
 ];
 const NOMI_F: &[&str] = &[
-    "SOFIA", "GIULIA", "AURORA", "ALICE", "GINEVRA", "EMMA", "GIORGIA", "GRETA", "BEATRICE",
-    "ANNA", "CHIARA", "MARTINA", "SARA", "FRANCESCA", "ELENA", "VALENTINA", "ALESSIA", "FEDERICA",
-    "SILVIA", "LAURA", "PAOLA", "MARIA", "GIOVANNA", "ROSA", "ANGELA", "LUCIA", "TERESA", "CARLA",
-    "ELISA", "ROBERTA", "BARBARA", "MONICA", "CRISTINA", "DANIELA", "SIMONA", "MANUELA",
-    "PATRIZIA", "ANTONELLA", "STEFANIA", "EVA",
+    "SOFIA",
+    "GIULIA",
+    "AURORA",
+    "ALICE",
+    "GINEVRA",
+    "EMMA",
+    "GIORGIA",
+    "GRETA",
+    "BEATRICE",
+    "ANNA",
+    "CHIARA",
+    "MARTINA",
+    "SARA",
+    "FRANCESCA",
+    "ELENA",
+    "VALENTINA",
+    "ALESSIA",
+    "FEDERICA",
+    "SILVIA",
+    "LAURA",
+    "PAOLA",
+    "MARIA",
+    "GIOVANNA",
+    "ROSA",
+    "ANGELA",
+    "LUCIA",
+    "TERESA",
+    "CARLA",
+    "ELISA",
+    "ROBERTA",
+    "BARBARA",
+    "MONICA",
+    "CRISTINA",
+    "DANIELA",
+    "SIMONA",
+    "MANUELA",
+    "PATRIZIA",
+    "ANTONELLA",
+    "STEFANIA",
+    "EVA",
 ];
 /// Places of birth (name, codice catastale, weight).
 const LUOGHI: &[(&str, &str, u64)] = &[
@@ -159,7 +315,10 @@ impl Rng {
         &items[i]
     }
 
-    fn weighted<'a>(&mut self, items: &'a [(&'a str, &'a str, u64)]) -> &'a (&'a str, &'a str, u64) {
+    fn weighted<'a>(
+        &mut self,
+        items: &'a [(&'a str, &'a str, u64)],
+    ) -> &'a (&'a str, &'a str, u64) {
         let total: u64 = items.iter().map(|i| i.2).sum();
         let mut r = self.next() % total;
         for item in items {
@@ -222,9 +381,16 @@ impl Table {
         self.rows.push(row);
     }
 
-    fn insert_sql(&self, rows: usize) -> String {
+    /// A multi-row INSERT. SQLite gets anonymous `?` placeholders: it resolves named ones
+    /// (`$N`) with a linear scan per parameter, which makes a statement of thousands of
+    /// parameters quadratic.
+    fn insert_sql(&self, rows: usize, engine: Engine) -> String {
         let cols = self.columns.len();
-        let mut sql = format!("INSERT INTO {} ({}) VALUES ", self.name, self.columns.join(", "));
+        let mut sql = format!(
+            "INSERT INTO {} ({}) VALUES ",
+            self.name,
+            self.columns.join(", ")
+        );
         for r in 0..rows {
             if r > 0 {
                 sql.push(',');
@@ -234,25 +400,30 @@ impl Table {
                 if c > 0 {
                     sql.push(',');
                 }
-                sql.push('$');
-                sql.push_str(&(r * cols + c + 1).to_string());
+                match engine {
+                    Engine::Sqlite => sql.push('?'),
+                    Engine::Postgres => {
+                        sql.push('$');
+                        sql.push_str(&(r * cols + c + 1).to_string());
+                    }
+                }
             }
             sql.push(')');
         }
         sql
     }
 
-    async fn flush(&mut self, conn: &mut AnyConnection) -> Result<(), StoreError> {
+    async fn flush(&mut self, conn: &mut AnyConnection, engine: Engine) -> Result<(), StoreError> {
         let per_statement = (PARAMS_PER_STATEMENT / self.columns.len()).max(1);
         let rows = std::mem::take(&mut self.rows);
-        let full_sql = self.insert_sql(per_statement);
+        let full_sql = self.insert_sql(per_statement, engine);
         let mut iter = rows.into_iter().peekable();
         while iter.peek().is_some() {
             let chunk: Vec<Vec<Val>> = iter.by_ref().take(per_statement).collect();
             let sql = if chunk.len() == per_statement {
                 full_sql.clone()
             } else {
-                self.insert_sql(chunk.len())
+                self.insert_sql(chunk.len(), engine)
             };
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for row in chunk {
@@ -289,61 +460,116 @@ impl Tables {
             persone: Table::new(
                 "persone",
                 &[
-                    "codice_fiscale", "cognome", "nome", "sesso", "data_nascita", "comune_nascita",
-                    "codice_catastale_nascita", "data_decesso", "id_famiglia",
-                    "relazione_intestatario", "ordine_famiglia",
+                    "codice_fiscale",
+                    "cognome",
+                    "nome",
+                    "sesso",
+                    "data_nascita",
+                    "comune_nascita",
+                    "codice_catastale_nascita",
+                    "data_decesso",
+                    "id_famiglia",
+                    "relazione_intestatario",
+                    "ordine_famiglia",
                 ],
             ),
             residenze: Table::new(
                 "residenze",
-                &["codice_fiscale", "dug", "toponimo", "civico", "cap", "codice_istat_comune", "data_decorrenza"],
+                &[
+                    "codice_fiscale",
+                    "dug",
+                    "toponimo",
+                    "civico",
+                    "cap",
+                    "codice_istat_comune",
+                    "data_decorrenza",
+                ],
             ),
             contribuenti: Table::new("contribuenti", &["identificativo", "tipo"]),
             imu_immobili: Table::new(
                 "imu_immobili",
                 &[
-                    "identificativo", "foglio", "particella", "subalterno", "categoria",
-                    "rendita_centesimi", "quota_centesimi", "anno_inizio", "anno_fine",
+                    "identificativo",
+                    "foglio",
+                    "particella",
+                    "subalterno",
+                    "categoria",
+                    "rendita_centesimi",
+                    "quota_centesimi",
+                    "anno_inizio",
+                    "anno_fine",
                 ],
             ),
             imu_posizioni: Table::new(
                 "imu_posizioni",
-                &["identificativo", "anno", "dovuto_centesimi", "versato_centesimi"],
+                &[
+                    "identificativo",
+                    "anno",
+                    "dovuto_centesimi",
+                    "versato_centesimi",
+                ],
             ),
             tari_utenze: Table::new(
                 "tari_utenze",
                 &[
-                    "identificativo", "progressivo", "dug", "toponimo", "civico", "cap",
-                    "codice_istat_comune", "superficie_mq", "occupanti", "categoria", "anno_inizio",
+                    "identificativo",
+                    "progressivo",
+                    "dug",
+                    "toponimo",
+                    "civico",
+                    "cap",
+                    "codice_istat_comune",
+                    "superficie_mq",
+                    "occupanti",
+                    "categoria",
+                    "anno_inizio",
                     "anno_fine",
                 ],
             ),
             tari_posizioni: Table::new(
                 "tari_posizioni",
-                &["identificativo", "anno", "importo_centesimi", "pagato_centesimi"],
+                &[
+                    "identificativo",
+                    "anno",
+                    "importo_centesimi",
+                    "pagato_centesimi",
+                ],
             ),
             tari_rate: Table::new(
                 "tari_rate",
-                &["identificativo", "anno", "rata", "data_scadenza", "importo_centesimi"],
+                &[
+                    "identificativo",
+                    "anno",
+                    "rata",
+                    "data_scadenza",
+                    "importo_centesimi",
+                ],
             ),
             pagamenti: Table::new(
                 "pagamenti",
-                &["iuv", "identificativo", "anno", "tributo", "importo_centesimi", "data_pagamento"],
+                &[
+                    "iuv",
+                    "identificativo",
+                    "anno",
+                    "tributo",
+                    "importo_centesimi",
+                    "data_pagamento",
+                ],
             ),
         }
     }
 
     /// Writes every pending row, parents before children (foreign keys).
-    async fn flush(&mut self, conn: &mut AnyConnection) -> Result<(), StoreError> {
-        self.persone.flush(conn).await?;
-        self.residenze.flush(conn).await?;
-        self.contribuenti.flush(conn).await?;
-        self.imu_immobili.flush(conn).await?;
-        self.imu_posizioni.flush(conn).await?;
-        self.tari_utenze.flush(conn).await?;
-        self.tari_posizioni.flush(conn).await?;
-        self.tari_rate.flush(conn).await?;
-        self.pagamenti.flush(conn).await?;
+    async fn flush(&mut self, conn: &mut AnyConnection, engine: Engine) -> Result<(), StoreError> {
+        self.persone.flush(conn, engine).await?;
+        self.residenze.flush(conn, engine).await?;
+        self.contribuenti.flush(conn, engine).await?;
+        self.imu_immobili.flush(conn, engine).await?;
+        self.imu_posizioni.flush(conn, engine).await?;
+        self.tari_utenze.flush(conn, engine).await?;
+        self.tari_posizioni.flush(conn, engine).await?;
+        self.tari_rate.flush(conn, engine).await?;
+        self.pagamenti.flush(conn, engine).await?;
         Ok(())
     }
 }
@@ -390,7 +616,9 @@ fn iuv(counter: u64) -> String {
     let segregazione = 1u64;
     let reference = 1_000_000_000_000 + counter % 9_000_000_000_000;
     let base = format!("{segregazione:02}{reference:013}");
-    let n: u64 = format!("3{base}").parse().expect("16 ASCII digits fit in u64");
+    let n: u64 = format!("3{base}")
+        .parse()
+        .expect("16 ASCII digits fit in u64");
     format!("{base}{:02}", n % 93)
 }
 
@@ -418,10 +646,17 @@ impl Generator {
 
     /// Issues a codice fiscale unique in the sample, going through omocodia levels on a clash.
     fn issue(&mut self, p: &mut Person) -> Result<bool, StoreError> {
-        let base = CodiceFiscale::from_personal_data(&p.cognome, &p.nome, p.sesso, p.nascita, p.luogo.1)
-            .map_err(|e| StoreError::Database(format!("seed generated invalid personal data: {e}")))?;
+        let base =
+            CodiceFiscale::from_personal_data(&p.cognome, &p.nome, p.sesso, p.nascita, p.luogo.1)
+                .map_err(|e| {
+                StoreError::Database(format!("seed generated invalid personal data: {e}"))
+            })?;
         for level in 0..=7 {
-            let cf = if level == 0 { Some(base.clone()) } else { base.omocode(level) };
+            let cf = if level == 0 {
+                Some(base.clone())
+            } else {
+                base.omocode(level)
+            };
             if let Some(cf) = cf {
                 let mut key = [0u8; 16];
                 key[..cf.as_str().len()].copy_from_slice(cf.as_str().as_bytes());
@@ -436,7 +671,12 @@ impl Generator {
         self.issue(p)
     }
 
-    fn person(&mut self, cognome: &str, sesso: Sesso, age: i64) -> Result<(Person, bool), StoreError> {
+    fn person(
+        &mut self,
+        cognome: &str,
+        sesso: Sesso,
+        age: i64,
+    ) -> Result<(Person, bool), StoreError> {
         let nome = match sesso {
             Sesso::M => *self.rng.pick(NOMI_M),
             Sesso::F => *self.rng.pick(NOMI_F),
@@ -511,7 +751,11 @@ impl Generator {
 
     /// IMU properties and positions of an owner; returns whether some year is unpaid.
     fn imu(&mut self, t: &mut Tables, id: &str, quota: i64, company: bool) -> bool {
-        let n = if company { self.rng.range(1, 3) } else { self.rng.range(1, 3) };
+        let n = if company {
+            self.rng.range(1, 2)
+        } else {
+            self.rng.range(1, 3)
+        };
         let mut immobili = Vec::new();
         for i in 0..n {
             let categoria = if company {
@@ -526,13 +770,28 @@ impl Generator {
                 "C" => self.rng.range(4_000, 40_000),
                 _ => self.rng.range(25_000, 160_000),
             };
-            let anno_inizio = if self.rng.chance(10) { self.rng.range(2024, 2025) } else { self.rng.range(1990, 2022) };
-            let anno_fine = if self.rng.chance(5) { Some(self.rng.range(2023, 2024).max(anno_inizio)) } else { None };
+            let anno_inizio = if self.rng.chance(10) {
+                self.rng.range(2024, 2025)
+            } else {
+                self.rng.range(1990, 2022)
+            };
+            let anno_fine = if self.rng.chance(5) {
+                Some(self.rng.range(2023, 2024).max(anno_inizio))
+            } else {
+                None
+            };
             // Main home and its garage are exempt, unless luxury (A/1, A/8, A/9).
-            let esente = !company && i < 2 && !matches!(categoria, "A/1" | "A/8" | "A/9") && (i == 0 || categoria == "C/6");
+            let esente = !company
+                && i < 2
+                && !matches!(categoria, "A/1" | "A/8" | "A/9")
+                && (i == 0 || categoria == "C/6");
             let foglio = self.rng.range(1, 120).to_string();
             let particella = self.rng.range(1, 2500).to_string();
-            let subalterno = if self.rng.chance(5) { String::new() } else { self.rng.range(1, 60).to_string() };
+            let subalterno = if self.rng.chance(5) {
+                String::new()
+            } else {
+                self.rng.range(1, 60).to_string()
+            };
             t.imu_immobili.push(vec![
                 id.into(),
                 foglio.into(),
@@ -544,13 +803,21 @@ impl Generator {
                 anno_inizio.into(),
                 anno_fine.map_or(Val::NullI, Val::from),
             ]);
-            immobili.push((rendita, anno_inizio, anno_fine, esente, &categoria[..1] == "D"));
+            immobili.push((
+                rendita,
+                anno_inizio,
+                anno_fine,
+                esente,
+                &categoria[..1] == "D",
+            ));
         }
         let mut debt = false;
         for anno in ANNI {
             let dovuto: i64 = immobili
                 .iter()
-                .filter(|(_, inizio, fine, esente, _)| *inizio <= anno && fine.is_none_or(|f| f >= anno) && !esente)
+                .filter(|(_, inizio, fine, esente, _)| {
+                    *inizio <= anno && fine.is_none_or(|f| f >= anno) && !esente
+                })
                 .map(|(rendita, _, _, _, d)| {
                     // base = rendita x 1.05 x (160, or 65 for group D); rate 10.6 per mille.
                     let moltiplicatore = if *d { 65 } else { 160 };
@@ -558,24 +825,49 @@ impl Generator {
                 })
                 .sum();
             let versato = if dovuto > 0 && self.rng.chance(12) {
-                if self.rng.chance(50) { 0 } else { dovuto / 2 }
+                if self.rng.chance(50) {
+                    0
+                } else {
+                    dovuto / 2
+                }
             } else {
                 dovuto
             };
             debt |= versato < dovuto;
-            t.imu_posizioni.push(vec![id.into(), anno.into(), dovuto.into(), versato.into()]);
+            t.imu_posizioni
+                .push(vec![id.into(), anno.into(), dovuto.into(), versato.into()]);
             if versato > 0 {
-                let data = fixed_date(i32::try_from(anno).unwrap_or(2025), 12, 16) - Duration::days(self.rng.range(0, 20));
+                let data = fixed_date(i32::try_from(anno).unwrap_or(2025), 12, 16)
+                    - Duration::days(self.rng.range(0, 20));
                 let iuv = self.next_iuv();
-                t.pagamenti.push(vec![iuv.into(), id.into(), anno.into(), "IMU".into(), versato.into(), data.into()]);
+                t.pagamenti.push(vec![
+                    iuv.into(),
+                    id.into(),
+                    anno.into(),
+                    "IMU".into(),
+                    versato.into(),
+                    data.into(),
+                ]);
             }
         }
         debt
     }
 
     /// A TARI utenza with its yearly positions and instalments; returns whether some year is unpaid.
-    fn tari(&mut self, t: &mut Tables, id: &str, addr: &Address, occupanti: i64, categoria: &str, superficie: i64) -> bool {
-        let anno_inizio = if self.rng.chance(10) { 2024 } else { self.rng.range(1995, 2022) };
+    fn tari(
+        &mut self,
+        t: &mut Tables,
+        id: &str,
+        addr: &Address,
+        occupanti: i64,
+        categoria: &str,
+        superficie: i64,
+    ) -> bool {
+        let anno_inizio = if self.rng.chance(10) {
+            2024
+        } else {
+            self.rng.range(1995, 2022)
+        };
         t.tari_utenze.push(vec![
             id.into(),
             1i64.into(),
@@ -596,17 +888,41 @@ impl Generator {
                 continue;
             }
             let importo = superficie * 130 + 4_000 + occupanti * 3_500;
-            let pagato = if self.rng.chance(10) { importo / 2 } else { importo };
+            let pagato = if self.rng.chance(10) {
+                importo / 2
+            } else {
+                importo
+            };
             debt |= pagato < importo;
-            t.tari_posizioni.push(vec![id.into(), anno.into(), importo.into(), pagato.into()]);
+            t.tari_posizioni
+                .push(vec![id.into(), anno.into(), importo.into(), pagato.into()]);
             let y = i32::try_from(anno).unwrap_or(2025);
             let prima = importo / 2 + importo % 2;
-            t.tari_rate.push(vec![id.into(), anno.into(), 1i64.into(), fixed_date(y, 5, 31).into(), prima.into()]);
-            t.tari_rate.push(vec![id.into(), anno.into(), 2i64.into(), fixed_date(y, 11, 30).into(), (importo - prima).into()]);
+            t.tari_rate.push(vec![
+                id.into(),
+                anno.into(),
+                1i64.into(),
+                fixed_date(y, 5, 31).into(),
+                prima.into(),
+            ]);
+            t.tari_rate.push(vec![
+                id.into(),
+                anno.into(),
+                2i64.into(),
+                fixed_date(y, 11, 30).into(),
+                (importo - prima).into(),
+            ]);
             if pagato > 0 {
                 let data = fixed_date(y, 5, 31) - Duration::days(self.rng.range(0, 25));
                 let iuv = self.next_iuv();
-                t.pagamenti.push(vec![iuv.into(), id.into(), anno.into(), "TARI".into(), pagato.into(), data.into()]);
+                t.pagamenti.push(vec![
+                    iuv.into(),
+                    id.into(),
+                    anno.into(),
+                    "TARI".into(),
+                    pagato.into(),
+                    data.into(),
+                ]);
             }
         }
         debt
@@ -619,16 +935,32 @@ impl Generator {
         // A few people outside any family: deceased, or emigrated (no longer resident).
         if fam_no % 41 == 5 || fam_no % 97 == 11 {
             let deceased = fam_no % 41 == 5;
-            let sesso = if self.rng.chance(50) { Sesso::M } else { Sesso::F };
+            let sesso = if self.rng.chance(50) {
+                Sesso::M
+            } else {
+                Sesso::F
+            };
             let cognome = *self.rng.pick(COGNOMI);
-            let age = self.rng.range(if deceased { 60 } else { 20 }, if deceased { 100 } else { 60 });
+            let age = self.rng.range(
+                if deceased { 60 } else { 20 },
+                if deceased { 100 } else { 60 },
+            );
             let (p, _) = self.person(cognome, sesso, age)?;
-            let decesso = deceased.then(|| fixed_date(2015, 1, 1) + Duration::days(self.rng.range(0, 3650)));
+            let decesso =
+                deceased.then(|| fixed_date(2015, 1, 1) + Duration::days(self.rng.range(0, 3650)));
             self.write_person(t, &p, decesso, None);
             if deceased {
-                self.sample("deceased", &p, "deceased: esistenza-in-vita answers inVita false".into());
+                self.sample(
+                    "deceased",
+                    &p,
+                    "deceased: esistenza-in-vita answers inVita false".into(),
+                );
             } else {
-                self.sample("emigrated", &p, "moved away: residenza answers residente false".into());
+                self.sample(
+                    "emigrated",
+                    &p,
+                    "moved away: residenza answers residente false".into(),
+                );
             }
             return Ok(1);
         }
@@ -657,7 +989,11 @@ impl Generator {
                 p
             }
             _ => {
-                let sesso = if self.rng.chance(55) { Sesso::M } else { Sesso::F };
+                let sesso = if self.rng.chance(55) {
+                    Sesso::M
+                } else {
+                    Sesso::F
+                };
                 let cognome = *self.rng.pick(COGNOMI);
                 let age = self.rng.range(22, 90);
                 let (p, o) = self.person(cognome, sesso, age)?;
@@ -691,7 +1027,11 @@ impl Generator {
             .map_or(head.cognome.clone(), |(p, _)| p.cognome.clone());
         for i in 2..size {
             if i == 5 && head_age < 60 {
-                let sesso = if self.rng.chance(30) { Sesso::M } else { Sesso::F };
+                let sesso = if self.rng.chance(30) {
+                    Sesso::M
+                } else {
+                    Sesso::F
+                };
                 let cognome = *self.rng.pick(COGNOMI);
                 let age = (head_age + self.rng.range(22, 32)).min(100);
                 let (p, o) = self.person(cognome, sesso, age)?;
@@ -699,7 +1039,11 @@ impl Generator {
                 members.push((p, crate::store::Relazione::Genitore));
                 continue;
             }
-            let sesso = if self.rng.chance(51) { Sesso::M } else { Sesso::F };
+            let sesso = if self.rng.chance(51) {
+                Sesso::M
+            } else {
+                Sesso::F
+            };
             let age = (head_age - self.rng.range(20, 40)).clamp(0, 60);
             let (p, o) = self.person(&father_surname, sesso, age)?;
             omocode |= o;
@@ -723,7 +1067,8 @@ impl Generator {
         // Tributi: the head always has TARI; 65 % own property (IMU), shared 50/50 with a
         // spouse in half of those.
         let head_id = head.cf.to_string();
-        t.contribuenti.push(vec![head_id.as_str().into(), "PF".into()]);
+        t.contribuenti
+            .push(vec![head_id.as_str().into(), "PF".into()]);
         let occupanti = i64::from(size);
         let superficie = self.rng.range(35, 180);
         let categoria = format!("DOM-{}", occupanti.min(6));
@@ -735,7 +1080,8 @@ impl Generator {
             debt |= self.imu(t, &head_id, quota, false);
             if shared {
                 let spouse_id = members[1].0.cf.to_string();
-                t.contribuenti.push(vec![spouse_id.as_str().into(), "PF".into()]);
+                t.contribuenti
+                    .push(vec![spouse_id.as_str().into(), "PF".into()]);
                 self.imu(t, &spouse_id, quota, false);
             }
         }
@@ -743,7 +1089,11 @@ impl Generator {
         let what = format!(
             "resident, family of {size}{}{}",
             if owner { ", IMU" } else { "" },
-            if debt { ", with unpaid tax years" } else { ", taxes paid" }
+            if debt {
+                ", with unpaid tax years"
+            } else {
+                ", taxes paid"
+            }
         );
         if size >= 3 && owner && debt {
             self.sample("family-debt", &head, what);
@@ -756,7 +1106,11 @@ impl Generator {
                 !b[14].is_ascii_digit()
             }) {
                 let p = p.clone();
-                self.sample("omocode", &p, "codice fiscale with omocodia (homonym)".into());
+                self.sample(
+                    "omocode",
+                    &p,
+                    "codice fiscale with omocodia (homonym)".into(),
+                );
             }
         }
         self.last = members.last().map(|(p, _)| p.clone());
@@ -772,8 +1126,9 @@ impl Generator {
         self.companies += 1;
         let matricola = 1_000_000 + self.companies * 7 % 9_000_000;
         let first10 = format!("{matricola:07}050");
-        let piva = PartitaIva::from_first10(&first10)
-            .map_err(|e| StoreError::Database(format!("seed generated an invalid partita IVA: {e}")))?;
+        let piva = PartitaIva::from_first10(&first10).map_err(|e| {
+            StoreError::Database(format!("seed generated an invalid partita IVA: {e}"))
+        })?;
         let id = piva.to_string();
         t.contribuenti.push(vec![id.as_str().into(), "PNF".into()]);
         let addr = self.address();
@@ -804,8 +1159,16 @@ pub async fn seed(store: &SqlStore, residents: u32) -> Result<SeedSummary, Store
     {
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         for table in [
-            "pagamenti", "tari_rate", "tari_posizioni", "tari_utenze", "imu_posizioni",
-            "imu_immobili", "contribuenti", "residenze", "persone", "metadati",
+            "pagamenti",
+            "tari_rate",
+            "tari_posizioni",
+            "tari_utenze",
+            "imu_posizioni",
+            "imu_immobili",
+            "contribuenti",
+            "residenze",
+            "persone",
+            "metadati",
         ] {
             sqlx::query(AssertSqlSafe(format!("DELETE FROM {table}")))
                 .execute(&mut *tx)
@@ -817,12 +1180,15 @@ pub async fn seed(store: &SqlStore, residents: u32) -> Result<SeedSummary, Store
     let mut tables = Tables::new();
     while generator.generated < residents {
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        let block_end = generator.generated.saturating_add(u32::try_from(BLOCK).unwrap_or(u32::MAX)).min(residents);
+        let block_end = generator
+            .generated
+            .saturating_add(u32::try_from(BLOCK).unwrap_or(u32::MAX))
+            .min(residents);
         while generator.generated < block_end {
             let budget = residents - generator.generated;
             generator.generated += generator.family(&mut tables, budget)?;
         }
-        tables.flush(&mut tx).await?;
+        tables.flush(&mut tx, store.engine()).await?;
         tx.commit().await?;
     }
     let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
@@ -864,6 +1230,13 @@ mod tests {
     #[test]
     fn insert_sql_numbers_placeholders() {
         let t = Table::new("x", &["a", "b"]);
-        assert_eq!(t.insert_sql(2), "INSERT INTO x (a, b) VALUES ($1,$2),($3,$4)");
+        assert_eq!(
+            t.insert_sql(2, Engine::Postgres),
+            "INSERT INTO x (a, b) VALUES ($1,$2),($3,$4)"
+        );
+        assert_eq!(
+            t.insert_sql(2, Engine::Sqlite),
+            "INSERT INTO x (a, b) VALUES (?,?),(?,?)"
+        );
     }
 }

@@ -177,7 +177,9 @@ impl Store for SqlStore {
             let valore = text(&row, "valore")?;
             DateTime::parse_from_rfc3339(&valore)
                 .map(|d| d.with_timezone(&Utc))
-                .map_err(|_| StoreError::Corrupt("metadati.data_aggiornamento is not RFC 3339".into()))
+                .map_err(|_| {
+                    StoreError::Corrupt("metadati.data_aggiornamento is not RFC 3339".into())
+                })
         })
     }
 
@@ -260,7 +262,9 @@ impl Store for SqlStore {
                         cognome: text(row, "cognome")?,
                         nome: text(row, "nome")?,
                         relazione: Relazione::from_code(&code).ok_or_else(|| {
-                            StoreError::Corrupt("persone.relazione_intestatario is not a known code".into())
+                            StoreError::Corrupt(
+                                "persone.relazione_intestatario is not a known code".into(),
+                            )
                         })?,
                     })
                 })
@@ -272,7 +276,11 @@ impl Store for SqlStore {
         })
     }
 
-    fn posizione_imu<'a>(&'a self, s: &'a Soggetto, anno: Anno) -> StoreFuture<'a, Option<PosizioneImu>> {
+    fn posizione_imu<'a>(
+        &'a self,
+        s: &'a Soggetto,
+        anno: Anno,
+    ) -> StoreFuture<'a, Option<PosizioneImu>> {
         Box::pin(async move {
             if !self.contribuente_exists(s).await? {
                 return Ok(None);
@@ -312,7 +320,10 @@ impl Store for SqlStore {
             .fetch_optional(&self.pool)
             .await?;
             let (dovuto, versato) = match totals {
-                Some(row) => (int(&row, "dovuto_centesimi")?, int(&row, "versato_centesimi")?),
+                Some(row) => (
+                    int(&row, "dovuto_centesimi")?,
+                    int(&row, "versato_centesimi")?,
+                ),
                 None => (0, 0),
             };
             Ok(Some(PosizioneImu {
@@ -323,7 +334,11 @@ impl Store for SqlStore {
         })
     }
 
-    fn posizione_tari<'a>(&'a self, s: &'a Soggetto, anno: Anno) -> StoreFuture<'a, Option<PosizioneTari>> {
+    fn posizione_tari<'a>(
+        &'a self,
+        s: &'a Soggetto,
+        anno: Anno,
+    ) -> StoreFuture<'a, Option<PosizioneTari>> {
         Box::pin(async move {
             if !self.contribuente_exists(s).await? {
                 return Ok(None);
@@ -359,7 +374,10 @@ impl Store for SqlStore {
             .fetch_optional(&self.pool)
             .await?;
             let (importo, pagato) = match totals {
-                Some(row) => (int(&row, "importo_centesimi")?, int(&row, "pagato_centesimi")?),
+                Some(row) => (
+                    int(&row, "importo_centesimi")?,
+                    int(&row, "pagato_centesimi")?,
+                ),
                 None => (0, 0),
             };
             let rate = sqlx::query(
@@ -376,7 +394,10 @@ impl Store for SqlStore {
                 .map(|row| {
                     Ok(Scadenza {
                         rata: int(row, "rata")?,
-                        data_scadenza: date(&text(row, "data_scadenza")?, "tari_rate.data_scadenza")?,
+                        data_scadenza: date(
+                            &text(row, "data_scadenza")?,
+                            "tari_rate.data_scadenza",
+                        )?,
                         importo: Importo(int(row, "importo_centesimi")?),
                     })
                 })
@@ -415,7 +436,11 @@ impl Store for SqlStore {
         })
     }
 
-    fn pagamenti<'a>(&'a self, s: &'a Soggetto, anno: Anno) -> StoreFuture<'a, Option<Vec<Pagamento>>> {
+    fn pagamenti<'a>(
+        &'a self,
+        s: &'a Soggetto,
+        anno: Anno,
+    ) -> StoreFuture<'a, Option<Vec<Pagamento>>> {
         Box::pin(async move {
             if !self.contribuente_exists(s).await? {
                 return Ok(None);
@@ -434,8 +459,9 @@ impl Store for SqlStore {
                 .map(|row| {
                     Ok(Pagamento {
                         iuv: text(row, "iuv")?,
-                        tributo: Tributo::from_code(&text(row, "tributo")?)
-                            .ok_or_else(|| StoreError::Corrupt("pagamenti.tributo is not IMU or TARI".into()))?,
+                        tributo: Tributo::from_code(&text(row, "tributo")?).ok_or_else(|| {
+                            StoreError::Corrupt("pagamenti.tributo is not IMU or TARI".into())
+                        })?,
                         importo: Importo(int(row, "importo_centesimi")?),
                         data: date(&text(row, "data_pagamento")?, "pagamenti.data_pagamento")?,
                     })

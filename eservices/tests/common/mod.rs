@@ -57,19 +57,24 @@ pub async fn fresh_url(db: Db) -> Option<String> {
         Db::Postgres => {
             let base = postgres_url()?;
             sqlx::any::install_default_drivers();
-            let schema = format!("t_{pid}_{n}_{}", std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos())
-                .unwrap_or(0));
+            let schema = format!(
+                "t_{pid}_{n}_{}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.subsec_nanos())
+                    .unwrap_or(0)
+            );
             let admin = AnyPoolOptions::new()
                 .max_connections(1)
                 .connect(&base)
                 .await
                 .expect("connect to the test PostgreSQL");
-            sqlx::query(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
-                .execute(&admin)
-                .await
-                .expect("drop schema");
+            sqlx::query(AssertSqlSafe(format!(
+                "DROP SCHEMA IF EXISTS {schema} CASCADE"
+            )))
+            .execute(&admin)
+            .await
+            .expect("drop schema");
             sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
                 .execute(&admin)
                 .await
@@ -207,8 +212,12 @@ impl Server {
     }
 
     pub async fn post(&self, path: &str, body: serde_json::Value) -> Answer {
-        self.post_raw(path, Some("application/json"), serde_json::to_vec(&body).unwrap())
-            .await
+        self.post_raw(
+            path,
+            Some("application/json"),
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await
     }
 
     pub fn raw(&self) -> &AnyPool {
