@@ -4,4 +4,5 @@
 //! fruitore (consumer) it obtains vouchers and calls other administrations. `main.rs` only parses
 //! the command line; everything it wires lives in these modules.
 
+pub mod modi;
 pub mod pdnd;
