@@ -62,7 +62,9 @@ pub fn verify_digest(header: &str, body: &[u8]) -> Result<(), ModiError> {
     if checked {
         Ok(())
     } else {
-        Err(ModiError::UnsupportedDigestAlgorithm(first_other.unwrap_or_default()))
+        Err(ModiError::UnsupportedDigestAlgorithm(
+            first_other.unwrap_or_default(),
+        ))
     }
 }
 
@@ -92,12 +94,18 @@ mod tests {
         assert_eq!(verify_digest(BODY_DIGEST, BODY), Ok(()));
         // Algorithm token is case-insensitive; surrounding whitespace is tolerated.
         assert_eq!(
-            verify_digest(" sha-256=XPLevcS/HwVMCRq67PMbZd7RWF/zmIKEZPwrdiKIB5o= ", BODY),
+            verify_digest(
+                " sha-256=XPLevcS/HwVMCRq67PMbZd7RWF/zmIKEZPwrdiKIB5o= ",
+                BODY
+            ),
             Ok(())
         );
         // Unknown extra instances are ignored as RFC 3230 says.
         assert_eq!(
-            verify_digest(&format!("MD5=HUXZLQLMuI/KZ5KDcJPcOA==, {BODY_DIGEST}"), BODY),
+            verify_digest(
+                &format!("MD5=HUXZLQLMuI/KZ5KDcJPcOA==, {BODY_DIGEST}"),
+                BODY
+            ),
             Ok(())
         );
     }
@@ -109,7 +117,10 @@ mod tests {
             Err(ModiError::DigestMismatch)
         );
         assert_eq!(
-            verify_digest(&format!("{BODY_DIGEST}, SHA-256=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="), BODY),
+            verify_digest(
+                &format!("{BODY_DIGEST}, SHA-256=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="),
+                BODY
+            ),
             Err(ModiError::DigestMismatch)
         );
     }
@@ -138,11 +149,17 @@ mod tests {
             "SHA-256=XPLevcS_HwVMCRq67PMbZd7RWF_zmIKEZPwrdiKIB5o=",
         ] {
             assert!(
-                matches!(verify_digest(header, BODY), Err(ModiError::Malformed { .. })),
+                matches!(
+                    verify_digest(header, BODY),
+                    Err(ModiError::Malformed { .. })
+                ),
                 "{header:?} accepted or misclassified"
             );
         }
         let long = format!("SHA-256={}", "A".repeat(2000));
-        assert!(matches!(verify_digest(&long, BODY), Err(ModiError::Malformed { .. })));
+        assert!(matches!(
+            verify_digest(&long, BODY),
+            Err(ModiError::Malformed { .. })
+        ));
     }
 }

@@ -150,7 +150,10 @@ impl ModiError {
     }
 
     pub(crate) fn malformed(what: &'static str, reason: impl Into<String>) -> Self {
-        ModiError::Malformed { what, reason: reason.into() }
+        ModiError::Malformed {
+            what,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -162,14 +165,24 @@ mod tests {
     fn statuses_follow_the_documented_split() {
         assert_eq!(ModiError::malformed("digest", "x").http_status(), 400);
         assert_eq!(ModiError::DigestMismatch.http_status(), 400);
-        assert_eq!(ModiError::SignedHeaderMismatch("digest".into()).http_status(), 400);
-        assert_eq!(ModiError::MissingSignedHeader("content-type".into()).http_status(), 400);
+        assert_eq!(
+            ModiError::SignedHeaderMismatch("digest".into()).http_status(),
+            400
+        );
+        assert_eq!(
+            ModiError::MissingSignedHeader("content-type".into()).http_status(),
+            400
+        );
         assert_eq!(ModiError::MissingHeader("digest".into()).http_status(), 400);
         assert_eq!(ModiError::BadSignature.http_status(), 401);
         assert_eq!(ModiError::UntrustedChain("x".into()).http_status(), 401);
         assert_eq!(ModiError::UnknownKid("k".into()).http_status(), 401);
         assert_eq!(
-            ModiError::WrongAudience { expected: "a".into(), found: "b".into() }.http_status(),
+            ModiError::WrongAudience {
+                expected: "a".into(),
+                found: "b".into()
+            }
+            .http_status(),
             401
         );
         assert_eq!(ModiError::Expired { exp: 1 }.http_status(), 401);

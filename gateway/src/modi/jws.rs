@@ -44,7 +44,10 @@ pub(crate) fn decode_header(jws: &str) -> Result<JoseHeader, ModiError> {
     let (Some(header), Some(_payload), Some(_signature), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(ModiError::malformed("jws", "not three dot-separated segments"));
+        return Err(ModiError::malformed(
+            "jws",
+            "not three dot-separated segments",
+        ));
     };
     let bytes = URL_SAFE_NO_PAD
         .decode(header)
@@ -72,7 +75,10 @@ pub(crate) fn verify_signature(
 ) -> Result<VerifiedJws, ModiError> {
     let header = decode_header(jws)?;
     if header.crit.is_some() {
-        return Err(ModiError::malformed("jws header", "crit extensions are not supported"));
+        return Err(ModiError::malformed(
+            "jws header",
+            "crit extensions are not supported",
+        ));
     }
     let algorithm = SigningAlgorithm::from_jose(&header.alg)
         .filter(|alg| allowed.contains(alg))
@@ -82,13 +88,18 @@ pub(crate) fn verify_signature(
     }
     let (key, signer): (DecodingKey, Signer) = match source {
         KeySource::X5c(store) => {
-            let x5c = header.x5c.as_deref().ok_or(ModiError::MissingKeyReference("x5c"))?;
+            let x5c = header
+                .x5c
+                .as_deref()
+                .ok_or(ModiError::MissingKeyReference("x5c"))?;
             let leaf = store.verify_chain(x5c, now)?;
             (leaf.decoding_key(algorithm)?, Signer::Certificate(leaf))
         }
         KeySource::Kid(resolver) => {
             let kid = header.kid.ok_or(ModiError::MissingKeyReference("kid"))?;
-            let jwk = resolver.resolve(&kid)?.ok_or_else(|| ModiError::UnknownKid(kid.clone()))?;
+            let jwk = resolver
+                .resolve(&kid)?
+                .ok_or_else(|| ModiError::UnknownKid(kid.clone()))?;
             (jwk_decoding_key(&jwk, algorithm)?, Signer::Kid(kid))
         }
     };
@@ -104,16 +115,20 @@ pub(crate) fn verify_signature(
         match e.kind() {
             ErrorKind::InvalidSignature => ModiError::BadSignature,
             ErrorKind::InvalidAlgorithm => ModiError::AlgorithmNotAllowed(header.alg.clone()),
-            ErrorKind::InvalidRsaKey(_) | ErrorKind::InvalidEcdsaKey | ErrorKind::InvalidKeyFormat => {
-                ModiError::UnusableKey(e.to_string())
-            }
+            ErrorKind::InvalidRsaKey(_)
+            | ErrorKind::InvalidEcdsaKey
+            | ErrorKind::InvalidKeyFormat => ModiError::UnusableKey(e.to_string()),
             _ => ModiError::malformed("jws", e.to_string()),
         }
     })?;
     let Value::Object(claims) = data.claims else {
         return Err(ModiError::malformed("jws payload", "not a JSON object"));
     };
-    Ok(VerifiedJws { algorithm, signer, claims })
+    Ok(VerifiedJws {
+        algorithm,
+        signer,
+        claims,
+    })
 }
 
 /// Reads the `kid` of a JWS without verifying it, so that an async caller can make sure the
@@ -123,23 +138,35 @@ pub fn unverified_kid(jws: &str) -> Result<Option<String>, ModiError> {
 }
 
 /// A string claim; `Ok(None)` when absent, `Malformed` when of another type.
-pub(crate) fn string_claim(claims: &Map<String, Value>, name: &'static str) -> Result<Option<String>, ModiError> {
+pub(crate) fn string_claim(
+    claims: &Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<String>, ModiError> {
     match claims.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(ModiError::malformed("claim", format!("{name} is not a string"))),
+        Some(_) => Err(ModiError::malformed(
+            "claim",
+            format!("{name} is not a string"),
+        )),
     }
 }
 
 /// A NumericDate claim as whole seconds.
-pub(crate) fn time_claim(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, ModiError> {
+pub(crate) fn time_claim(
+    claims: &Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<i64>, ModiError> {
     match claims.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => n
             .as_i64()
             .map(Some)
             .ok_or_else(|| ModiError::malformed("claim", format!("{name} is not an integer"))),
-        Some(_) => Err(ModiError::malformed("claim", format!("{name} is not a number"))),
+        Some(_) => Err(ModiError::malformed(
+            "claim",
+            format!("{name} is not a number"),
+        )),
     }
 }
 
@@ -154,21 +181,35 @@ pub(crate) fn jti_claim(claims: &Map<String, Value>) -> Result<String, ModiError
 
 /// `aud` must be the expected audience, or an array containing it. Returns the audience as
 /// sent (an array joined with ",") for the record.
-pub(crate) fn check_audience(claims: &Map<String, Value>, expected: &str) -> Result<String, ModiError> {
+pub(crate) fn check_audience(
+    claims: &Map<String, Value>,
+    expected: &str,
+) -> Result<String, ModiError> {
     let found = match claims.get("aud") {
         None | Some(Value::Null) => return Err(ModiError::MissingClaim("aud")),
         Some(Value::String(s)) => vec![s.as_str()],
         Some(Value::Array(items)) => items
             .iter()
-            .map(|v| v.as_str().ok_or_else(|| ModiError::malformed("claim", "aud array holds a non-string")))
+            .map(|v| {
+                v.as_str()
+                    .ok_or_else(|| ModiError::malformed("claim", "aud array holds a non-string"))
+            })
             .collect::<Result<Vec<_>, _>>()?,
-        Some(_) => return Err(ModiError::malformed("claim", "aud is neither string nor array")),
+        Some(_) => {
+            return Err(ModiError::malformed(
+                "claim",
+                "aud is neither string nor array",
+            ))
+        }
     };
     let joined = found.join(",");
     if found.contains(&expected) {
         Ok(joined)
     } else {
-        Err(ModiError::WrongAudience { expected: expected.to_string(), found: joined })
+        Err(ModiError::WrongAudience {
+            expected: expected.to_string(),
+            found: joined,
+        })
     }
 }
 
@@ -226,45 +267,87 @@ mod tests {
 
     #[test]
     fn header_shape_is_checked() {
-        assert!(matches!(decode_header("a.b"), Err(ModiError::Malformed { .. })));
-        assert!(matches!(decode_header("a.b.c.d"), Err(ModiError::Malformed { .. })));
-        assert!(matches!(decode_header("!!.b.c"), Err(ModiError::Malformed { .. })));
+        assert!(matches!(
+            decode_header("a.b"),
+            Err(ModiError::Malformed { .. })
+        ));
+        assert!(matches!(
+            decode_header("a.b.c.d"),
+            Err(ModiError::Malformed { .. })
+        ));
+        assert!(matches!(
+            decode_header("!!.b.c"),
+            Err(ModiError::Malformed { .. })
+        ));
         let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","kid":"k1","typ":"JWT"}"#);
         let parsed = decode_header(&format!("{h}.e30.c2ln")).map_err(|e| e.to_string());
-        assert_eq!(parsed.as_ref().map(|h| h.kid.clone()), Ok(Some("k1".to_string())));
-        assert_eq!(unverified_kid(&format!("{h}.e30.c2ln")), Ok(Some("k1".to_string())));
+        assert_eq!(
+            parsed.as_ref().map(|h| h.kid.clone()),
+            Ok(Some("k1".to_string()))
+        );
+        assert_eq!(
+            unverified_kid(&format!("{h}.e30.c2ln")),
+            Ok(Some("k1".to_string()))
+        );
     }
 
     #[test]
     fn audience_string_or_array() {
         let c = obj(json!({"aud": "https://comune.example/api"}));
-        assert_eq!(check_audience(&c, "https://comune.example/api"), Ok("https://comune.example/api".into()));
+        assert_eq!(
+            check_audience(&c, "https://comune.example/api"),
+            Ok("https://comune.example/api".into())
+        );
         let c = obj(json!({"aud": ["x", "https://comune.example/api"]}));
         assert!(check_audience(&c, "https://comune.example/api").is_ok());
         let c = obj(json!({"aud": "https://other.example"}));
-        assert!(matches!(check_audience(&c, "https://comune.example/api"), Err(ModiError::WrongAudience { .. })));
+        assert!(matches!(
+            check_audience(&c, "https://comune.example/api"),
+            Err(ModiError::WrongAudience { .. })
+        ));
         let c = obj(json!({}));
         assert_eq!(check_audience(&c, "x"), Err(ModiError::MissingClaim("aud")));
         let c = obj(json!({"aud": 3}));
-        assert!(matches!(check_audience(&c, "x"), Err(ModiError::Malformed { .. })));
+        assert!(matches!(
+            check_audience(&c, "x"),
+            Err(ModiError::Malformed { .. })
+        ));
     }
 
     #[test]
     fn time_window_with_leeway() {
         let c = obj(json!({"iat": 1000, "nbf": 1000, "exp": 1100}));
         assert!(check_window(&c, 1050, 0, None).is_ok());
-        assert_eq!(check_window(&c, 1100, 0, None), Err(ModiError::Expired { exp: 1100 }));
+        assert_eq!(
+            check_window(&c, 1100, 0, None),
+            Err(ModiError::Expired { exp: 1100 })
+        );
         assert!(check_window(&c, 1100, 10, None).is_ok());
-        assert_eq!(check_window(&c, 1110, 10, None), Err(ModiError::Expired { exp: 1100 }));
-        assert_eq!(check_window(&c, 990, 5, None), Err(ModiError::NotYetValid { not_before: 1000 }));
+        assert_eq!(
+            check_window(&c, 1110, 10, None),
+            Err(ModiError::Expired { exp: 1100 })
+        );
+        assert_eq!(
+            check_window(&c, 990, 5, None),
+            Err(ModiError::NotYetValid { not_before: 1000 })
+        );
         assert!(check_window(&c, 995, 5, None).is_ok());
         assert_eq!(
             check_window(&c, 1050, 0, Some(60)),
-            Err(ModiError::LifetimeTooLong { lifetime: 100, max: 60 })
+            Err(ModiError::LifetimeTooLong {
+                lifetime: 100,
+                max: 60
+            })
         );
         let c = obj(json!({"iat": 1000, "exp": 1100.5}));
-        assert!(matches!(check_window(&c, 1050, 0, None), Err(ModiError::Malformed { .. })));
+        assert!(matches!(
+            check_window(&c, 1050, 0, None),
+            Err(ModiError::Malformed { .. })
+        ));
         let c = obj(json!({"iat": 1000}));
-        assert_eq!(check_window(&c, 1050, 0, None), Err(ModiError::MissingClaim("exp")));
+        assert_eq!(
+            check_window(&c, 1050, 0, None),
+            Err(ModiError::MissingClaim("exp"))
+        );
     }
 }

@@ -42,8 +42,11 @@ pub enum SigningAlgorithm {
 
 impl SigningAlgorithm {
     /// All allowed algorithms, for policies that accept any of them.
-    pub const ALL: [SigningAlgorithm; 3] =
-        [SigningAlgorithm::RS256, SigningAlgorithm::PS256, SigningAlgorithm::ES256];
+    pub const ALL: [SigningAlgorithm; 3] = [
+        SigningAlgorithm::RS256,
+        SigningAlgorithm::PS256,
+        SigningAlgorithm::ES256,
+    ];
 
     /// The JOSE `alg` name.
     pub fn jose_name(self) -> &'static str {
@@ -117,9 +120,9 @@ impl SigningMaterial {
         let key = load_private_key(key_pem, algorithm)?;
         let chain = X509::stack_from_pem(chain_pem)
             .map_err(|e| ModiError::KeyMaterial(format!("certificate chain PEM: {e}")))?;
-        let leaf = chain
-            .first()
-            .ok_or_else(|| ModiError::KeyMaterial("certificate chain PEM has no certificate".into()))?;
+        let leaf = chain.first().ok_or_else(|| {
+            ModiError::KeyMaterial("certificate chain PEM has no certificate".into())
+        })?;
         let leaf_key = leaf
             .public_key()
             .map_err(|e| ModiError::KeyMaterial(format!("leaf certificate key: {e}")))?;
@@ -218,7 +221,9 @@ fn check_key_fits(
 ) -> Result<(), String> {
     match (algorithm.is_rsa(), id) {
         (true, Id::RSA) if bits >= MIN_RSA_BITS => Ok(()),
-        (true, Id::RSA) => Err(format!("RSA key of {bits} bits, at least {MIN_RSA_BITS} required")),
+        (true, Id::RSA) => Err(format!(
+            "RSA key of {bits} bits, at least {MIN_RSA_BITS} required"
+        )),
         (false, Id::EC) if curve == Some(Nid::X9_62_PRIME256V1) => Ok(()),
         (false, Id::EC) => Err("ES256 needs a P-256 key".into()),
         _ => Err(format!("key type does not fit {}", algorithm.jose_name())),
@@ -261,7 +266,10 @@ pub(crate) fn rsa_components(pem: &[u8]) -> Result<(String, String), ModiError> 
             })
         })
         .map_err(|e| ModiError::KeyMaterial(format!("RSA key PEM: {e}")))?;
-    Ok((URL_SAFE_NO_PAD.encode(rsa.n().to_vec()), URL_SAFE_NO_PAD.encode(rsa.e().to_vec())))
+    Ok((
+        URL_SAFE_NO_PAD.encode(rsa.n().to_vec()),
+        URL_SAFE_NO_PAD.encode(rsa.e().to_vec()),
+    ))
 }
 
 /// The public key of a verified leaf certificate and who it belongs to.
@@ -298,9 +306,17 @@ impl LeafKey {
 
     /// A jsonwebtoken key for `algorithm`, refusing keys that do not fit it (an RSA certificate
     /// cannot verify an ES256 JWS, a 1024-bit RSA key is refused).
-    pub(crate) fn decoding_key(&self, algorithm: SigningAlgorithm) -> Result<DecodingKey, ModiError> {
-        check_key_fits(self.key.id(), self.key.bits(), ec_curve_of(&self.key), algorithm)
-            .map_err(ModiError::UnusableKey)?;
+    pub(crate) fn decoding_key(
+        &self,
+        algorithm: SigningAlgorithm,
+    ) -> Result<DecodingKey, ModiError> {
+        check_key_fits(
+            self.key.id(),
+            self.key.bits(),
+            ec_curve_of(&self.key),
+            algorithm,
+        )
+        .map_err(ModiError::UnusableKey)?;
         let pem = self.public_key_pem()?;
         let key = if algorithm.is_rsa() {
             DecodingKey::from_rsa_pem(&pem)
@@ -319,9 +335,14 @@ pub struct TrustStore {
 
 impl std::fmt::Debug for TrustStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let subjects: Vec<String> =
-            self.anchors.iter().map(|c| name_to_string(c.subject_name())).collect();
-        f.debug_struct("TrustStore").field("anchors", &subjects).finish()
+        let subjects: Vec<String> = self
+            .anchors
+            .iter()
+            .map(|c| name_to_string(c.subject_name()))
+            .collect();
+        f.debug_struct("TrustStore")
+            .field("anchors", &subjects)
+            .finish()
     }
 }
 
@@ -331,7 +352,9 @@ impl TrustStore {
         let anchors = X509::stack_from_pem(pem)
             .map_err(|e| ModiError::KeyMaterial(format!("trust store PEM: {e}")))?;
         if anchors.is_empty() {
-            return Err(ModiError::KeyMaterial("trust store PEM has no certificate".into()));
+            return Err(ModiError::KeyMaterial(
+                "trust store PEM has no certificate".into(),
+            ));
         }
         Ok(TrustStore { anchors })
     }
@@ -344,12 +367,18 @@ impl TrustStore {
             return Err(ModiError::MissingKeyReference("x5c"));
         }
         if x5c.len() > MAX_X5C_CERTS {
-            return Err(ModiError::malformed("x5c", format!("more than {MAX_X5C_CERTS} certificates")));
+            return Err(ModiError::malformed(
+                "x5c",
+                format!("more than {MAX_X5C_CERTS} certificates"),
+            ));
         }
         let mut certs = Vec::with_capacity(x5c.len());
         for (i, b64) in x5c.iter().enumerate() {
             if b64.len() > MAX_X5C_CERT_LEN {
-                return Err(ModiError::malformed("x5c", format!("certificate {i} too large")));
+                return Err(ModiError::malformed(
+                    "x5c",
+                    format!("certificate {i} too large"),
+                ));
             }
             let der = STANDARD
                 .decode(b64)
@@ -413,10 +442,7 @@ fn name_to_string(name: &X509NameRef) -> String {
     name.entries()
         .map(|entry| {
             let key = entry.object().nid().short_name().unwrap_or("?");
-            let value = entry
-                .data()
-                .to_string()
-                .unwrap_or_else(|_| "?".into());
+            let value = entry.data().to_string().unwrap_or_else(|_| "?".into());
             format!("{key}={value}")
         })
         .collect::<Vec<_>>()

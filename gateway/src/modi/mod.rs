@@ -30,7 +30,9 @@ mod tests;
 pub use digest::{digest_header, verify_digest};
 pub use error::ModiError;
 pub use jws::unverified_kid;
-pub use keys::{rsa_thumbprint, KeyReference, LeafKey, SigningAlgorithm, SigningMaterial, TrustStore};
+pub use keys::{
+    rsa_thumbprint, KeyReference, LeafKey, SigningAlgorithm, SigningMaterial, TrustStore,
+};
 pub use pki::{generate_dev_pki, DevPki};
 pub use replay::{InMemoryReplayGuard, ReplayGuard};
 pub use response::{sign_response, verify_request, verify_response};

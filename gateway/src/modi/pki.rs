@@ -39,7 +39,10 @@ pub struct Validity {
 impl Validity {
     /// 2025-01-01T00:00:00Z to 2040-01-01T00:00:00Z: long enough that a dev setup never
     /// rotates, fixed so that generation needs no clock.
-    pub const DEV_DEFAULT: Validity = Validity { not_before: 1_735_689_600, not_after: 2_208_988_800 };
+    pub const DEV_DEFAULT: Validity = Validity {
+        not_before: 1_735_689_600,
+        not_after: 2_208_988_800,
+    };
 }
 
 /// Paths of a dev PKI on disk.
@@ -63,7 +66,10 @@ impl DevPki {
     }
 
     /// Signing material for `algorithm` (RSA files for RS256/PS256, EC files for ES256).
-    pub fn signing_material(&self, algorithm: SigningAlgorithm) -> Result<SigningMaterial, ModiError> {
+    pub fn signing_material(
+        &self,
+        algorithm: SigningAlgorithm,
+    ) -> Result<SigningMaterial, ModiError> {
         let (key, chain) = match algorithm {
             SigningAlgorithm::RS256 | SigningAlgorithm::PS256 => (&self.rsa_key, &self.rsa_chain),
             SigningAlgorithm::ES256 => (&self.ec_key, &self.ec_chain),
@@ -110,7 +116,8 @@ pub fn generate_dev_pki_with_validity(
             let (cert, key) = issue_ca(&format!("{common_name} dev CA"), validity)?;
             write_new(&pki.ca_key, &key, true)?;
             write_new(&pki.ca_cert, &cert, false)?;
-            pki.created.extend([pki.ca_key.clone(), pki.ca_cert.clone()]);
+            pki.created
+                .extend([pki.ca_key.clone(), pki.ca_cert.clone()]);
             (cert, key)
         }
         _ => {
@@ -123,7 +130,11 @@ pub fn generate_dev_pki_with_validity(
     };
 
     for (key_path, chain_path, make_key) in [
-        (pki.rsa_key.clone(), pki.rsa_chain.clone(), new_rsa_key as fn() -> Result<String, ModiError>),
+        (
+            pki.rsa_key.clone(),
+            pki.rsa_chain.clone(),
+            new_rsa_key as fn() -> Result<String, ModiError>,
+        ),
         (pki.ec_key.clone(), pki.ec_chain.clone(), new_ec_key),
     ] {
         let key_pem = if key_path.exists() {
@@ -151,7 +162,10 @@ pub fn generate_dev_pki_with_validity(
 
 /// A self-signed CA: P-256 key, `CA:true, pathlen:0`, keyCertSign + cRLSign.
 /// Returns (certificate PEM, PKCS#8 key PEM).
-pub(crate) fn issue_ca(common_name: &str, validity: Validity) -> Result<(String, String), ModiError> {
+pub(crate) fn issue_ca(
+    common_name: &str,
+    validity: Validity,
+) -> Result<(String, String), ModiError> {
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(pki_err)?;
     let mut params = base_params(common_name, validity)?;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -187,13 +201,17 @@ pub(crate) fn issue_leaf(
 pub(crate) fn new_rsa_key() -> Result<String, ModiError> {
     let rsa = openssl::rsa::Rsa::generate(2048).map_err(|e| ModiError::Pki(e.to_string()))?;
     let key = openssl::pkey::PKey::from_rsa(rsa).map_err(|e| ModiError::Pki(e.to_string()))?;
-    let pem = key.private_key_to_pem_pkcs8().map_err(|e| ModiError::Pki(e.to_string()))?;
+    let pem = key
+        .private_key_to_pem_pkcs8()
+        .map_err(|e| ModiError::Pki(e.to_string()))?;
     String::from_utf8(pem).map_err(|e| ModiError::Pki(e.to_string()))
 }
 
 /// P-256 key as PKCS#8 PEM.
 pub(crate) fn new_ec_key() -> Result<String, ModiError> {
-    Ok(KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(pki_err)?.serialize_pem())
+    Ok(KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
+        .map_err(pki_err)?
+        .serialize_pem())
 }
 
 fn base_params(common_name: &str, validity: Validity) -> Result<CertificateParams, ModiError> {
@@ -226,7 +244,8 @@ fn to_date(unix: i64) -> Result<(i32, u8, u8), ModiError> {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    let year = i32::try_from(year).map_err(|_| ModiError::Pki(format!("year of {unix} out of range")))?;
+    let year =
+        i32::try_from(year).map_err(|_| ModiError::Pki(format!("year of {unix} out of range")))?;
     if !(1950..=9999).contains(&year) {
         return Err(ModiError::Pki(format!("validity year {year} out of range")));
     }
@@ -257,7 +276,9 @@ fn write_new(path: &Path, contents: &str, private: bool) -> Result<(), ModiError
     }
     #[cfg(not(unix))]
     let _ = private;
-    let mut file = options.open(path).map_err(|e| ModiError::Pki(format!("{}: {e}", path.display())))?;
+    let mut file = options
+        .open(path)
+        .map_err(|e| ModiError::Pki(format!("{}: {e}", path.display())))?;
     file.write_all(contents.as_bytes())
         .map_err(|e| ModiError::Pki(format!("{}: {e}", path.display())))
 }

@@ -44,7 +44,10 @@ struct State {
 
 impl InMemoryReplayGuard {
     pub fn new(capacity: usize) -> Self {
-        InMemoryReplayGuard { capacity: capacity.max(1), state: Mutex::new(State::default()) }
+        InMemoryReplayGuard {
+            capacity: capacity.max(1),
+            state: Mutex::new(State::default()),
+        }
     }
 
     /// Live entries (for metrics).
@@ -59,7 +62,9 @@ impl InMemoryReplayGuard {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the two maps inconsistent in a way that
         // would accept a replay (inserts go to `seen` first), so keep serving.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -102,7 +107,10 @@ mod tests {
     fn second_use_is_a_replay() {
         let guard = InMemoryReplayGuard::new(10);
         assert_eq!(guard.check_and_store("a", 1100, 1000), Ok(()));
-        assert_eq!(guard.check_and_store("a", 1100, 1001), Err(ModiError::Replayed("a".into())));
+        assert_eq!(
+            guard.check_and_store("a", 1100, 1001),
+            Err(ModiError::Replayed("a".into()))
+        );
         assert_eq!(guard.check_and_store("b", 1100, 1001), Ok(()));
         assert_eq!(guard.len(), 2);
     }
@@ -112,10 +120,16 @@ mod tests {
         let guard = InMemoryReplayGuard::new(10);
         assert_eq!(guard.check_and_store("short", 1010, 1000), Ok(()));
         assert_eq!(guard.check_and_store("long", 2000, 1000), Ok(()));
-        assert_eq!(guard.check_and_store("short", 1010, 1009), Err(ModiError::Replayed("short".into())));
+        assert_eq!(
+            guard.check_and_store("short", 1010, 1009),
+            Err(ModiError::Replayed("short".into()))
+        );
         // At 1010 "short" is gone, "long" is not.
         assert_eq!(guard.check_and_store("short", 1020, 1010), Ok(()));
-        assert_eq!(guard.check_and_store("long", 2000, 1010), Err(ModiError::Replayed("long".into())));
+        assert_eq!(
+            guard.check_and_store("long", 2000, 1010),
+            Err(ModiError::Replayed("long".into()))
+        );
         assert_eq!(guard.len(), 2);
     }
 
@@ -124,9 +138,15 @@ mod tests {
         let guard = InMemoryReplayGuard::new(2);
         assert_eq!(guard.check_and_store("a", 1100, 1000), Ok(()));
         assert_eq!(guard.check_and_store("b", 1200, 1000), Ok(()));
-        assert_eq!(guard.check_and_store("c", 1200, 1000), Err(ModiError::ReplayCacheFull));
+        assert_eq!(
+            guard.check_and_store("c", 1200, 1000),
+            Err(ModiError::ReplayCacheFull)
+        );
         // "a" still remembered despite the pressure.
-        assert_eq!(guard.check_and_store("a", 1100, 1000), Err(ModiError::Replayed("a".into())));
+        assert_eq!(
+            guard.check_and_store("a", 1100, 1000),
+            Err(ModiError::Replayed("a".into()))
+        );
         // Once "a" expires there is room again.
         assert_eq!(guard.check_and_store("c", 1200, 1100), Ok(()));
     }
@@ -134,8 +154,14 @@ mod tests {
     #[test]
     fn bad_jti_is_refused() {
         let guard = InMemoryReplayGuard::new(2);
-        assert!(matches!(guard.check_and_store("", 1100, 1000), Err(ModiError::Malformed { .. })));
+        assert!(matches!(
+            guard.check_and_store("", 1100, 1000),
+            Err(ModiError::Malformed { .. })
+        ));
         let long = "x".repeat(MAX_JTI_LEN + 1);
-        assert!(matches!(guard.check_and_store(&long, 1100, 1000), Err(ModiError::Malformed { .. })));
+        assert!(matches!(
+            guard.check_and_store(&long, 1100, 1000),
+            Err(ModiError::Malformed { .. })
+        ));
     }
 }

@@ -5,11 +5,11 @@
 //! responses as evidence: given what was saved (status, headers, body bytes) it says whether the
 //! producer's signature holds, and if not, exactly why.
 
+use super::keys::SigningMaterial;
 use super::signature::{
     sign_message, single_header, verify, MessageSignature, SignatureClaims, SignatureExpectations,
     VerifiedSignature, AGID_JWT_SIGNATURE,
 };
-use super::keys::SigningMaterial;
 use super::trust::KeySource;
 use super::ModiError;
 

@@ -77,7 +77,10 @@ pub fn sign(
             return Err(ModiError::malformed("signed header value", name));
         }
         if names.contains(&name) {
-            return Err(ModiError::malformed("signed headers", format!("{name} listed twice")));
+            return Err(ModiError::malformed(
+                "signed headers",
+                format!("{name} listed twice"),
+            ));
         }
         names.push(name.clone());
         entries.push(BTreeMap::from([(name, *value)]));
@@ -99,7 +102,10 @@ pub fn sign(
 }
 
 /// Encodes and signs any claims with `typ: JWT` and the material's key reference.
-pub(crate) fn encode<T: Serialize>(material: &SigningMaterial, claims: &T) -> Result<String, ModiError> {
+pub(crate) fn encode<T: Serialize>(
+    material: &SigningMaterial,
+    claims: &T,
+) -> Result<String, ModiError> {
     let mut header = Header::new(material.algorithm().jwt_algorithm());
     header.typ = Some("JWT".into());
     match material.key_reference() {
@@ -137,7 +143,10 @@ pub fn sign_message(
         headers.push(("content-encoding", ce));
     }
     let agid_jwt_signature = sign(material, claims, &headers)?;
-    Ok(MessageSignature { digest, agid_jwt_signature })
+    Ok(MessageSignature {
+        digest,
+        agid_jwt_signature,
+    })
 }
 
 /// What the receiver expects of a JWS: built once from configuration, `now` set per call.
@@ -200,7 +209,12 @@ pub fn verify(
     let verified = jws::verify_signature(jws, trust, &SigningAlgorithm::ALL, "JWT", expect.now)?;
     let claims = &verified.claims;
     let audience = check_audience(claims, &expect.audience)?;
-    let window = check_window(claims, expect.now, expect.leeway_secs, expect.max_lifetime_secs)?;
+    let window = check_window(
+        claims,
+        expect.now,
+        expect.leeway_secs,
+        expect.max_lifetime_secs,
+    )?;
     let jti = jti_claim(claims)?;
     let signed_headers = parse_signed_headers(claims.get("signed_headers"))?;
 
@@ -251,12 +265,16 @@ fn parse_signed_headers(value: Option<&Value>) -> Result<Vec<(String, String)>, 
     }
     let mut out: Vec<(String, String)> = Vec::with_capacity(items.len());
     for item in items {
-        let object = item.as_object().ok_or_else(|| bad("entry is not an object"))?;
+        let object = item
+            .as_object()
+            .ok_or_else(|| bad("entry is not an object"))?;
         let mut members = object.iter();
         let (Some((name, value)), None) = (members.next(), members.next()) else {
             return Err(bad("entry does not have exactly one member"));
         };
-        let value = value.as_str().ok_or_else(|| bad("header value is not a string"))?;
+        let value = value
+            .as_str()
+            .ok_or_else(|| bad("header value is not a string"))?;
         let name = name.to_ascii_lowercase();
         if out.iter().any(|(n, _)| *n == name) {
             return Err(bad("header listed twice"));
@@ -268,14 +286,20 @@ fn parse_signed_headers(value: Option<&Value>) -> Result<Vec<(String, String)>, 
 
 /// The value of header `name` (case-insensitive), trimmed. The same header sent twice with
 /// different values is refused: we could not tell which one was signed.
-pub(crate) fn single_header<'h>(headers: &[(&str, &'h str)], name: &str) -> Result<Option<&'h str>, ModiError> {
+pub(crate) fn single_header<'h>(
+    headers: &[(&str, &'h str)],
+    name: &str,
+) -> Result<Option<&'h str>, ModiError> {
     let mut found: Option<&'h str> = None;
     for (n, v) in headers {
         if n.trim().eq_ignore_ascii_case(name) {
             let v = v.trim();
             match found {
                 Some(previous) if previous != v => {
-                    return Err(ModiError::malformed("headers", format!("{name} sent twice with different values")))
+                    return Err(ModiError::malformed(
+                        "headers",
+                        format!("{name} sent twice with different values"),
+                    ))
                 }
                 _ => found = Some(v),
             }

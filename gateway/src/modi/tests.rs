@@ -44,23 +44,48 @@ fn fixture() -> &'static Fixture {
         let identity = |ca: &str, ca_key: &str, key_pem: String, validity: Validity| {
             let leaf = issue_leaf(ca, ca_key, &key_pem, "anagrafe.comune.example", validity)
                 .expect("leaf certificate");
-            Identity { key_pem, chain_pem: format!("{leaf}{ca}") }
+            Identity {
+                key_pem,
+                chain_pem: format!("{leaf}{ca}"),
+            }
         };
         let rsa = identity(&ca_pem, &ca_key, new_rsa_key().expect("rsa key"), v);
         let ec = identity(&ca_pem, &ca_key, new_ec_key().expect("ec key"), v);
         let (other_ca, other_key) = issue_ca("Comune di Esempio dev CA", v).expect("second CA");
         let stranger = identity(&other_ca, &other_key, new_rsa_key().expect("rsa key"), v);
-        let decade = Validity { not_before: 1_546_300_800, not_after: 1_893_456_000 };
+        let decade = Validity {
+            not_before: 1_546_300_800,
+            not_after: 1_893_456_000,
+        };
         let (old_ca_pem, old_key) = issue_ca("Comune di Esempio old CA", decade).expect("old CA");
-        let year_2020 = Validity { not_before: 1_577_836_800, not_after: 1_609_459_200 };
-        let expired = identity(&old_ca_pem, &old_key, new_rsa_key().expect("rsa key"), year_2020);
-        Fixture { ca_pem, rsa, ec, stranger, expired, old_ca_pem }
+        let year_2020 = Validity {
+            not_before: 1_577_836_800,
+            not_after: 1_609_459_200,
+        };
+        let expired = identity(
+            &old_ca_pem,
+            &old_key,
+            new_rsa_key().expect("rsa key"),
+            year_2020,
+        );
+        Fixture {
+            ca_pem,
+            rsa,
+            ec,
+            stranger,
+            expired,
+            old_ca_pem,
+        }
     })
 }
 
 fn material(identity: &Identity, alg: SigningAlgorithm) -> SigningMaterial {
-    SigningMaterial::from_pem(identity.key_pem.as_bytes(), identity.chain_pem.as_bytes(), alg)
-        .expect("fixture material loads")
+    SigningMaterial::from_pem(
+        identity.key_pem.as_bytes(),
+        identity.chain_pem.as_bytes(),
+        alg,
+    )
+    .expect("fixture material loads")
 }
 
 fn trust() -> TrustStore {
@@ -80,10 +105,15 @@ fn claims(jti: &str) -> SignatureClaims {
 }
 
 fn expect() -> SignatureExpectations {
-    SignatureExpectations { audience: AUD.into(), leeway_secs: 5, now: NOW, max_lifetime_secs: Some(600) }
+    SignatureExpectations {
+        audience: AUD.into(),
+        leeway_secs: 5,
+        now: NOW,
+        max_lifetime_secs: Some(600),
+    }
 }
 
-fn json_headers<'a>(jws: &'a str) -> Vec<(&'a str, &'a str)> {
+fn json_headers(jws: &str) -> Vec<(&str, &str)> {
     vec![
         ("Content-Type", JSON),
         ("Digest", BODY_DIGEST),
@@ -92,10 +122,19 @@ fn json_headers<'a>(jws: &'a str) -> Vec<(&'a str, &'a str)> {
 }
 
 fn signed(material: &SigningMaterial, jti: &str) -> String {
-    sign(material, &claims(jti), &[("Digest", BODY_DIGEST), ("Content-Type", JSON)]).expect("signs")
+    sign(
+        material,
+        &claims(jti),
+        &[("Digest", BODY_DIGEST), ("Content-Type", JSON)],
+    )
+    .expect("signs")
 }
 
-fn verify_x5c(jws: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<VerifiedSignature, ModiError> {
+fn verify_x5c(
+    jws: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<VerifiedSignature, ModiError> {
     let trust = trust();
     verify(jws, &KeySource::X5c(&trust), &expect(), headers, body)
 }
@@ -149,12 +188,23 @@ fn round_trip_for_every_algorithm() {
         assert_eq!(verified.iss.as_deref(), Some("comune-fruitore"));
         assert_eq!(
             verified.signed_headers,
-            vec![("digest".to_string(), BODY_DIGEST.to_string()), ("content-type".into(), JSON.into())]
+            vec![
+                ("digest".to_string(), BODY_DIGEST.to_string()),
+                ("content-type".into(), JSON.into())
+            ]
         );
         match &verified.signer {
             Signer::Certificate(leaf) => {
-                assert!(leaf.subject.contains("CN=anagrafe.comune.example"), "{}", leaf.subject);
-                assert!(leaf.issuer.contains("CN=Comune di Esempio dev CA"), "{}", leaf.issuer);
+                assert!(
+                    leaf.subject.contains("CN=anagrafe.comune.example"),
+                    "{}",
+                    leaf.subject
+                );
+                assert!(
+                    leaf.issuer.contains("CN=Comune di Esempio dev CA"),
+                    "{}",
+                    leaf.issuer
+                );
                 assert_eq!(leaf.fingerprint_sha256.len(), 64);
             }
             other => panic!("unexpected signer {other:?}"),
@@ -164,7 +214,10 @@ fn round_trip_for_every_algorithm() {
 
 #[test]
 fn header_names_match_case_insensitively() {
-    let jws = signed(&material(&fixture().rsa, SigningAlgorithm::RS256), "jti-case");
+    let jws = signed(
+        &material(&fixture().rsa, SigningAlgorithm::RS256),
+        "jti-case",
+    );
     let headers = [("CONTENT-TYPE", JSON), ("dIgEsT", BODY_DIGEST)];
     assert!(verify_x5c(&jws, &headers, BODY).is_ok());
 }
@@ -174,17 +227,32 @@ fn kid_round_trip_through_the_resolver() {
     // INTEGRITY_REST_02: the key is registered on PDND, the header carries only its kid.
     let f = fixture();
     let resolver = InMemoryKidResolver::new();
-    let kid = resolver.insert_rsa_pem(f.rsa.key_pem.as_bytes()).expect("register");
-    assert_eq!(kid, rsa_thumbprint(f.rsa.key_pem.as_bytes()).expect("thumbprint"));
-    let material = SigningMaterial::with_kid(f.rsa.key_pem.as_bytes(), kid.clone(), SigningAlgorithm::RS256)
-        .expect("material");
+    let kid = resolver
+        .insert_rsa_pem(f.rsa.key_pem.as_bytes())
+        .expect("register");
+    assert_eq!(
+        kid,
+        rsa_thumbprint(f.rsa.key_pem.as_bytes()).expect("thumbprint")
+    );
+    let material = SigningMaterial::with_kid(
+        f.rsa.key_pem.as_bytes(),
+        kid.clone(),
+        SigningAlgorithm::RS256,
+    )
+    .expect("material");
     let jws = signed(&material, "jti-kid");
     assert_eq!(header_of(&jws)["kid"], kid.as_str());
     assert!(header_of(&jws).get("x5c").is_none());
     assert_eq!(unverified_kid(&jws), Ok(Some(kid.clone())));
 
-    let verified = verify(&jws, &KeySource::Kid(&resolver), &expect(), &json_headers(&jws), BODY)
-        .expect("verifies by kid");
+    let verified = verify(
+        &jws,
+        &KeySource::Kid(&resolver),
+        &expect(),
+        &json_headers(&jws),
+        BODY,
+    )
+    .expect("verifies by kid");
     assert!(matches!(verified.signer, Signer::Kid(ref k) if *k == kid));
 }
 
@@ -203,18 +271,42 @@ fn josekit_verifies_what_jsonwebtoken_signs() {
         .expect("ec public");
 
     let cases: Vec<(SigningAlgorithm, Box<dyn josekit::jws::JwsVerifier>)> = vec![
-        (SigningAlgorithm::RS256, Box::new(RS256.verifier_from_pem(&rsa_public).expect("rs256 verifier"))),
-        (SigningAlgorithm::PS256, Box::new(PS256.verifier_from_pem(&rsa_public).expect("ps256 verifier"))),
-        (SigningAlgorithm::ES256, Box::new(ES256.verifier_from_pem(&ec_public).expect("es256 verifier"))),
+        (
+            SigningAlgorithm::RS256,
+            Box::new(
+                RS256
+                    .verifier_from_pem(&rsa_public)
+                    .expect("rs256 verifier"),
+            ),
+        ),
+        (
+            SigningAlgorithm::PS256,
+            Box::new(
+                PS256
+                    .verifier_from_pem(&rsa_public)
+                    .expect("ps256 verifier"),
+            ),
+        ),
+        (
+            SigningAlgorithm::ES256,
+            Box::new(ES256.verifier_from_pem(&ec_public).expect("es256 verifier")),
+        ),
     ];
     for (alg, verifier) in cases {
-        let identity = if alg == SigningAlgorithm::ES256 { &f.ec } else { &f.rsa };
+        let identity = if alg == SigningAlgorithm::ES256 {
+            &f.ec
+        } else {
+            &f.rsa
+        };
         let jws = signed(&material(identity, alg), "jti-josekit");
         let (payload, header) = josekit::jwt::decode_with_verifier(&jws, verifier.as_ref())
             .unwrap_or_else(|e| panic!("josekit rejects our {alg:?}: {e}"));
         assert_eq!(header.algorithm(), Some(alg.jose_name()));
         assert_eq!(payload.jwt_id(), Some("jti-josekit"));
-        assert_eq!(payload.claim("signed_headers"), Some(&json!([{"digest": BODY_DIGEST}, {"content-type": JSON}])));
+        assert_eq!(
+            payload.claim("signed_headers"),
+            Some(&json!([{"digest": BODY_DIGEST}, {"content-type": JSON}]))
+        );
 
         // And a flipped signature bit is caught by josekit too.
         let mut bytes = jws.into_bytes();
@@ -236,11 +328,16 @@ fn openssl_chains_the_x5c_to_the_dev_ca() {
         .as_array()
         .expect("x5c array")
         .iter()
-        .map(|c| X509::from_der(&STANDARD.decode(c.as_str().expect("string")).expect("b64")).expect("der"))
+        .map(|c| {
+            X509::from_der(&STANDARD.decode(c.as_str().expect("string")).expect("b64"))
+                .expect("der")
+        })
         .collect();
     let ca = X509::from_pem(f.ca_pem.as_bytes()).expect("ca");
     // The leaf's signature verifies with the CA key, and the CA is the second x5c entry.
-    assert!(x5c[0].verify(&ca.public_key().expect("ca key")).expect("verify call"));
+    assert!(x5c[0]
+        .verify(&ca.public_key().expect("ca key"))
+        .expect("verify call"));
     assert_eq!(x5c[1].to_der().expect("der"), ca.to_der().expect("der"));
 
     let mut builder = X509StoreBuilder::new().expect("store");
@@ -248,15 +345,21 @@ fn openssl_chains_the_x5c_to_the_dev_ca() {
     let store = builder.build();
     let chain = Stack::new().expect("stack");
     let mut ctx = X509StoreContext::new().expect("ctx");
-    let ok = ctx.init(&store, &x5c[0], &chain, |c| c.verify_cert()).expect("init");
+    let ok = ctx
+        .init(&store, &x5c[0], &chain, |c| c.verify_cert())
+        .expect("init");
     assert!(ok, "openssl does not chain the leaf to the dev CA");
 
     // The stranger's leaf does not chain to it.
     let stranger = X509::stack_from_pem(f.stranger.chain_pem.as_bytes()).expect("pem");
     let mut builder = X509StoreBuilder::new().expect("store");
-    builder.add_cert(X509::from_pem(f.ca_pem.as_bytes()).expect("ca")).expect("add");
+    builder
+        .add_cert(X509::from_pem(f.ca_pem.as_bytes()).expect("ca"))
+        .expect("add");
     let store = builder.build();
-    let ok = ctx.init(&store, &stranger[0], &chain, |c| c.verify_cert()).expect("init");
+    let ok = ctx
+        .init(&store, &stranger[0], &chain, |c| c.verify_cert())
+        .expect("init");
     assert!(!ok);
 }
 
@@ -267,7 +370,9 @@ fn jsonwebtoken_verifies_what_josekit_signs() {
     use josekit::jws::{JwsHeader, RS256};
     use josekit::jwt::JwtPayload;
     let f = fixture();
-    let signer = RS256.signer_from_pem(f.rsa.key_pem.as_bytes()).expect("signer");
+    let signer = RS256
+        .signer_from_pem(f.rsa.key_pem.as_bytes())
+        .expect("signer");
     let chain: Vec<Vec<u8>> = openssl::x509::X509::stack_from_pem(f.rsa.chain_pem.as_bytes())
         .expect("chain")
         .iter()
@@ -283,7 +388,10 @@ fn jsonwebtoken_verifies_what_josekit_signs() {
         payload.set_claim(name, Some(json!(value))).expect("claim");
     }
     payload
-        .set_claim("signed_headers", Some(json!([{"digest": BODY_DIGEST}, {"content-type": JSON}])))
+        .set_claim(
+            "signed_headers",
+            Some(json!([{"digest": BODY_DIGEST}, {"content-type": JSON}])),
+        )
         .expect("claim");
     let jws = josekit::jwt::encode_with_signer(&payload, &header, &signer).expect("josekit signs");
     let verified = verify_x5c(&jws, &json_headers(&jws), BODY).expect("we verify josekit's JWS");
@@ -294,13 +402,19 @@ fn jsonwebtoken_verifies_what_josekit_signs() {
 fn rsa_thumbprint_matches_rfc_7638_and_jsonwebtoken() {
     // RFC 7638 §3.1 example.
     let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
-    assert_eq!(rsa_thumbprint_of(n, "AQAB"), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+    assert_eq!(
+        rsa_thumbprint_of(n, "AQAB"),
+        "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+    );
 
     let f = fixture();
     let ours = rsa_thumbprint(f.rsa.key_pem.as_bytes()).expect("thumbprint");
     let key = jsonwebtoken::EncodingKey::from_rsa_pem(f.rsa.key_pem.as_bytes()).expect("key");
-    let jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, jsonwebtoken::Algorithm::RS256).expect("jwk");
-    let theirs = jwk.thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256).expect("thumbprint");
+    let jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, jsonwebtoken::Algorithm::RS256)
+        .expect("jwk");
+    let theirs = jwk
+        .thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
+        .expect("thumbprint");
     assert_eq!(ours, theirs);
     assert_eq!(ours.len(), 43);
 }
@@ -309,7 +423,10 @@ fn rsa_thumbprint_matches_rfc_7638_and_jsonwebtoken() {
 
 #[test]
 fn body_changed_after_signing() {
-    let jws = signed(&material(&fixture().rsa, SigningAlgorithm::RS256), "jti-body");
+    let jws = signed(
+        &material(&fixture().rsa, SigningAlgorithm::RS256),
+        "jti-body",
+    );
     assert_eq!(
         verify_x5c(&jws, &json_headers(&jws), br#"{"testo":"Ciao mondo!"}"#).err(),
         Some(ModiError::DigestMismatch)
@@ -403,7 +520,10 @@ fn digest_must_be_signed_and_present() {
     let payload = json!({"aud": AUD, "iat": NOW, "exp": NOW + 60, "jti": "j-obj",
                          "signed_headers": {"digest": BODY_DIGEST}});
     let jws = encode(&m, &payload).expect("signs");
-    assert!(matches!(verify_x5c(&jws, &json_headers(&jws), BODY), Err(ModiError::Malformed { .. })));
+    assert!(matches!(
+        verify_x5c(&jws, &json_headers(&jws), BODY),
+        Err(ModiError::Malformed { .. })
+    ));
 }
 
 #[test]
@@ -425,7 +545,9 @@ fn expired_and_not_yet_valid() {
     let jws = sign(&m, &c, &[("digest", BODY_DIGEST), ("content-type", JSON)]).expect("signs");
     assert_eq!(
         verify_x5c(&jws, &json_headers(&jws), BODY).err(),
-        Some(ModiError::NotYetValid { not_before: NOW + 120 })
+        Some(ModiError::NotYetValid {
+            not_before: NOW + 120
+        })
     );
 
     // Within the 5 s leeway both are accepted.
@@ -438,7 +560,10 @@ fn expired_and_not_yet_valid() {
     let mut c = claims("jti-long");
     c.exp = NOW + 3600;
     let jws = sign(&m, &c, &[("digest", BODY_DIGEST), ("content-type", JSON)]).expect("signs");
-    assert!(matches!(verify_x5c(&jws, &json_headers(&jws), BODY), Err(ModiError::LifetimeTooLong { .. })));
+    assert!(matches!(
+        verify_x5c(&jws, &json_headers(&jws), BODY),
+        Err(ModiError::LifetimeTooLong { .. })
+    ));
 }
 
 #[test]
@@ -449,33 +574,58 @@ fn wrong_audience() {
     let jws = sign(&m, &c, &[("digest", BODY_DIGEST), ("content-type", JSON)]).expect("signs");
     assert_eq!(
         verify_x5c(&jws, &json_headers(&jws), BODY).err(),
-        Some(ModiError::WrongAudience { expected: AUD.into(), found: "https://tributi.comune.example/api/v1".into() })
+        Some(ModiError::WrongAudience {
+            expected: AUD.into(),
+            found: "https://tributi.comune.example/api/v1".into()
+        })
     );
 }
 
 #[test]
 fn replayed_jti() {
-    let jws = signed(&material(&fixture().rsa, SigningAlgorithm::PS256), "jti-replay");
+    let jws = signed(
+        &material(&fixture().rsa, SigningAlgorithm::PS256),
+        "jti-replay",
+    );
     let guard = InMemoryReplayGuard::new(100);
     let first = verify_x5c(&jws, &json_headers(&jws), BODY).expect("first verifies");
     assert_eq!(first.check_replay(&guard, NOW), Ok(()));
     let second = verify_x5c(&jws, &json_headers(&jws), BODY).expect("signature still fine");
-    assert_eq!(second.check_replay(&guard, NOW + 1), Err(ModiError::Replayed("jti-replay".into())));
+    assert_eq!(
+        second.check_replay(&guard, NOW + 1),
+        Err(ModiError::Replayed("jti-replay".into()))
+    );
     assert_eq!(ModiError::Replayed("x".into()).http_status(), 401);
 }
 
 #[test]
 fn x5c_not_chained_to_the_trust_store() {
-    let jws = signed(&material(&fixture().stranger, SigningAlgorithm::RS256), "jti-stranger");
-    assert!(matches!(verify_x5c(&jws, &json_headers(&jws), BODY), Err(ModiError::UntrustedChain(_))));
+    let jws = signed(
+        &material(&fixture().stranger, SigningAlgorithm::RS256),
+        "jti-stranger",
+    );
+    assert!(matches!(
+        verify_x5c(&jws, &json_headers(&jws), BODY),
+        Err(ModiError::UntrustedChain(_))
+    ));
 }
 
 #[test]
 fn certificate_validity_is_checked_at_now() {
     let f = fixture();
     let old_trust = TrustStore::from_pem(f.old_ca_pem.as_bytes()).expect("old CA");
-    let jws = signed(&material(&f.expired, SigningAlgorithm::RS256), "jti-old-cert");
-    let err = verify(&jws, &KeySource::X5c(&old_trust), &expect(), &json_headers(&jws), BODY).err();
+    let jws = signed(
+        &material(&f.expired, SigningAlgorithm::RS256),
+        "jti-old-cert",
+    );
+    let err = verify(
+        &jws,
+        &KeySource::X5c(&old_trust),
+        &expect(),
+        &json_headers(&jws),
+        BODY,
+    )
+    .err();
     assert!(
         matches!(&err, Some(ModiError::UntrustedChain(reason)) if reason.contains("expired")),
         "{err:?}"
@@ -489,59 +639,116 @@ fn certificate_validity_is_checked_at_now() {
         .map(|v| v.as_str().expect("string").to_string())
         .collect();
     assert!(old_trust.verify_chain(&x5c, 1_590_000_000).is_ok());
-    assert!(matches!(old_trust.verify_chain(&x5c, NOW), Err(ModiError::UntrustedChain(_))));
+    assert!(matches!(
+        old_trust.verify_chain(&x5c, NOW),
+        Err(ModiError::UntrustedChain(_))
+    ));
     // And the current leaf is not valid in 2020 (before the dev window starts).
-    let jws = signed(&material(&f.rsa, SigningAlgorithm::RS256), "jti-future-cert");
+    let jws = signed(
+        &material(&f.rsa, SigningAlgorithm::RS256),
+        "jti-future-cert",
+    );
     let x5c: Vec<String> = header_of(&jws)["x5c"]
         .as_array()
         .expect("x5c")
         .iter()
         .map(|v| v.as_str().expect("string").to_string())
         .collect();
-    assert!(matches!(trust().verify_chain(&x5c, 1_590_000_000), Err(ModiError::UntrustedChain(_))));
-    assert!(matches!(trust().verify_chain(&[], NOW), Err(ModiError::MissingKeyReference("x5c"))));
-    assert!(matches!(trust().verify_chain(&["@@".into()], NOW), Err(ModiError::Malformed { .. })));
+    assert!(matches!(
+        trust().verify_chain(&x5c, 1_590_000_000),
+        Err(ModiError::UntrustedChain(_))
+    ));
+    assert!(matches!(
+        trust().verify_chain(&[], NOW),
+        Err(ModiError::MissingKeyReference("x5c"))
+    ));
+    assert!(matches!(
+        trust().verify_chain(&["@@".into()], NOW),
+        Err(ModiError::Malformed { .. })
+    ));
 }
 
 #[test]
 fn kid_unknown_or_missing() {
     let f = fixture();
     let resolver = InMemoryKidResolver::new();
-    let m = SigningMaterial::with_kid(f.rsa.key_pem.as_bytes(), "not-registered", SigningAlgorithm::RS256)
-        .expect("material");
+    let m = SigningMaterial::with_kid(
+        f.rsa.key_pem.as_bytes(),
+        "not-registered",
+        SigningAlgorithm::RS256,
+    )
+    .expect("material");
     let jws = signed(&m, "jti-kid-unknown");
     assert_eq!(
-        verify(&jws, &KeySource::Kid(&resolver), &expect(), &json_headers(&jws), BODY).err(),
+        verify(
+            &jws,
+            &KeySource::Kid(&resolver),
+            &expect(),
+            &json_headers(&jws),
+            BODY
+        )
+        .err(),
         Some(ModiError::UnknownKid("not-registered".into()))
     );
     // An x5c-only JWS under the kid trust model has no key reference.
     let jws = signed(&material(&f.rsa, SigningAlgorithm::RS256), "jti-no-kid");
     assert_eq!(
-        verify(&jws, &KeySource::Kid(&resolver), &expect(), &json_headers(&jws), BODY).err(),
+        verify(
+            &jws,
+            &KeySource::Kid(&resolver),
+            &expect(),
+            &json_headers(&jws),
+            BODY
+        )
+        .err(),
         Some(ModiError::MissingKeyReference("kid"))
     );
     // And a kid-only JWS under the x5c model likewise.
     let jws = signed(&m, "jti-no-x5c");
-    assert_eq!(verify_x5c(&jws, &json_headers(&jws), BODY).err(), Some(ModiError::MissingKeyReference("x5c")));
+    assert_eq!(
+        verify_x5c(&jws, &json_headers(&jws), BODY).err(),
+        Some(ModiError::MissingKeyReference("x5c"))
+    );
 }
 
 #[test]
 fn kid_key_registered_for_another_algorithm_or_signed_by_another_key() {
     let f = fixture();
     let resolver = InMemoryKidResolver::new();
-    let kid = resolver.insert_rsa_pem(f.rsa.key_pem.as_bytes()).expect("register");
+    let kid = resolver
+        .insert_rsa_pem(f.rsa.key_pem.as_bytes())
+        .expect("register");
     // Registered as RS256 (as PDND does); a PS256 JWS under it is refused.
-    let m = SigningMaterial::with_kid(f.rsa.key_pem.as_bytes(), kid.clone(), SigningAlgorithm::PS256).expect("m");
+    let m = SigningMaterial::with_kid(
+        f.rsa.key_pem.as_bytes(),
+        kid.clone(),
+        SigningAlgorithm::PS256,
+    )
+    .expect("m");
     let jws = signed(&m, "jti-ps-under-rs");
     assert!(matches!(
-        verify(&jws, &KeySource::Kid(&resolver), &expect(), &json_headers(&jws), BODY),
+        verify(
+            &jws,
+            &KeySource::Kid(&resolver),
+            &expect(),
+            &json_headers(&jws),
+            BODY
+        ),
         Err(ModiError::AlgorithmNotAllowed(_))
     ));
     // Another key claiming the registered kid.
-    let m = SigningMaterial::with_kid(f.stranger.key_pem.as_bytes(), kid, SigningAlgorithm::RS256).expect("m");
+    let m = SigningMaterial::with_kid(f.stranger.key_pem.as_bytes(), kid, SigningAlgorithm::RS256)
+        .expect("m");
     let jws = signed(&m, "jti-impostor");
     assert_eq!(
-        verify(&jws, &KeySource::Kid(&resolver), &expect(), &json_headers(&jws), BODY).err(),
+        verify(
+            &jws,
+            &KeySource::Kid(&resolver),
+            &expect(),
+            &json_headers(&jws),
+            BODY
+        )
+        .err(),
         Some(ModiError::BadSignature)
     );
 }
@@ -578,8 +785,15 @@ fn alg_none_and_hmac_are_refused() {
 
     // An RSA certificate cannot vouch for an ES256 signature.
     header["alg"] = json!("ES256");
-    let es = format!("{}.{payload}.{}", b64url_json(&header), genuine.split('.').nth(2).expect("sig"));
-    assert!(matches!(verify_x5c(&es, &json_headers(&es), BODY), Err(ModiError::UnusableKey(_))));
+    let es = format!(
+        "{}.{payload}.{}",
+        b64url_json(&header),
+        genuine.split('.').nth(2).expect("sig")
+    );
+    assert!(matches!(
+        verify_x5c(&es, &json_headers(&es), BODY),
+        Err(ModiError::UnusableKey(_))
+    ));
 }
 
 #[test]
@@ -590,7 +804,10 @@ fn tampered_payload_wrong_typ_and_crit() {
     let mut payload = payload_of(&genuine);
     payload["aud"] = json!("https://attacker.example");
     let tampered = format!("{}.{}.{}", parts[0], b64url_json(&payload), parts[2]);
-    assert_eq!(verify_x5c(&tampered, &json_headers(&tampered), BODY).err(), Some(ModiError::BadSignature));
+    assert_eq!(
+        verify_x5c(&tampered, &json_headers(&tampered), BODY).err(),
+        Some(ModiError::BadSignature)
+    );
 
     let mut header = header_of(&genuine);
     header["typ"] = json!("at+jwt");
@@ -603,16 +820,32 @@ fn tampered_payload_wrong_typ_and_crit() {
     let mut header = header_of(&genuine);
     header["crit"] = json!(["b64"]);
     let crit = format!("{}.{}.{}", b64url_json(&header), parts[1], parts[2]);
-    assert!(matches!(verify_x5c(&crit, &json_headers(&crit), BODY), Err(ModiError::Malformed { .. })));
+    assert!(matches!(
+        verify_x5c(&crit, &json_headers(&crit), BODY),
+        Err(ModiError::Malformed { .. })
+    ));
 
-    assert!(matches!(verify_x5c("not-a-jws", &[], BODY), Err(ModiError::Malformed { .. })));
+    assert!(matches!(
+        verify_x5c("not-a-jws", &[], BODY),
+        Err(ModiError::Malformed { .. })
+    ));
 }
 
 #[test]
 fn duplicate_headers_with_different_values_are_refused() {
-    let jws = signed(&material(&fixture().rsa, SigningAlgorithm::RS256), "jti-dup");
-    let headers = [("content-type", JSON), ("content-type", "text/plain"), ("digest", BODY_DIGEST)];
-    assert!(matches!(verify_x5c(&jws, &headers, BODY), Err(ModiError::Malformed { .. })));
+    let jws = signed(
+        &material(&fixture().rsa, SigningAlgorithm::RS256),
+        "jti-dup",
+    );
+    let headers = [
+        ("content-type", JSON),
+        ("content-type", "text/plain"),
+        ("digest", BODY_DIGEST),
+    ];
+    assert!(matches!(
+        verify_x5c(&jws, &headers, BODY),
+        Err(ModiError::Malformed { .. })
+    ));
 }
 
 #[test]
@@ -620,12 +853,20 @@ fn signing_material_is_checked_on_load() {
     let f = fixture();
     // EC key with an RSA algorithm.
     assert!(matches!(
-        SigningMaterial::from_pem(f.ec.key_pem.as_bytes(), f.ec.chain_pem.as_bytes(), SigningAlgorithm::RS256),
+        SigningMaterial::from_pem(
+            f.ec.key_pem.as_bytes(),
+            f.ec.chain_pem.as_bytes(),
+            SigningAlgorithm::RS256
+        ),
         Err(ModiError::KeyMaterial(_))
     ));
     // Key and certificate of different identities.
     assert!(matches!(
-        SigningMaterial::from_pem(f.rsa.key_pem.as_bytes(), f.stranger.chain_pem.as_bytes(), SigningAlgorithm::RS256),
+        SigningMaterial::from_pem(
+            f.rsa.key_pem.as_bytes(),
+            f.stranger.chain_pem.as_bytes(),
+            SigningAlgorithm::RS256
+        ),
         Err(ModiError::KeyMaterial(_))
     ));
     // A 1024-bit RSA key.
@@ -637,7 +878,10 @@ fn signing_material_is_checked_on_load() {
         SigningMaterial::with_kid(&small, "k", SigningAlgorithm::RS256),
         Err(ModiError::KeyMaterial(_))
     ));
-    assert!(matches!(TrustStore::from_pem(b"nothing"), Err(ModiError::KeyMaterial(_))));
+    assert!(matches!(
+        TrustStore::from_pem(b"nothing"),
+        Err(ModiError::KeyMaterial(_))
+    ));
     // Debug never shows key bytes.
     let debug = format!("{:?}", material(&f.rsa, SigningAlgorithm::RS256));
     assert!(!debug.contains("PRIVATE"), "{debug}");
@@ -651,7 +895,9 @@ fn signed_response_verifies_for_the_receiver() {
     let client_id = "8e9f24ca-78f5-4c69-9e4f-0efbeac7bb2b";
     let mut c = claims("jti-response");
     c.aud = client_id.into();
-    let signed = sign_response(200, &m, &c, Some(JSON), None, BODY).expect("signs").expect("has body");
+    let signed = sign_response(200, &m, &c, Some(JSON), None, BODY)
+        .expect("signs")
+        .expect("has body");
     assert_eq!(signed.digest, BODY_DIGEST);
     let headers = [
         ("Content-Type", JSON),
@@ -659,8 +905,12 @@ fn signed_response_verifies_for_the_receiver() {
         ("Agid-JWT-Signature", signed.agid_jwt_signature.as_str()),
     ];
     let trust = trust();
-    let receiver = SignatureExpectations { audience: client_id.into(), ..expect() };
-    let verified = verify_response(200, &headers, BODY, &KeySource::X5c(&trust), &receiver).expect("verifies");
+    let receiver = SignatureExpectations {
+        audience: client_id.into(),
+        ..expect()
+    };
+    let verified =
+        verify_response(200, &headers, BODY, &KeySource::X5c(&trust), &receiver).expect("verifies");
     assert_eq!(verified.jti, "jti-response");
 
     // The saved body altered afterwards.
@@ -679,13 +929,17 @@ fn signed_response_verifies_for_the_receiver() {
         Some(ModiError::MissingHeader("agid-jwt-signature".into()))
     );
     // 204/304 are never signed.
-    assert_eq!(sign_response(204, &m, &c, None, None, b"").expect("no error"), None);
+    assert_eq!(
+        sign_response(204, &m, &c, None, None, b"").expect("no error"),
+        None
+    );
     assert_eq!(
         verify_response(304, &[], b"", &KeySource::X5c(&trust), &receiver).err(),
         Some(ModiError::MissingHeader("agid-jwt-signature".into()))
     );
     // verify_request finds the headers the same way.
-    let verified = verify_request(&headers, BODY, &KeySource::X5c(&trust), &receiver).expect("verifies");
+    let verified =
+        verify_request(&headers, BODY, &KeySource::X5c(&trust), &receiver).expect("verifies");
     assert_eq!(verified.audience, client_id);
 }
 
@@ -699,9 +953,15 @@ fn tracking_evidence_digest_vectors() {
     let good = "79ba8c02000c582fbd1631197e83640d0fb0ecb33f1ef641e7c633ac3df556e5";
     let with_newline = "5db26201b684761d2b970329ab8596773164ba1b43b1559980e20045941b8065";
     assert_eq!(tracking_evidence_digest(DOCS_TRACKING_JWS), good);
-    assert_eq!(tracking_evidence_digest(&format!("{DOCS_TRACKING_JWS}\n")), with_newline);
+    assert_eq!(
+        tracking_evidence_digest(&format!("{DOCS_TRACKING_JWS}\n")),
+        with_newline
+    );
     assert!(binds_to_voucher(DOCS_TRACKING_JWS, good));
-    assert!(binds_to_voucher(DOCS_TRACKING_JWS, &good.to_ascii_uppercase()));
+    assert!(binds_to_voucher(
+        DOCS_TRACKING_JWS,
+        &good.to_ascii_uppercase()
+    ));
     // The docs' value (hash of JWS + "\n") does not bind the JWS.
     assert!(!binds_to_voucher(DOCS_TRACKING_JWS, with_newline));
     assert!(!binds_to_voucher(DOCS_TRACKING_JWS, &good[..63]));
@@ -711,7 +971,10 @@ fn tracking_evidence_digest_vectors() {
         check_voucher_binding(DOCS_TRACKING_JWS, Some(with_newline)),
         Err(ModiError::TrackingEvidenceNotBound)
     );
-    assert_eq!(check_voucher_binding(DOCS_TRACKING_JWS, None), Err(ModiError::TrackingEvidenceNotBound));
+    assert_eq!(
+        check_voucher_binding(DOCS_TRACKING_JWS, None),
+        Err(ModiError::TrackingEvidenceNotBound)
+    );
 }
 
 fn tracking_claims(jti: &str) -> TrackingClaims {
@@ -731,8 +994,11 @@ fn tracking_claims(jti: &str) -> TrackingClaims {
 fn tracking_setup() -> (InMemoryKidResolver, SigningMaterial) {
     let f = fixture();
     let resolver = InMemoryKidResolver::new();
-    let kid = resolver.insert_rsa_pem(f.rsa.key_pem.as_bytes()).expect("register");
-    let m = SigningMaterial::with_kid(f.rsa.key_pem.as_bytes(), kid, SigningAlgorithm::RS256).expect("m");
+    let kid = resolver
+        .insert_rsa_pem(f.rsa.key_pem.as_bytes())
+        .expect("register");
+    let m = SigningMaterial::with_kid(f.rsa.key_pem.as_bytes(), kid, SigningAlgorithm::RS256)
+        .expect("m");
     (resolver, m)
 }
 
@@ -755,7 +1021,10 @@ fn tracking_evidence_round_trip_and_binding() {
     assert_eq!(evidence.user_location, "ufficio-anagrafe-pc-07");
     assert_eq!(evidence.loa, "substantial");
     assert_eq!(evidence.jti, "te-1");
-    assert_eq!(evidence.purpose_id.as_deref(), Some("34f1624b-91cb-4b05-b8c0-cad208a30222"));
+    assert_eq!(
+        evidence.purpose_id.as_deref(),
+        Some("34f1624b-91cb-4b05-b8c0-cad208a30222")
+    );
     assert_eq!(evidence.digest, tracking_evidence_digest(&jws));
     assert!(binds_to_voucher(&jws, &evidence.digest));
     assert!(!binds_to_voucher(&format!("{jws}\n"), &evidence.digest));
@@ -763,13 +1032,18 @@ fn tracking_evidence_round_trip_and_binding() {
     // Replay of the same evidence.
     let guard = InMemoryReplayGuard::new(10);
     assert_eq!(evidence.check_replay(&guard, NOW), Ok(()));
-    assert_eq!(evidence.check_replay(&guard, NOW), Err(ModiError::Replayed("te-1".into())));
+    assert_eq!(
+        evidence.check_replay(&guard, NOW),
+        Err(ModiError::Replayed("te-1".into()))
+    );
 
     // josekit agrees on the signature.
     let public = openssl::pkey::PKey::private_key_from_pem(fixture().rsa.key_pem.as_bytes())
         .and_then(|k| k.public_key_to_pem())
         .expect("public");
-    let verifier = josekit::jws::RS256.verifier_from_pem(&public).expect("verifier");
+    let verifier = josekit::jws::RS256
+        .verifier_from_pem(&public)
+        .expect("verifier");
     let (p, _) = josekit::jwt::decode_with_verifier(&jws, &verifier).expect("josekit verifies");
     assert_eq!(p.claim("userID"), Some(&json!("operatore-042")));
 }
@@ -781,7 +1055,10 @@ fn tracking_evidence_digest_not_matching_the_voucher() {
     let other = build_tracking_evidence(&m, &tracking_claims("te-3")).expect("builds");
     let voucher_digest = tracking_evidence_digest(&other);
     assert!(!binds_to_voucher(&jws, &voucher_digest));
-    assert_eq!(check_voucher_binding(&jws, Some(&voucher_digest)), Err(ModiError::TrackingEvidenceNotBound));
+    assert_eq!(
+        check_voucher_binding(&jws, Some(&voucher_digest)),
+        Err(ModiError::TrackingEvidenceNotBound)
+    );
 }
 
 #[test]
@@ -806,7 +1083,10 @@ fn tracking_evidence_wrong_audience_expired_or_unknown_key() {
 
     let jws = build_tracking_evidence(&m, &tracking_claims("te-kid")).expect("builds");
     let empty = InMemoryKidResolver::new();
-    assert!(matches!(verify_tracking_evidence(&jws, &empty, &expect()), Err(ModiError::UnknownKid(_))));
+    assert!(matches!(
+        verify_tracking_evidence(&jws, &empty, &expect()),
+        Err(ModiError::UnknownKid(_))
+    ));
 }
 
 #[test]
@@ -815,11 +1095,18 @@ fn tracking_evidence_needs_rs256_kid_and_the_audit_claims() {
     let (resolver, m) = tracking_setup();
     // Building with x5c material or another algorithm is refused.
     assert!(matches!(
-        build_tracking_evidence(&material(&f.rsa, SigningAlgorithm::RS256), &tracking_claims("x")),
+        build_tracking_evidence(
+            &material(&f.rsa, SigningAlgorithm::RS256),
+            &tracking_claims("x")
+        ),
         Err(ModiError::KeyMaterial(_))
     ));
-    let ps = SigningMaterial::with_kid(f.rsa.key_pem.as_bytes(), "k", SigningAlgorithm::PS256).expect("m");
-    assert!(matches!(build_tracking_evidence(&ps, &tracking_claims("x")), Err(ModiError::KeyMaterial(_))));
+    let ps = SigningMaterial::with_kid(f.rsa.key_pem.as_bytes(), "k", SigningAlgorithm::PS256)
+        .expect("m");
+    assert!(matches!(
+        build_tracking_evidence(&ps, &tracking_claims("x")),
+        Err(ModiError::KeyMaterial(_))
+    ));
 
     // A verifier-side token without userLocation.
     let payload = json!({"iss": "c", "aud": AUD, "iat": NOW, "exp": NOW + 60, "jti": "te-min",
@@ -835,7 +1122,10 @@ fn tracking_evidence_needs_rs256_kid_and_the_audit_claims() {
     let jws = encode(&m, &payload).expect("signs");
     let evidence = verify_tracking_evidence(&jws, &resolver, &expect()).expect("verifies");
     assert_eq!(evidence.loa, "high");
-    assert_eq!(evidence.other_claims.get("dnonce"), Some(&json!(6528424213685_i64)));
+    assert_eq!(
+        evidence.other_claims.get("dnonce"),
+        Some(&json!(6528424213685_i64))
+    );
 }
 
 // ---------------------------------------------------------------- dev PKI on disk
@@ -844,7 +1134,11 @@ struct TempDir(std::path::PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("modi-{name}-{}-{:x}", std::process::id(), rand::random::<u64>()));
+        let dir = std::env::temp_dir().join(format!(
+            "modi-{name}-{}-{:x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
         TempDir(dir)
     }
 }
@@ -861,13 +1155,24 @@ fn dev_pki_is_written_reused_and_completed() {
     let dir = tmp.0.join("certs");
     let pki = generate_dev_pki(&dir, "anagrafe.comune.example").expect("generates");
     assert_eq!(pki.created.len(), 6);
-    for path in [&pki.ca_cert, &pki.ca_key, &pki.rsa_key, &pki.rsa_chain, &pki.ec_key, &pki.ec_chain] {
+    for path in [
+        &pki.ca_cert,
+        &pki.ca_key,
+        &pki.rsa_key,
+        &pki.rsa_chain,
+        &pki.ec_key,
+        &pki.ec_chain,
+    ] {
         assert!(path.is_file(), "{} missing", path.display());
     }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&pki.rsa_key).expect("meta").permissions().mode() & 0o777;
+        let mode = std::fs::metadata(&pki.rsa_key)
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600);
     }
 
@@ -875,8 +1180,14 @@ fn dev_pki_is_written_reused_and_completed() {
     let trust = pki.trust_store().expect("trust");
     for alg in SigningAlgorithm::ALL {
         let jws = signed(&pki.signing_material(alg).expect("material"), "jti-pki");
-        verify(&jws, &KeySource::X5c(&trust), &expect(), &json_headers(&jws), BODY)
-            .unwrap_or_else(|e| panic!("{alg:?}: {e}"));
+        verify(
+            &jws,
+            &KeySource::X5c(&trust),
+            &expect(),
+            &json_headers(&jws),
+            BODY,
+        )
+        .unwrap_or_else(|e| panic!("{alg:?}: {e}"));
     }
 
     // Second run: nothing written, same CA.
@@ -891,12 +1202,27 @@ fn dev_pki_is_written_reused_and_completed() {
     let completed = generate_dev_pki(&dir, "anagrafe.comune.example").expect("completes");
     assert_eq!(completed.created, vec![pki.ec_chain.clone()]);
     assert_eq!(std::fs::read(&pki.ec_key).expect("read"), key_before);
-    let jws = signed(&completed.signing_material(SigningAlgorithm::ES256).expect("m"), "jti-pki-2");
-    assert!(verify(&jws, &KeySource::X5c(&trust), &expect(), &json_headers(&jws), BODY).is_ok());
+    let jws = signed(
+        &completed
+            .signing_material(SigningAlgorithm::ES256)
+            .expect("m"),
+        "jti-pki-2",
+    );
+    assert!(verify(
+        &jws,
+        &KeySource::X5c(&trust),
+        &expect(),
+        &json_headers(&jws),
+        BODY
+    )
+    .is_ok());
 
     // Half a CA is an error, not a silent replacement.
     std::fs::remove_file(&pki.ca_key).expect("rm");
-    assert!(matches!(generate_dev_pki(&dir, "anagrafe.comune.example"), Err(ModiError::Pki(_))));
+    assert!(matches!(
+        generate_dev_pki(&dir, "anagrafe.comune.example"),
+        Err(ModiError::Pki(_))
+    ));
 }
 
 #[test]
@@ -904,6 +1230,12 @@ fn dev_pki_chain_without_key_is_an_error() {
     let tmp = TempDir::new("pki-orphan");
     let pki = generate_dev_pki(&tmp.0, "x.example").expect("generates");
     std::fs::remove_file(&pki.rsa_key).expect("rm");
-    assert!(matches!(generate_dev_pki(&tmp.0, "x.example"), Err(ModiError::Pki(_))));
-    assert!(matches!(generate_dev_pki(&tmp.0.join("y"), " "), Err(ModiError::Pki(_))));
+    assert!(matches!(
+        generate_dev_pki(&tmp.0, "x.example"),
+        Err(ModiError::Pki(_))
+    ));
+    assert!(matches!(
+        generate_dev_pki(&tmp.0.join("y"), " "),
+        Err(ModiError::Pki(_))
+    ));
 }

@@ -69,7 +69,9 @@ pub fn build_tracking_evidence(
     claims: &TrackingClaims,
 ) -> Result<String, ModiError> {
     if material.algorithm() != SigningAlgorithm::RS256 {
-        return Err(ModiError::KeyMaterial("tracking evidence is signed with RS256".into()));
+        return Err(ModiError::KeyMaterial(
+            "tracking evidence is signed with RS256".into(),
+        ));
     }
     if !matches!(material.key_reference(), KeyReference::Kid(_)) {
         return Err(ModiError::KeyMaterial(
@@ -121,8 +123,19 @@ impl TrackingEvidence {
 }
 
 /// Claims interpreted by [`verify_tracking_evidence`]; the rest go to `other_claims`.
-const KNOWN_CLAIMS: [&str; 11] =
-    ["iss", "aud", "iat", "nbf", "exp", "jti", "userID", "userLocation", "LoA", "loa", "purposeId"];
+const KNOWN_CLAIMS: [&str; 11] = [
+    "iss",
+    "aud",
+    "iat",
+    "nbf",
+    "exp",
+    "jti",
+    "userID",
+    "userLocation",
+    "LoA",
+    "loa",
+    "purposeId",
+];
 
 /// Verifies an `Agid-JWT-TrackingEvidence` (provider side): RS256 only, `typ` JWT, the key
 /// found through `resolver` by `kid` (PDND `GET /keys/{kid}`), `aud` == our audience,
@@ -145,9 +158,15 @@ pub fn verify_tracking_evidence(
     )?;
     let claims = &verified.claims;
     let audience = check_audience(claims, &expect.audience)?;
-    let window = check_window(claims, expect.now, expect.leeway_secs, expect.max_lifetime_secs)?;
+    let window = check_window(
+        claims,
+        expect.now,
+        expect.leeway_secs,
+        expect.max_lifetime_secs,
+    )?;
     let jti = jti_claim(claims)?;
-    let required = |name: &'static str| string_claim(claims, name)?.ok_or(ModiError::MissingClaim(name));
+    let required =
+        |name: &'static str| string_claim(claims, name)?.ok_or(ModiError::MissingClaim(name));
     let loa = match string_claim(claims, "LoA")? {
         Some(loa) => loa,
         None => string_claim(claims, "loa")?.ok_or(ModiError::MissingClaim("LoA"))?,
@@ -196,7 +215,10 @@ pub fn binds_to_voucher(jws: &str, voucher_digest_value: &str) -> bool {
 }
 
 /// [`binds_to_voucher`] as a check: a voucher without `digest` cannot vouch for any evidence.
-pub fn check_voucher_binding(jws: &str, voucher_digest_value: Option<&str>) -> Result<(), ModiError> {
+pub fn check_voucher_binding(
+    jws: &str,
+    voucher_digest_value: Option<&str>,
+) -> Result<(), ModiError> {
     match voucher_digest_value {
         Some(value) if binds_to_voucher(jws, value) => Ok(()),
         _ => Err(ModiError::TrackingEvidenceNotBound),

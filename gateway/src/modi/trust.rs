@@ -12,7 +12,9 @@ use std::sync::RwLock;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
 use jsonwebtoken::DecodingKey;
 
-use super::keys::{rsa_components, rsa_thumbprint_of, LeafKey, SigningAlgorithm, TrustStore, MIN_RSA_BITS};
+use super::keys::{
+    rsa_components, rsa_thumbprint_of, LeafKey, SigningAlgorithm, TrustStore, MIN_RSA_BITS,
+};
 use super::ModiError;
 
 /// Resolves a `kid` to the public key registered under it (on PDND: `GET /keys/{kid}`).
@@ -58,7 +60,10 @@ pub enum Signer {
 /// Refuses symmetric (`oct`) keys outright, keys whose own `alg` names another algorithm
 /// (RFC 8725 §3.1: one key, one algorithm), RSA keys under 2048 bits, and EC keys for RSA
 /// algorithms or vice versa.
-pub(crate) fn jwk_decoding_key(jwk: &Jwk, algorithm: SigningAlgorithm) -> Result<DecodingKey, ModiError> {
+pub(crate) fn jwk_decoding_key(
+    jwk: &Jwk,
+    algorithm: SigningAlgorithm,
+) -> Result<DecodingKey, ModiError> {
     if let Some(key_alg) = jwk.common.key_algorithm {
         if key_alg.to_string() != algorithm.jose_name() {
             return Err(ModiError::AlgorithmNotAllowed(format!(
@@ -71,7 +76,9 @@ pub(crate) fn jwk_decoding_key(jwk: &Jwk, algorithm: SigningAlgorithm) -> Result
         (AlgorithmParameters::RSA(rsa), SigningAlgorithm::RS256 | SigningAlgorithm::PS256) => {
             let n_bits = base64_len_to_bits(&rsa.n);
             if n_bits < MIN_RSA_BITS as usize {
-                return Err(ModiError::UnusableKey(format!("RSA key of about {n_bits} bits")));
+                return Err(ModiError::UnusableKey(format!(
+                    "RSA key of about {n_bits} bits"
+                )));
             }
             DecodingKey::from_rsa_components(&rsa.n, &rsa.e)
         }
@@ -118,7 +125,10 @@ impl InMemoryKidResolver {
 
     /// Registers `jwk` under `kid`.
     pub fn insert(&self, kid: impl Into<String>, jwk: Jwk) {
-        let mut keys = self.keys.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut keys = self
+            .keys
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         keys.insert(kid.into(), jwk);
     }
 
@@ -138,7 +148,10 @@ impl InMemoryKidResolver {
 
 impl KidResolver for InMemoryKidResolver {
     fn resolve(&self, kid: &str) -> Result<Option<Jwk>, ModiError> {
-        let keys = self.keys.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let keys = self
+            .keys
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         Ok(keys.get(kid).cloned())
     }
 }
