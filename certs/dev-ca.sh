@@ -27,6 +27,12 @@ fi
 
 # 1. The dev CA: P-256 key, self-signed, may sign end-entity certificates only.
 if [ ! -f ca-key.pem ]; then
+    for stale in signing-rsa-chain.pem signing-ec-chain.pem; do
+        if [ -f "$stale" ]; then
+            echo "$stale was issued by a CA that is no longer here; remove it to re-issue" >&2
+            exit 1
+        fi
+    done
     openssl genpkey -quiet -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ca-key.pem
     umask 022
     openssl req -x509 -new -key ca-key.pem -sha256 -days "$DAYS" \

@@ -113,6 +113,15 @@ pub fn generate_dev_pki_with_validity(
     let (ca_cert_pem, ca_key_pem) = match (pki.ca_cert.exists(), pki.ca_key.exists()) {
         (true, true) => (read_string(&pki.ca_cert)?, read_string(&pki.ca_key)?),
         (false, false) => {
+            if let Some(stale) = [&pki.rsa_chain, &pki.ec_chain]
+                .into_iter()
+                .find(|p| p.exists())
+            {
+                return Err(ModiError::Pki(format!(
+                    "{} was issued by a CA that is no longer here; remove it to re-issue",
+                    stale.display()
+                )));
+            }
             let (cert, key) = issue_ca(&format!("{common_name} dev CA"), validity)?;
             write_new(&pki.ca_key, &key, true)?;
             write_new(&pki.ca_cert, &cert, false)?;

@@ -1223,6 +1223,13 @@ fn dev_pki_is_written_reused_and_completed() {
         generate_dev_pki(&dir, "anagrafe.comune.example"),
         Err(ModiError::Pki(_))
     ));
+    // No CA at all but chains from the old one: refused too, and no new CA written.
+    std::fs::remove_file(&pki.ca_cert).expect("rm");
+    assert!(matches!(
+        generate_dev_pki(&dir, "anagrafe.comune.example"),
+        Err(ModiError::Pki(_))
+    ));
+    assert!(!pki.ca_cert.exists());
 }
 
 #[test]
