@@ -64,7 +64,7 @@ pub(crate) struct VerifiedJws {
 
 /// Verifies signature and header rules; claims are returned unchecked.
 ///
-/// Order: shape, `crit`, `alg` allow-list, `typ`, key lookup, signature. The algorithm is
+/// Order: shape, `crit`, `alg` allow-list, `typ` (required), key lookup, signature. The algorithm is
 /// taken from the allow-list, never trusted from the header as a free string.
 pub(crate) fn verify_signature(
     jws: &str,
@@ -83,7 +83,12 @@ pub(crate) fn verify_signature(
     let algorithm = SigningAlgorithm::from_jose(&header.alg)
         .filter(|alg| allowed.contains(alg))
         .ok_or_else(|| ModiError::AlgorithmNotAllowed(header.alg.clone()))?;
-    if header.typ.as_deref() != Some(expected_typ) {
+    // Media type names compare case-insensitively (RFC 7515 §4.1.9): "jwt" is "JWT".
+    if !header
+        .typ
+        .as_deref()
+        .is_some_and(|t| t.eq_ignore_ascii_case(expected_typ))
+    {
         return Err(ModiError::WrongTokenType(header.typ));
     }
     let (key, signer): (DecodingKey, Signer) = match source {

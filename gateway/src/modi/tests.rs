@@ -832,6 +832,35 @@ fn tampered_payload_wrong_typ_and_crit() {
 }
 
 #[test]
+fn typ_is_required_and_compared_case_insensitively() {
+    let m = material(&fixture().rsa, SigningAlgorithm::RS256);
+    let KeyReference::X5c(chain) = m.key_reference().clone() else {
+        panic!("x5c material expected");
+    };
+    let payload = payload_of(&signed(&m, "jti-typ"));
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.x5c = Some(chain);
+    for (typ, accepted) in [
+        (Some("jwt"), true),
+        (Some("JWT"), true),
+        (None, false),
+        (Some("JOSE"), false),
+    ] {
+        header.typ = typ.map(str::to_string);
+        let jws = jsonwebtoken::encode(&header, &payload, m.encoding_key()).expect("signs");
+        let result = verify_x5c(&jws, &json_headers(&jws), BODY);
+        if accepted {
+            assert!(result.is_ok(), "typ {typ:?}: {result:?}");
+        } else {
+            assert_eq!(
+                result.err(),
+                Some(ModiError::WrongTokenType(typ.map(str::to_string)))
+            );
+        }
+    }
+}
+
+#[test]
 fn duplicate_headers_with_different_values_are_refused() {
     let jws = signed(
         &material(&fixture().rsa, SigningAlgorithm::RS256),
