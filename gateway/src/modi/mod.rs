@@ -35,7 +35,7 @@ pub use keys::{
 };
 pub use pki::{generate_dev_pki, DevPki};
 pub use replay::{InMemoryReplayGuard, ReplayGuard};
-pub use response::{sign_response, verify_request, verify_response};
+pub use response::{is_signable_status, sign_response, verify_request, verify_response};
 pub use signature::{
     sign, sign_message, verify, MessageSignature, SignatureClaims, SignatureExpectations,
     VerifiedSignature, AGID_JWT_SIGNATURE, DIGEST,

@@ -31,9 +31,10 @@ pub fn verify_request(
 /// Checks a saved response: its `Agid-JWT-Signature` (with `aud` = the receiver's client id in
 /// `expect.audience`, key from `trust`), its signed headers and its `Digest` against the body.
 ///
-/// The status line is not covered by ModI signatures; it is taken only to explain a missing
-/// signature: 204/304 responses are never signed, and for them the error is still
-/// [`ModiError::MissingHeader`], which the caller may treat as "nothing to verify".
+/// The status line is not covered by ModI signatures, so `status` decides nothing about
+/// validity; it is part of the signature of this function because 204/304 responses are never
+/// signed (no body), and for them the [`ModiError::MissingHeader`] answer means "nothing to
+/// verify" rather than "unsigned": [`is_signable_status`] tells the caller which case it is.
 /// To re-verify evidence long after receipt, set `expect.now` to the time of receipt.
 pub fn verify_response(
     status: u16,
@@ -42,10 +43,13 @@ pub fn verify_response(
     trust: &KeySource<'_>,
     expect: &SignatureExpectations,
 ) -> Result<VerifiedSignature, ModiError> {
-    if BODYLESS.contains(&status) && single_header(headers, AGID_JWT_SIGNATURE)?.is_none() {
-        return Err(ModiError::MissingHeader(AGID_JWT_SIGNATURE.into()));
-    }
+    let _not_covered_by_the_signature = status;
     verify_request(headers, body, trust, expect)
+}
+
+/// Whether a response with this status carries a body that ModI signs (not 204/304).
+pub fn is_signable_status(status: u16) -> bool {
+    !BODYLESS.contains(&status)
 }
 
 /// Signs a response we send; `None` for 204/304, which have no body to sign.
@@ -57,7 +61,7 @@ pub fn sign_response(
     content_encoding: Option<&str>,
     body: &[u8],
 ) -> Result<Option<MessageSignature>, ModiError> {
-    if BODYLESS.contains(&status) {
+    if !is_signable_status(status) {
         return Ok(None);
     }
     sign_message(material, claims, content_type, content_encoding, body).map(Some)

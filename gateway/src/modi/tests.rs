@@ -958,6 +958,7 @@ fn signed_response_verifies_for_the_receiver() {
         Some(ModiError::MissingHeader("agid-jwt-signature".into()))
     );
     // 204/304 are never signed.
+    assert!(!is_signable_status(204) && !is_signable_status(304) && is_signable_status(200));
     assert_eq!(
         sign_response(204, &m, &c, None, None, b"").expect("no error"),
         None
