@@ -501,6 +501,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail fixes the closure's error type
     fn environment_overrides_keys_and_ignores_test_variables() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("PDNDGW_PDND__LEEWAY_SECS", "30");
