@@ -291,6 +291,7 @@ pub struct Running {
     pub public: SocketAddr,
     pub internal: SocketAddr,
     pub authority: Option<SocketAddr>,
+    authority_handle: Option<ServerHandle>,
     handles: Vec<ServerHandle>,
     tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -301,6 +302,7 @@ impl Running {
         let mut handles = Vec::new();
         let mut tasks = Vec::new();
         let authority_addr = authority.as_ref().map(|a| a.addr);
+        let authority_handle = authority.as_ref().map(|a| a.server.handle());
         for bound in [
             Some(public.server),
             Some(internal.server),
@@ -316,6 +318,7 @@ impl Running {
             public: public.addr,
             internal: internal.addr,
             authority: authority_addr,
+            authority_handle,
             handles,
             tasks,
         }
@@ -327,6 +330,13 @@ impl Running {
             task.await.map_err(std::io::Error::other)??;
         }
         Ok(())
+    }
+
+    /// Stops only the development authority (tests of a PDND outage).
+    pub async fn stop_authority(&self) {
+        if let Some(handle) = &self.authority_handle {
+            handle.stop(false).await;
+        }
     }
 
     /// Stops every server gracefully.
