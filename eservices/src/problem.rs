@@ -25,7 +25,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 pub struct Problem {
     /// A URI that identifies the problem type; `about:blank` when the status says it all.
     #[serde(rename = "type", default = "about_blank")]
-    #[schema(max_length = 2048)]
+    #[schema(format = Uri, max_length = 2048)]
     pub type_: String,
     /// A short, human-readable summary of the problem type.
     #[schema(max_length = 256)]

@@ -222,7 +222,7 @@ mod tests {
         assert_eq!(serde_json::to_string(&Importo(100)).unwrap(), "1.0");
         assert_eq!(serde_json::to_string(&Importo(-5)).unwrap(), "-0.05");
         assert_eq!(
-            serde_json::to_string(&Importo(999_999_999_99)).unwrap(),
+            serde_json::to_string(&Importo(99_999_999_999)).unwrap(),
             "999999999.99"
         );
         assert_eq!(Importo(12305).to_string(), "123.05");

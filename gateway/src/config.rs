@@ -395,7 +395,7 @@ impl Config {
             // Variables for the test harness share the prefix but are not configuration.
             base.merge(
                 Env::prefixed(ENV_PREFIX)
-                    .filter(|key| !key.as_str().starts_with("test_"))
+                    .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_"))
                     .split("__"),
             )
         } else {
@@ -825,6 +825,25 @@ mod tests {
         let bad = toml.replace("max_concurrency = 3", "max_concurency = 3");
         let err = Config::from_toml_str(&bad).unwrap_err().to_string();
         assert!(err.contains("max_concurency"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_keys_and_ignores_test_variables() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PDNDGW_PDND__LEEWAY_SECS", "30");
+            jail.set_env("PDNDGW_SERVER__PUBLIC_LISTEN", "0.0.0.0:9999");
+            jail.set_env("PDNDGW_TEST_POSTGRES_URL", "postgres://x");
+            let c = Config::load_dev(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.pdnd.leeway_secs, 30);
+            assert_eq!(c.server.public_listen.port(), 9999);
+            jail.set_env("PDNDGW_PDND__LEEWAY", "30");
+            let err = Config::load_dev(None)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.contains("leeway"), "{err}");
+            Ok(())
+        });
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod consumer;
 pub mod dev;
+pub mod modi;
 pub mod pdnd;
 pub mod problem;
 pub mod provider;

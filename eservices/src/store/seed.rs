@@ -7,7 +7,7 @@
 //! gives the same rows on every engine. Rows go in with multi-row INSERTs, one transaction per
 //! block, so a million residents is a matter of seconds, not hours.
 
-use super::sql::{SqlStore, KEY_DATA_AGGIORNAMENTO};
+use super::sql::{Engine, SqlStore, KEY_DATA_AGGIORNAMENTO};
 use super::StoreError;
 use crate::codice_fiscale::{CodiceFiscale, PartitaIva, Sesso};
 use chrono::{Datelike, Duration, NaiveDate, SecondsFormat, Utc};
@@ -381,7 +381,10 @@ impl Table {
         self.rows.push(row);
     }
 
-    fn insert_sql(&self, rows: usize) -> String {
+    /// A multi-row INSERT. SQLite gets anonymous `?` placeholders: it resolves named ones
+    /// (`$N`) with a linear scan per parameter, which makes a statement of thousands of
+    /// parameters quadratic.
+    fn insert_sql(&self, rows: usize, engine: Engine) -> String {
         let cols = self.columns.len();
         let mut sql = format!(
             "INSERT INTO {} ({}) VALUES ",
@@ -397,25 +400,30 @@ impl Table {
                 if c > 0 {
                     sql.push(',');
                 }
-                sql.push('$');
-                sql.push_str(&(r * cols + c + 1).to_string());
+                match engine {
+                    Engine::Sqlite => sql.push('?'),
+                    Engine::Postgres => {
+                        sql.push('$');
+                        sql.push_str(&(r * cols + c + 1).to_string());
+                    }
+                }
             }
             sql.push(')');
         }
         sql
     }
 
-    async fn flush(&mut self, conn: &mut AnyConnection) -> Result<(), StoreError> {
+    async fn flush(&mut self, conn: &mut AnyConnection, engine: Engine) -> Result<(), StoreError> {
         let per_statement = (PARAMS_PER_STATEMENT / self.columns.len()).max(1);
         let rows = std::mem::take(&mut self.rows);
-        let full_sql = self.insert_sql(per_statement);
+        let full_sql = self.insert_sql(per_statement, engine);
         let mut iter = rows.into_iter().peekable();
         while iter.peek().is_some() {
             let chunk: Vec<Vec<Val>> = iter.by_ref().take(per_statement).collect();
             let sql = if chunk.len() == per_statement {
                 full_sql.clone()
             } else {
-                self.insert_sql(chunk.len())
+                self.insert_sql(chunk.len(), engine)
             };
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for row in chunk {
@@ -552,16 +560,16 @@ impl Tables {
     }
 
     /// Writes every pending row, parents before children (foreign keys).
-    async fn flush(&mut self, conn: &mut AnyConnection) -> Result<(), StoreError> {
-        self.persone.flush(conn).await?;
-        self.residenze.flush(conn).await?;
-        self.contribuenti.flush(conn).await?;
-        self.imu_immobili.flush(conn).await?;
-        self.imu_posizioni.flush(conn).await?;
-        self.tari_utenze.flush(conn).await?;
-        self.tari_posizioni.flush(conn).await?;
-        self.tari_rate.flush(conn).await?;
-        self.pagamenti.flush(conn).await?;
+    async fn flush(&mut self, conn: &mut AnyConnection, engine: Engine) -> Result<(), StoreError> {
+        self.persone.flush(conn, engine).await?;
+        self.residenze.flush(conn, engine).await?;
+        self.contribuenti.flush(conn, engine).await?;
+        self.imu_immobili.flush(conn, engine).await?;
+        self.imu_posizioni.flush(conn, engine).await?;
+        self.tari_utenze.flush(conn, engine).await?;
+        self.tari_posizioni.flush(conn, engine).await?;
+        self.tari_rate.flush(conn, engine).await?;
+        self.pagamenti.flush(conn, engine).await?;
         Ok(())
     }
 }
@@ -744,7 +752,7 @@ impl Generator {
     /// IMU properties and positions of an owner; returns whether some year is unpaid.
     fn imu(&mut self, t: &mut Tables, id: &str, quota: i64, company: bool) -> bool {
         let n = if company {
-            self.rng.range(1, 3)
+            self.rng.range(1, 2)
         } else {
             self.rng.range(1, 3)
         };
@@ -1180,7 +1188,7 @@ pub async fn seed(store: &SqlStore, residents: u32) -> Result<SeedSummary, Store
             let budget = residents - generator.generated;
             generator.generated += generator.family(&mut tables, budget)?;
         }
-        tables.flush(&mut tx).await?;
+        tables.flush(&mut tx, store.engine()).await?;
         tx.commit().await?;
     }
     let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
@@ -1223,8 +1231,12 @@ mod tests {
     fn insert_sql_numbers_placeholders() {
         let t = Table::new("x", &["a", "b"]);
         assert_eq!(
-            t.insert_sql(2),
+            t.insert_sql(2, Engine::Postgres),
             "INSERT INTO x (a, b) VALUES ($1,$2),($3,$4)"
+        );
+        assert_eq!(
+            t.insert_sql(2, Engine::Sqlite),
+            "INSERT INTO x (a, b) VALUES (?,?),(?,?)"
         );
     }
 }
