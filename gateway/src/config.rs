@@ -743,7 +743,8 @@ mod tests {
         let mut c = dev();
         with_fruizione(&mut c);
         c.validate().expect("a sound fruizione validates");
-        let cases: Vec<(&str, Box<dyn Fn(&mut Config)>)> = vec![
+        type Breakage = Box<dyn Fn(&mut Config)>;
+        let cases: Vec<(&str, Breakage)> = vec![
             (
                 "internal.api_keys",
                 Box::new(|c| c.internal.api_keys.clear()),
@@ -828,6 +829,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's own Jail API returns its large error type
     fn environment_overrides_keys_and_ignores_test_variables() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("PDNDGW_PDND__LEEWAY_SECS", "30");
