@@ -58,6 +58,119 @@ pub struct Config {
     /// Only read by `pdnd-gateway dev`.
     #[serde(default)]
     pub dev: DevConfig,
+    /// Who may use the internal listener's fruizioni.
+    #[serde(default)]
+    pub internal: InternalConfig,
+    /// How the outbound proxy obtains and renews vouchers.
+    #[serde(default)]
+    pub voucher_client: VoucherClientConfig,
+    /// The other administrations' e-services the comune calls (`/fruizioni/{name}/...`).
+    #[serde(default)]
+    pub fruizioni: Vec<FruizioneConfig>,
+}
+
+/// Authentication of the comune's own systems on the internal listener.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InternalConfig {
+    /// Accepted API keys (`X-API-Key: <key>` or `Authorization: ApiKey <key>`), at least 32
+    /// characters each. Give them through the environment
+    /// (`PDNDGW_INTERNAL__API_KEYS='["..."]'`) or a secret-mounted file, never in the repository.
+    #[serde(default)]
+    pub api_keys: Vec<String>,
+}
+
+impl std::fmt::Debug for InternalConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InternalConfig")
+            .field("api_keys", &format!("<{} redacted>", self.api_keys.len()))
+            .finish()
+    }
+}
+
+/// Voucher caching and retries toward the PDND token endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoucherClientConfig {
+    /// Renew this fraction of a voucher's lifetime before it expires (0.2 = the last 20 %).
+    #[serde(default = "default_renew_margin")]
+    pub renew_margin_fraction: f64,
+    /// Attempts per voucher request on PDND 429/5xx/unreachable, the first included.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Total time a voucher request may spend retrying.
+    #[serde(default = "default_max_retry_ms")]
+    pub max_retry_ms: u64,
+    /// The first backoff, doubled per attempt and jittered (Retry-After wins when PDND sends it).
+    #[serde(default = "default_initial_backoff_ms")]
+    pub initial_backoff_ms: u64,
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+}
+
+fn default_renew_margin() -> f64 {
+    0.2
+}
+fn default_max_attempts() -> u32 {
+    4
+}
+fn default_max_retry_ms() -> u64 {
+    10_000
+}
+fn default_initial_backoff_ms() -> u64 {
+    200
+}
+fn default_max_backoff_ms() -> u64 {
+    5_000
+}
+
+impl Default for VoucherClientConfig {
+    fn default() -> Self {
+        VoucherClientConfig {
+            renew_margin_fraction: default_renew_margin(),
+            max_attempts: default_max_attempts(),
+            max_retry_ms: default_max_retry_ms(),
+            initial_backoff_ms: default_initial_backoff_ms(),
+            max_backoff_ms: default_max_backoff_ms(),
+        }
+    }
+}
+
+/// One e-service of another administration that the comune's systems call through the gateway.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FruizioneConfig {
+    /// The path segment: `/fruizioni/{name}/...` (lowercase letters, digits, `-`).
+    pub name: String,
+    /// The e-service's base URL; `/fruizioni/{name}/a/b?q` calls `{remote_base_url}/a/b?q`.
+    pub remote_base_url: String,
+    /// The PDND purpose the comune holds for this e-service.
+    pub purpose_id: String,
+    /// The PDND client to ask vouchers with; default: the `[client]` section's.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Its private key (PEM); required with `client_id`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// ModI patterns applied to the calls (e.g. `["INTEGRITY_REST_01", "AUDIT_REST_02"]`).
+    #[serde(default)]
+    pub modi: Vec<String>,
+    /// Whole-call timeout toward the remote.
+    #[serde(default = "default_fruizione_timeout")]
+    pub timeout_ms: u64,
+    /// Calls in flight at once; beyond it the proxy answers 503 with Retry-After.
+    #[serde(default = "default_fruizione_concurrency")]
+    pub max_concurrency: usize,
+    /// PEM bundle of CAs trusted for the remote, in addition to the system's.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+fn default_fruizione_timeout() -> u64 {
+    10_000
+}
+fn default_fruizione_concurrency() -> usize {
+    64
 }
 
 /// Listeners and worker threads.
@@ -392,6 +505,110 @@ impl Config {
                 );
             }
         }
+        self.validate_consumer()
+    }
+
+    /// The fruitore side: voucher client, fruizioni, internal API keys.
+    fn validate_consumer(&self) -> Result<(), ConfigError> {
+        let vc = &self.voucher_client;
+        if !(vc.renew_margin_fraction > 0.0 && vc.renew_margin_fraction < 1.0) {
+            return invalid(
+                "voucher_client.renew_margin_fraction",
+                "must be between 0 and 1 (exclusive), e.g. 0.2",
+            );
+        }
+        if !(1..=20).contains(&vc.max_attempts) {
+            return invalid("voucher_client.max_attempts", "must be between 1 and 20");
+        }
+        if vc.initial_backoff_ms == 0 || vc.max_backoff_ms < vc.initial_backoff_ms {
+            return invalid(
+                "voucher_client.max_backoff_ms",
+                "backoffs must be positive, max_backoff_ms >= initial_backoff_ms",
+            );
+        }
+        if self.internal.api_keys.iter().any(|k| k.trim().len() < 32) {
+            return invalid(
+                "internal.api_keys",
+                "every API key must be at least 32 characters",
+            );
+        }
+        if !self.fruizioni.is_empty() && self.internal.api_keys.is_empty() {
+            return invalid(
+                "internal.api_keys",
+                "fruizioni are configured but no API key is: every call would be refused",
+            );
+        }
+        let mut names = std::collections::HashSet::new();
+        for f in &self.fruizioni {
+            if f.name.is_empty()
+                || !f
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return invalid(
+                    "fruizioni.name",
+                    &format!("`{}`: use lowercase letters, digits and `-`", f.name),
+                );
+            }
+            if !names.insert(f.name.as_str()) {
+                return invalid("fruizioni.name", &format!("`{}` is used twice", f.name));
+            }
+            check_http_url("fruizioni.remote_base_url", &f.remote_base_url)?;
+            if uuid::Uuid::parse_str(&f.purpose_id).is_err() {
+                return invalid(
+                    "fruizioni.purpose_id",
+                    &format!("`{}`: must be a PDND purposeId, a UUID", f.name),
+                );
+            }
+            match (&f.client_id, &f.key_file) {
+                (Some(id), Some(_)) => {
+                    if uuid::Uuid::parse_str(id).is_err() {
+                        return invalid(
+                            "fruizioni.client_id",
+                            &format!("`{}`: must be a PDND clientId, a UUID", f.name),
+                        );
+                    }
+                }
+                (None, None) if self.client.is_some() => {}
+                (None, None) => {
+                    return invalid(
+                        "fruizioni.client_id",
+                        &format!(
+                            "`{}`: no client_id/key_file and no [client] section to default to",
+                            f.name
+                        ),
+                    )
+                }
+                _ => {
+                    return invalid(
+                        "fruizioni.key_file",
+                        &format!("`{}`: client_id and key_file go together", f.name),
+                    )
+                }
+            }
+            if let Some(pattern) = f.modi.first() {
+                return invalid(
+                    "fruizioni.modi",
+                    &format!(
+                        "`{}`: ModI pattern `{pattern}` is not available on outbound calls in this version",
+                        f.name
+                    ),
+                );
+            }
+            if !(1..=300_000).contains(&f.timeout_ms) {
+                return invalid(
+                    "fruizioni.timeout_ms",
+                    &format!("`{}`: must be between 1 and 300000", f.name),
+                );
+            }
+            if !(1..=100_000).contains(&f.max_concurrency) {
+                return invalid(
+                    "fruizioni.max_concurrency",
+                    &format!("`{}`: must be between 1 and 100000", f.name),
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -500,8 +717,119 @@ mod tests {
             .contains("audit.hmac_secret"));
     }
 
+    fn with_fruizione(c: &mut Config) {
+        c.internal.api_keys = vec!["k".repeat(32)];
+        c.fruizioni = vec![FruizioneConfig {
+            name: "inps-isee".into(),
+            remote_base_url: "https://api.example.gov.it/isee/v1".into(),
+            purpose_id: "2f4b7c1d-0a6e-4f3b-8c2d-7e5f9a1b3c01".into(),
+            client_id: None,
+            key_file: None,
+            modi: vec![],
+            timeout_ms: 5000,
+            max_concurrency: 8,
+            ca_file: None,
+        }];
+        c.client = Some(ClientConfig {
+            client_id: "8e9f24ca-78f5-4c69-9e4f-0efbeac7bb2b".into(),
+            key_file: "client.pem".into(),
+            default_purpose_id: None,
+            assertion_lifetime_secs: 300,
+        });
+    }
+
     #[test]
-    #[allow(clippy::result_large_err)] // figment::Jail fixes the closure's error type
+    fn fruizioni_are_checked_key_by_key() {
+        let mut c = dev();
+        with_fruizione(&mut c);
+        c.validate().expect("a sound fruizione validates");
+        type Breakage = Box<dyn Fn(&mut Config)>;
+        let cases: Vec<(&str, Breakage)> = vec![
+            (
+                "internal.api_keys",
+                Box::new(|c| c.internal.api_keys.clear()),
+            ),
+            (
+                "internal.api_keys",
+                Box::new(|c| c.internal.api_keys = vec!["short".into()]),
+            ),
+            (
+                "fruizioni.name",
+                Box::new(|c| c.fruizioni[0].name = "Has Space".into()),
+            ),
+            (
+                "fruizioni.name",
+                Box::new(|c| {
+                    let f = c.fruizioni[0].clone();
+                    c.fruizioni.push(f)
+                }),
+            ),
+            (
+                "fruizioni.remote_base_url",
+                Box::new(|c| c.fruizioni[0].remote_base_url = "ftp://x".into()),
+            ),
+            (
+                "fruizioni.purpose_id",
+                Box::new(|c| c.fruizioni[0].purpose_id = "nope".into()),
+            ),
+            ("fruizioni.client_id", Box::new(|c| c.client = None)),
+            (
+                "fruizioni.key_file",
+                Box::new(|c| {
+                    c.fruizioni[0].client_id = Some("8e9f24ca-78f5-4c69-9e4f-0efbeac7bb2b".into())
+                }),
+            ),
+            (
+                "fruizioni.timeout_ms",
+                Box::new(|c| c.fruizioni[0].timeout_ms = 0),
+            ),
+            (
+                "fruizioni.max_concurrency",
+                Box::new(|c| c.fruizioni[0].max_concurrency = 0),
+            ),
+            (
+                "voucher_client.renew_margin_fraction",
+                Box::new(|c| c.voucher_client.renew_margin_fraction = 1.0),
+            ),
+            (
+                "voucher_client.max_attempts",
+                Box::new(|c| c.voucher_client.max_attempts = 0),
+            ),
+        ];
+        for (key, break_it) in cases {
+            let mut c = dev();
+            with_fruizione(&mut c);
+            break_it(&mut c);
+            let err = c.validate().expect_err(key).to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn api_keys_are_not_in_debug_output() {
+        let mut c = dev();
+        c.internal.api_keys = vec!["secret-key-secret-key-secret-key-1".into()];
+        assert!(!format!("{c:?}").contains("secret-key"));
+    }
+
+    #[test]
+    fn fruizioni_parse_from_toml() {
+        let toml = format!(
+            "{DEV_TOML}\n[internal]\napi_keys = [\"{}\"]\n\n[[fruizioni]]\nname = \"inps\"\nremote_base_url = \"https://x.gov.it/v1\"\npurpose_id = \"2f4b7c1d-0a6e-4f3b-8c2d-7e5f9a1b3c01\"\nmax_concurrency = 3\n",
+            "k".repeat(32)
+        );
+        let c = Config::from_toml_str(&toml).expect("parses");
+        assert_eq!(c.fruizioni.len(), 1);
+        assert_eq!(c.fruizioni[0].max_concurrency, 3);
+        assert_eq!(c.fruizioni[0].timeout_ms, 10_000);
+        assert_eq!(c.voucher_client.renew_margin_fraction, 0.2);
+        let bad = toml.replace("max_concurrency = 3", "max_concurency = 3");
+        let err = Config::from_toml_str(&bad).unwrap_err().to_string();
+        assert!(err.contains("max_concurency"), "{err}");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's own Jail API returns its large error type
     fn environment_overrides_keys_and_ignores_test_variables() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("PDNDGW_PDND__LEEWAY_SECS", "30");

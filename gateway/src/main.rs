@@ -270,7 +270,8 @@ fn print_dev_banner(env: &dev::DevEnvironment, data_dir: &std::path::Path) {
 pdnd-gateway dev is running. Data directory: {data}{seeded}
 
   e-services (public)    http://{public}    /anagrafe/v1, /tributi/v1, /status
-  internal listener      http://{internal}    /status
+  internal listener      http://{internal}    /status, /fruizioni/{{name}}/... (API key: {key_file})
+  fruizioni              {fruizioni}
   local PDND authority   http://{authority}    /token.oauth2, /.well-known/jwks.json, /keys/{{kid}}
   sample client          {client_id}
 
@@ -281,12 +282,26 @@ Try it from this directory, in another terminal:
     -H "Authorization: Bearer $VOUCHER" -H 'Content-Type: application/json' \
     -d '{{"codiceFiscale":"{sample}"}}'
 
+  # the comune as fruitore: internal caller -> proxy -> voucher -> e-service -> answer
+  curl -s -X POST http://{internal}/fruizioni/{sample_fruizione}/residenza \
+    -H "X-API-Key: $(cat {key_file})" -H 'Content-Type: application/json' \
+    -d '{{"codiceFiscale":"{sample}"}}'
+
   cargo run -q --bin pdnd-gateway -- voucher{data_arg} --decode     # what the voucher says
   cargo run -q --bin pdnd-gateway -- voucher{data_arg} --eservice tributi   # a voucher for /tributi/v1
 "#,
         data = data_dir.display(),
         internal = env.running.internal,
         client_id = env.data.client.client_id,
+        key_file = env.data.internal_api_key_path().display(),
+        sample_fruizione = dev::SAMPLE_FRUIZIONE,
+        fruizioni = env
+            .config
+            .fruizioni
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
     );
     if !env.samples.is_empty() {
         println!("Sample subjects:");

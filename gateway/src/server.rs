@@ -5,6 +5,9 @@
 //! [`public_app`] top to bottom shows every stage a request walks through.
 
 use crate::config::{Config, EserviceConfig};
+use crate::consumer::fruizioni::{self, Fruizioni, FruizioniError};
+use crate::consumer::internal_auth::ApiKeys;
+use crate::consumer::voucher_cache::SystemClock;
 use crate::pdnd::authority::Authority;
 use crate::pdnd::voucher::VoucherPolicy;
 use crate::problem::{Problem, PROBLEM_JSON};
@@ -38,6 +41,8 @@ pub enum StartError {
     Http(#[from] reqwest::Error),
     #[error("cannot listen: {0}")]
     Listen(#[from] std::io::Error),
+    #[error(transparent)]
+    Fruizioni(#[from] FruizioniError),
 }
 
 /// The stages of one e-service's pipeline.
@@ -212,9 +217,17 @@ fn eservice_scope(
         .wrap(from_fn(provider::middleware(stages.audit.clone())))
 }
 
-/// The internal listener's application: status now; fruizioni and admin come here.
+/// Everything the internal listener's apps share.
+#[derive(Clone)]
+pub struct InternalState {
+    pub health: web::Data<Health>,
+    pub fruizioni: web::Data<Fruizioni>,
+    pub api_keys: web::Data<ApiKeys>,
+}
+
+/// The internal listener's application: `/status` (open) and the fruizioni (API key required).
 pub fn internal_app(
-    health: web::Data<Health>,
+    state: InternalState,
 ) -> App<
     impl actix_web::dev::ServiceFactory<
         actix_web::dev::ServiceRequest,
@@ -226,8 +239,11 @@ pub fn internal_app(
 > {
     App::new()
         .wrap(from_fn(request_id::assign))
-        .app_data(health)
+        .app_data(state.health)
+        .app_data(state.fruizioni)
+        .app_data(state.api_keys)
         .route("/status", web::get().to(status))
+        .configure(fruizioni::routes)
         .default_service(web::to(not_found))
 }
 
@@ -253,9 +269,9 @@ pub fn bind_public(addr: SocketAddr, workers: usize, state: PublicState) -> std:
 pub fn bind_internal(
     addr: SocketAddr,
     workers: usize,
-    health: web::Data<Health>,
+    state: InternalState,
 ) -> std::io::Result<Bound> {
-    let http = HttpServer::new(move || internal_app(health.clone()))
+    let http = HttpServer::new(move || internal_app(state.clone()))
         .workers(workers)
         .bind(addr)?;
     let addr = first_addr(&http.addrs(), addr);
@@ -265,12 +281,17 @@ pub fn bind_internal(
     })
 }
 
-/// Binds the development PDND authority.
-pub fn bind_authority(addr: SocketAddr, authority: Authority) -> std::io::Result<Bound> {
+/// Binds the development PDND authority; `stats` counts its token requests.
+pub fn bind_authority(
+    addr: SocketAddr,
+    authority: Authority,
+    stats: web::Data<crate::dev::authority_http::TokenStats>,
+) -> std::io::Result<Bound> {
     let authority = web::Data::new(authority);
     let http = HttpServer::new(move || {
         App::new()
             .app_data(authority.clone())
+            .app_data(stats.clone())
             .configure(crate::dev::authority_http::routes)
     })
     .workers(1)
@@ -376,6 +397,18 @@ pub async fn start(
     let state = PublicState::new(config, store, http, audit, hasher, purposes);
     let health = state.health.clone();
     let public = bind_public(config.server.public_listen, config.server.workers, state)?;
-    let internal = bind_internal(config.server.internal_listen, 1, health)?;
+    // Built after the public listener is bound: a fruizione aimed at the gateway itself (dev)
+    // follows it to the port really bound.
+    let fruizioni = Fruizioni::from_config(config, Some(public.addr), Arc::new(SystemClock))?;
+    let internal_state = InternalState {
+        health,
+        fruizioni: web::Data::new(fruizioni),
+        api_keys: web::Data::new(ApiKeys::new(&config.internal.api_keys)),
+    };
+    let internal = bind_internal(
+        config.server.internal_listen,
+        config.server.workers,
+        internal_state,
+    )?;
     Ok(Running::spawn(public, internal, authority))
 }

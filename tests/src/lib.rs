@@ -229,3 +229,300 @@ impl Drop for Postgres {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fruitore side: the internal listener's fruizioni, a second gateway acting as consumer, and a
+// token endpoint whose answers a test scripts.
+// ---------------------------------------------------------------------------------------------
+
+impl Harness {
+    /// The internal API key `dev` generated.
+    pub fn api_key(&self) -> String {
+        self.env
+            .config
+            .internal
+            .api_keys
+            .first()
+            .expect("dev configures an internal API key")
+            .clone()
+    }
+
+    /// POSTs JSON to `/fruizioni/{fruizione}/{path}` on the internal listener with the API key.
+    pub async fn fruizione_post(
+        &self,
+        fruizione: &str,
+        path: &str,
+        body: &Value,
+    ) -> reqwest::Response {
+        self.http
+            .post(self.internal(&format!("/fruizioni/{fruizione}/{path}")))
+            .header("X-API-Key", self.api_key())
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Token requests the local authority has seen so far.
+    pub fn token_requests(&self) -> u64 {
+        self.env.token_stats.requests()
+    }
+
+    /// A fruizione calling this harness' anagrafe (public listener) as the sample client with
+    /// the full anagrafe purpose; tests adjust limits and timeouts.
+    pub fn anagrafe_fruizione(&self, name: &str) -> gateway::config::FruizioneConfig {
+        gateway::config::FruizioneConfig {
+            name: name.to_owned(),
+            remote_base_url: self.public("/anagrafe/v1"),
+            purpose_id: dev::sample::ANAGRAFE_FULL.purpose_id.to_owned(),
+            client_id: None,
+            key_file: None,
+            modi: Vec::new(),
+            timeout_ms: 10_000,
+            max_concurrency: 64,
+            ca_file: None,
+        }
+    }
+
+    /// Starts a second gateway that acts as the consumer (fruitore) of this one: its own
+    /// store, audit trail and listeners, asking vouchers from this harness' authority as the
+    /// sample client. `tweak` sets its fruizioni and anything else.
+    pub async fn start_consumer(&self, tweak: impl FnOnce(&mut Config)) -> ConsumerGateway {
+        let dir = std::env::temp_dir().join(format!("pdndgw-consumer-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("consumer data dir");
+        let mut config = self.env.config.clone();
+        config.server.public_listen = "127.0.0.1:0".parse().expect("addr");
+        config.server.internal_listen = "127.0.0.1:0".parse().expect("addr");
+        config.database.url = format!("sqlite://{}?mode=rwc", dir.join("comune.db").display());
+        config.audit.url = format!("sqlite://{}?mode=rwc", dir.join("audit.db").display());
+        config.internal.api_keys = vec![format!("consumer-{}", uuid::Uuid::new_v4().simple())];
+        config.fruizioni = Vec::new();
+        tweak(&mut config);
+        config.validate().expect("consumer config validates");
+        let store = eservices::store::SqlStore::connect(&config.database.url)
+            .await
+            .expect("consumer store");
+        store.migrate().await.expect("consumer store migrates");
+        let running = gateway::server::start(&config, std::sync::Arc::new(store), None)
+            .await
+            .expect("consumer gateway starts");
+        ConsumerGateway {
+            running: Some(running),
+            config,
+            dir,
+            http: reqwest::Client::new(),
+        }
+    }
+}
+
+/// A second gateway instance, used as the consumer of a [`Harness`].
+pub struct ConsumerGateway {
+    running: Option<gateway::server::Running>,
+    pub config: Config,
+    pub dir: PathBuf,
+    pub http: reqwest::Client,
+}
+
+impl ConsumerGateway {
+    /// A URL on its internal listener.
+    pub fn internal(&self, path: &str) -> String {
+        let running = self.running.as_ref().expect("running");
+        format!("http://{}{}", running.internal, path)
+    }
+
+    pub fn api_key(&self) -> String {
+        self.config.internal.api_keys[0].clone()
+    }
+
+    /// Calls `/fruizioni/{fruizione}/{path}` with the API key and a JSON body.
+    pub async fn call(&self, fruizione: &str, path: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.internal(&format!("/fruizioni/{fruizione}/{path}")))
+            .header("X-API-Key", self.api_key())
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Stops its listeners.
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+    }
+}
+
+impl Drop for ConsumerGateway {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One scripted answer of a [`ScriptedTokenEndpoint`].
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// An error status, with `Retry-After` when given, and a PDND-like problem body.
+    Fail {
+        status: u16,
+        retry_after: Option<String>,
+    },
+    /// A 200 with a made-up token (for tests that never present it to a provider).
+    Token { expires_in: i64 },
+    /// Relay the request to the upstream authority and its answer back.
+    Forward,
+}
+
+struct Script {
+    steps: std::sync::Mutex<std::collections::VecDeque<Step>>,
+    default: std::sync::Mutex<Step>,
+    requests: std::sync::atomic::AtomicU64,
+    upstream: Option<String>,
+    http: reqwest::Client,
+}
+
+/// A token endpoint whose answers a test scripts: it plays the queued steps in order, then its
+/// default step forever. It counts every request.
+pub struct ScriptedTokenEndpoint {
+    pub url: String,
+    script: std::sync::Arc<Script>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+async fn scripted_token(
+    script: actix_web::web::Data<Script>,
+    body: actix_web::web::Bytes,
+) -> actix_web::HttpResponse {
+    use actix_web::HttpResponse;
+    script
+        .requests
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let step = {
+        let mut steps = script.steps.lock().expect("script lock");
+        steps
+            .pop_front()
+            .unwrap_or_else(|| script.default.lock().expect("script lock").clone())
+    };
+    match step {
+        Step::Fail {
+            status,
+            retry_after,
+        } => {
+            let mut b = HttpResponse::build(
+                actix_web::http::StatusCode::from_u16(status).expect("scripted status"),
+            );
+            b.insert_header(("content-type", "application/problem+json"));
+            if let Some(r) = retry_after {
+                b.insert_header(("retry-after", r));
+            }
+            b.body(
+                json!({"type":"about:blank","status":status,"title":"scripted","detail":"scripted","errors":[{"code":"015-0008","detail":"Unable to generate a token for the given request"}]})
+                    .to_string(),
+            )
+        }
+        Step::Token { expires_in } => HttpResponse::Ok().json(json!({
+            "access_token": format!("scripted.{}.token", uuid::Uuid::new_v4().simple()),
+            "token_type": "Bearer",
+            "expires_in": expires_in,
+        })),
+        Step::Forward => {
+            let upstream = script
+                .upstream
+                .as_deref()
+                .expect("Forward needs an upstream");
+            match script
+                .http
+                .post(upstream)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body.to_vec())
+                .send()
+                .await
+            {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    let text = r.text().await.unwrap_or_default();
+                    HttpResponse::build(
+                        actix_web::http::StatusCode::from_u16(status).expect("status"),
+                    )
+                    .insert_header(("content-type", "application/json"))
+                    .body(text)
+                }
+                Err(_) => HttpResponse::BadGateway().finish(),
+            }
+        }
+    }
+}
+
+impl ScriptedTokenEndpoint {
+    /// Starts one on a free port; `upstream` is the real token endpoint `Forward` relays to.
+    pub async fn start(
+        steps: Vec<Step>,
+        default: Step,
+        upstream: Option<String>,
+    ) -> ScriptedTokenEndpoint {
+        let script = std::sync::Arc::new(Script {
+            steps: std::sync::Mutex::new(steps.into()),
+            default: std::sync::Mutex::new(default),
+            requests: std::sync::atomic::AtomicU64::new(0),
+            upstream,
+            http: reqwest::Client::new(),
+        });
+        let data = actix_web::web::Data::from(script.clone());
+        let server = actix_web::HttpServer::new(move || {
+            actix_web::App::new()
+                .app_data(data.clone())
+                .route("/token.oauth2", actix_web::web::post().to(scripted_token))
+        })
+        .workers(1)
+        .bind("127.0.0.1:0")
+        .expect("bind scripted endpoint");
+        let addr = server.addrs()[0];
+        let server = server.run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        ScriptedTokenEndpoint {
+            url: format!("http://{addr}/token.oauth2"),
+            script,
+            handle,
+        }
+    }
+
+    /// Requests seen so far.
+    pub fn requests(&self) -> u64 {
+        self.script
+            .requests
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Replaces the step played once the queue is empty.
+    pub fn set_default(&self, step: Step) {
+        *self.script.default.lock().expect("script lock") = step;
+    }
+
+    /// Takes the endpoint down (connections refused from now on).
+    pub async fn stop(&self) {
+        self.handle.stop(false).await;
+    }
+}
+
+/// A TCP port that accepts connections and never answers (a hung remote). Dropped with the
+/// runtime.
+pub async fn silent_remote() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    addr
+}
+
+/// A loopback address nobody listens on.
+pub fn closed_port() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr")
+}

@@ -1,3 +1,11 @@
 //! The comune as fruitore: obtaining PDND vouchers and calling other administrations.
+//!
+//! - [`token_client`]: one exchange with a token endpoint (the `voucher` CLI uses it as is);
+//! - [`voucher_cache`]: when to exchange: cached, renewed ahead of expiry, single flight, retries;
+//! - [`internal_auth`]: the API keys of the comune's own systems on the internal listener;
+//! - [`fruizioni`]: the outbound proxy `/fruizioni/{fruizione}/{path...}`.
 
+pub mod fruizioni;
+pub mod internal_auth;
 pub mod token_client;
+pub mod voucher_cache;

@@ -22,6 +22,8 @@ pub enum TokenClientError {
         status: u16,
         body: String,
         claims: String,
+        /// The endpoint's `Retry-After` (429 and 503 usually carry one), in seconds from now.
+        retry_after: Option<u64>,
     },
     #[error("token endpoint answered HTTP {status} with an unexpected body: {reason}")]
     BadResponse { status: u16, reason: String },
@@ -54,6 +56,19 @@ pub struct TokenClient {
 
 fn claims_json(claims: &ClientAssertionClaims) -> String {
     serde_json::to_string(claims).unwrap_or_else(|_| "<unserialisable claims>".to_owned())
+}
+
+/// `Retry-After` as seconds from `now`: either delay-seconds or an HTTP-date (RFC 9110 10.2.3).
+/// A date in the past means "now"; anything unparsable is ignored.
+pub fn parse_retry_after(value: &str, now: i64) -> Option<u64> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(secs);
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value)
+        .ok()?
+        .timestamp();
+    Some(u64::try_from(at - now).unwrap_or(0))
 }
 
 impl TokenClient {
@@ -90,6 +105,11 @@ impl TokenClient {
                 reason: e.to_string(),
             })?;
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, now));
         let body = response
             .bytes()
             .await
@@ -102,6 +122,7 @@ impl TokenClient {
                 status,
                 body: String::from_utf8_lossy(&body).chars().take(2048).collect(),
                 claims: claims_json(&assertion.claims),
+                retry_after,
             });
         }
         let response: TokenResponse =
@@ -113,5 +134,27 @@ impl TokenClient {
             response,
             assertion,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        assert_eq!(parse_retry_after("3", 0), Some(3));
+        assert_eq!(parse_retry_after(" 120 ", 0), Some(120));
+        // Sun, 06 Nov 1994 08:49:37 GMT = 784111777
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", 784_111_770),
+            Some(7)
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", 784_111_800),
+            Some(0)
+        );
+        assert_eq!(parse_retry_after("soon", 0), None);
+        assert_eq!(parse_retry_after("-1", 0), None);
     }
 }

@@ -4,11 +4,41 @@
 //! `GET /.well-known/jwks.json`, and `GET /keys/{kid}` (a client's registered key, which ModI
 //! INTEGRITY_REST_02 needs). A refused request gets PDND's opaque 400 `015-0008` body, exactly
 //! like production; unlike production, the log line says which rule failed and why.
+//!
+//! It also counts token requests ([`TokenStats`], `GET /stats`): the proxy's promise of one
+//! request per purpose at a time is checked against these numbers.
 
 use crate::pdnd::authority::{pdnd_error_body, Authority};
 use crate::pdnd::client_assertion::TokenRequest;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Token requests seen by the development authority.
+#[derive(Debug, Default)]
+pub struct TokenStats {
+    requests: AtomicU64,
+    issued: AtomicU64,
+}
+
+impl TokenStats {
+    /// Every `POST /token.oauth2`, whatever the outcome.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Those answered with a voucher.
+    pub fn issued(&self) -> u64 {
+        self.issued.load(Ordering::SeqCst)
+    }
+}
+
+async fn stats(stats: Option<web::Data<TokenStats>>) -> HttpResponse {
+    let (requests, issued) = stats.map_or((0, 0), |s| (s.requests(), s.issued()));
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({ "tokenRequests": requests, "vouchersIssued": issued }))
+}
 
 fn refused(correlation_id: &str) -> HttpResponse {
     HttpResponse::BadRequest()
@@ -18,8 +48,12 @@ fn refused(correlation_id: &str) -> HttpResponse {
 
 async fn token(
     authority: web::Data<Authority>,
+    stats: Option<web::Data<TokenStats>>,
     form: Result<web::Form<TokenRequest>, actix_web::Error>,
 ) -> HttpResponse {
+    if let Some(s) = &stats {
+        s.requests.fetch_add(1, Ordering::SeqCst);
+    }
     let correlation_id = uuid::Uuid::new_v4().to_string();
     let form = match form {
         Ok(form) => form.into_inner(),
@@ -30,9 +64,14 @@ async fn token(
     };
     let now = chrono::Utc::now().timestamp();
     match authority.issue(&form, now) {
-        Ok(response) => HttpResponse::Ok()
-            .insert_header((header::CACHE_CONTROL, "no-cache, no-store"))
-            .json(response),
+        Ok(response) => {
+            if let Some(s) = &stats {
+                s.issued.fetch_add(1, Ordering::SeqCst);
+            }
+            HttpResponse::Ok()
+                .insert_header((header::CACHE_CONTROL, "no-cache, no-store"))
+                .json(response)
+        }
         Err(rejection) => {
             tracing::warn!(correlation_id, client_id = form.client_id.as_deref().unwrap_or(""), reasons = %rejection, "token request refused");
             refused(&correlation_id)
@@ -59,9 +98,11 @@ async fn client_key(
     }
 }
 
-/// Registers the authority's routes; the app must hold `web::Data<Authority>`.
+/// Registers the authority's routes; the app must hold `web::Data<Authority>` (and may hold
+/// `web::Data<TokenStats>`).
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/token.oauth2", web::post().to(token))
+        .route("/stats", web::get().to(stats))
         .route("/.well-known/jwks.json", web::get().to(jwks))
         .route("/keys/{kid}", web::get().to(client_key));
 }

@@ -167,6 +167,30 @@ impl DataDir {
         Ok(secret)
     }
 
+    /// The API key of the internal listener's fruizioni, generated on first use (64 hex
+    /// characters, mode 0600, file `internal-api-key`).
+    pub fn internal_api_key(&self) -> Result<String, DataDirError> {
+        let path = self.internal_api_key_path();
+        if path.exists() {
+            return Ok(fs::read_to_string(&path)
+                .map_err(io(&path))?
+                .trim()
+                .to_owned());
+        }
+        let key = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        write_private(&path, &key)?;
+        Ok(key)
+    }
+
+    /// Where [`DataDir::internal_api_key`] keeps the key.
+    pub fn internal_api_key_path(&self) -> PathBuf {
+        self.root.join("internal-api-key")
+    }
+
     /// The purposes file; written from `contents` when missing, left alone when present (an
     /// operator may have edited it to try suspensions).
     pub fn purposes_file(&self, contents: &str) -> Result<PathBuf, DataDirError> {
@@ -196,6 +220,9 @@ mod tests {
         assert_eq!(first.client_key.kid(), second.client_key.kid());
         assert_eq!(first.authority_key.kid(), second.authority_key.kid());
         assert_ne!(first.authority_key.kid(), first.client_key.kid());
+        let key = first.internal_api_key().unwrap();
+        assert_eq!(key.len(), 64);
+        assert_eq!(second.internal_api_key().unwrap(), key);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -8,7 +8,7 @@ pub mod authority_http;
 pub mod data_dir;
 pub mod sample;
 
-use crate::config::{ClientConfig, Config};
+use crate::config::{ClientConfig, Config, FruizioneConfig};
 use crate::pdnd::authority::{Authority, AuthorityConfig, RegisteredClient, RegisteredPurpose};
 use crate::provider::purpose::{Purpose, PurposeFile, PurposeState};
 use data_dir::DataDir;
@@ -68,6 +68,12 @@ pub fn complete_config(config: &mut Config, data: &DataDir) -> Result<(), DevErr
     if config.purposes.file.as_os_str().is_empty() {
         config.purposes.file = data.purposes_file(&purposes_toml(config))?;
     }
+    if config.internal.api_keys.is_empty() {
+        config.internal.api_keys = vec![data.internal_api_key()?];
+    }
+    if !config.fruizioni.iter().any(|f| f.name == SAMPLE_FRUIZIONE) {
+        config.fruizioni.push(sample_fruizione(config));
+    }
     if config.client.is_none() {
         config.client = Some(ClientConfig {
             client_id: data.client.client_id.clone(),
@@ -77,6 +83,26 @@ pub fn complete_config(config: &mut Config, data: &DataDir) -> Result<(), DevErr
         });
     }
     Ok(())
+}
+
+/// The name of the sample fruizione.
+pub const SAMPLE_FRUIZIONE: &str = "comune-anagrafe";
+
+/// The sample fruizione: the comune calling its own anagrafe e-service through the proxy, as
+/// the sample client with the full anagrafe purpose, so `dev` shows the whole round trip
+/// (internal caller -> proxy -> voucher -> provider -> answer).
+pub fn sample_fruizione(config: &Config) -> FruizioneConfig {
+    FruizioneConfig {
+        name: SAMPLE_FRUIZIONE.to_owned(),
+        remote_base_url: format!("http://{}/anagrafe/v1", config.server.public_listen),
+        purpose_id: sample::ANAGRAFE_FULL.purpose_id.to_owned(),
+        client_id: None,
+        key_file: None,
+        modi: Vec::new(),
+        timeout_ms: 10_000,
+        max_concurrency: 256,
+        ca_file: None,
+    }
 }
 
 /// The purposes file of the sample purposes, bound to the configured e-service identifiers.
@@ -123,6 +149,8 @@ pub struct DevEnvironment {
     pub data: DataDir,
     pub residents: u32,
     pub samples: Vec<eservices::store::SampleSubject>,
+    /// Token requests seen by the local authority.
+    pub token_stats: std::sync::Arc<authority_http::TokenStats>,
 }
 
 /// Failures starting the development environment.
@@ -159,8 +187,12 @@ pub async fn start(mut config: Config, root: &std::path::Path) -> Result<DevEnvi
     } else {
         (0, load_samples(&data.samples_path()))
     };
-    let authority =
-        crate::server::bind_authority(config.dev.authority_listen, authority(&config, &data))?;
+    let token_stats = std::sync::Arc::new(authority_http::TokenStats::default());
+    let authority = crate::server::bind_authority(
+        config.dev.authority_listen,
+        authority(&config, &data),
+        actix_web::web::Data::from(token_stats.clone()),
+    )?;
     let base = format!("http://{}", authority.addr);
     config.pdnd.token_endpoint = format!("{base}/token.oauth2");
     config.pdnd.jwks_url = format!("{base}/.well-known/jwks.json");
@@ -175,6 +207,7 @@ pub async fn start(mut config: Config, root: &std::path::Path) -> Result<DevEnvi
         data,
         residents,
         samples,
+        token_stats,
     })
 }
 

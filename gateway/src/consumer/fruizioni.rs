@@ -1,0 +1,514 @@
+//! The outbound proxy: `/fruizioni/{fruizione}/{path...}` on the internal listener.
+//!
+//! The comune's own systems call another administration's e-service as if it were local; the
+//! gateway adds what PDND requires (a voucher for the configured purpose) and forwards method,
+//! body and a short list of safe headers to `{remote_base_url}/{path}`. The remote's answer
+//! comes back unchanged (status, body, content type, ModI and rate-limit headers). Everything
+//! the gateway itself refuses is problem+json:
+//!
+//! | situation | status |
+//! |---|---|
+//! | no such fruizione | 404 |
+//! | path with `.`/`..` segments (would escape the base URL) | 400 |
+//! | the fruizione's `max_concurrency` calls already in flight | 503, `Retry-After: 1` |
+//! | PDND unreachable/overloaded and no valid voucher cached | 503, `Retry-After` |
+//! | PDND refused the voucher request (configuration problem) | 502, with the claims sent |
+//! | remote unreachable | 502 |
+//! | remote too slow (`timeout_ms`) | 504 |
+//!
+//! Over the concurrency limit the answer is 503, not 429: the limit protects the remote and
+//! is shared by every internal caller, so it is the gateway's capacity that is exhausted, not
+//! the caller's allowance. Calls are not queued: a caller retries after `Retry-After`.
+
+use super::voucher_cache::{Clock, VoucherCache, VoucherError, VoucherSpec};
+use crate::config::{Config, FruizioneConfig};
+use crate::pdnd::client_assertion::ClientAssertionBuilder;
+use crate::pdnd::jwk::RsaPrivateKey;
+use crate::problem::Problem;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// The path prefix of the proxy.
+pub const PREFIX: &str = "/fruizioni/";
+
+/// Largest request body forwarded.
+pub const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// Request headers passed to the remote (everything else, notably the caller's credentials,
+/// cookies and hop-by-hop headers, stays here).
+const FORWARDED_REQUEST: &[&str] = &[
+    "accept",
+    "accept-language",
+    "content-type",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+];
+
+/// Response headers passed back to the caller besides `content-type`.
+const FORWARDED_RESPONSE: &[&str] = &[
+    "content-type",
+    "content-language",
+    "cache-control",
+    "etag",
+    "last-modified",
+    "location",
+    "retry-after",
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+    "digest",
+    "agid-jwt-signature",
+    "agid-jwt-trackingevidence",
+    "x-correlation-id",
+];
+
+/// Why the fruizioni could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum FruizioniError {
+    #[error("fruizione `{name}`: key file {path}: {reason}")]
+    Key {
+        name: String,
+        path: String,
+        reason: String,
+    },
+    #[error("fruizione `{name}`: CA bundle {path}: {reason}")]
+    Ca {
+        name: String,
+        path: String,
+        reason: String,
+    },
+    #[error("fruizione `{name}`: no PDND client (set client_id/key_file or a [client] section)")]
+    NoClient { name: String },
+    #[error("fruizione `{name}`: HTTP client: {reason}")]
+    Http { name: String, reason: String },
+}
+
+/// One configured fruizione, ready to forward.
+pub struct Fruizione {
+    pub name: String,
+    base: String,
+    http: reqwest::Client,
+    spec: VoucherSpec,
+    limit: Arc<Semaphore>,
+}
+
+/// Every fruizione, with the voucher cache they share.
+pub struct Fruizioni {
+    by_name: HashMap<String, Fruizione>,
+    vouchers: Arc<VoucherCache>,
+}
+
+fn load_key(name: &str, path: &Path) -> Result<RsaPrivateKey, FruizioniError> {
+    let err = |reason: String| FruizioniError::Key {
+        name: name.to_owned(),
+        path: path.display().to_string(),
+        reason,
+    };
+    let pem = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    RsaPrivateKey::from_pem(&pem).map_err(|e| err(e.to_string()))
+}
+
+fn http_client(f: &FruizioneConfig) -> Result<reqwest::Client, FruizioniError> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_millis(f.timeout_ms.min(5_000)))
+        .timeout(Duration::from_millis(f.timeout_ms))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(path) = &f.ca_file {
+        let err = |reason: String| FruizioniError::Ca {
+            name: f.name.clone(),
+            path: path.display().to_string(),
+            reason,
+        };
+        let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| err(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(err("no certificate in the file".into()));
+        }
+        builder = builder.tls_certs_merge(certs);
+    }
+    builder.build().map_err(|e| FruizioniError::Http {
+        name: f.name.clone(),
+        reason: e.to_string(),
+    })
+}
+
+/// The base URL a fruizione really calls: one aimed at the gateway's own public listen
+/// address follows it to the port actually bound (port 0 in tests).
+fn effective_base(
+    base: &str,
+    configured_public: SocketAddr,
+    bound_public: Option<SocketAddr>,
+) -> String {
+    let base = base.trim_end_matches('/').to_owned();
+    match bound_public {
+        Some(bound) if configured_public != bound => base.replacen(
+            &format!("://{configured_public}"),
+            &format!("://{bound}"),
+            1,
+        ),
+        _ => base,
+    }
+}
+
+impl Fruizioni {
+    /// Builds every fruizione of `config` (keys loaded, HTTP clients and CA bundles ready).
+    /// `bound_public` is the address the public listener really bound.
+    pub fn from_config(
+        config: &Config,
+        bound_public: Option<SocketAddr>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Fruizioni, FruizioniError> {
+        let token_http = crate::server::http_client().map_err(|e| FruizioniError::Http {
+            name: "(token endpoint)".into(),
+            reason: e.to_string(),
+        })?;
+        let vc = &config.voucher_client;
+        let vouchers = VoucherCache::new(
+            super::token_client::TokenClient::new(token_http, config.pdnd.token_endpoint.clone()),
+            clock,
+            super::voucher_cache::CachePolicy {
+                renew_margin_fraction: vc.renew_margin_fraction,
+                retry: super::voucher_cache::RetryPolicy {
+                    max_attempts: vc.max_attempts,
+                    max_elapsed: Duration::from_millis(vc.max_retry_ms),
+                    initial_backoff: Duration::from_millis(vc.initial_backoff_ms),
+                    max_backoff: Duration::from_millis(vc.max_backoff_ms),
+                },
+            },
+        );
+        let mut keys: HashMap<std::path::PathBuf, Arc<RsaPrivateKey>> = HashMap::new();
+        let mut by_name = HashMap::new();
+        for f in &config.fruizioni {
+            let (client_id, key_file, lifetime) = match (&f.client_id, &f.key_file, &config.client)
+            {
+                (Some(id), Some(file), c) => (
+                    id.clone(),
+                    file.clone(),
+                    c.as_ref().map_or(300, |c| c.assertion_lifetime_secs),
+                ),
+                (None, None, Some(c)) => (
+                    c.client_id.clone(),
+                    c.key_file.clone(),
+                    c.assertion_lifetime_secs,
+                ),
+                _ => {
+                    return Err(FruizioniError::NoClient {
+                        name: f.name.clone(),
+                    })
+                }
+            };
+            let key = match keys.get(&key_file) {
+                Some(k) => k.clone(),
+                None => {
+                    let k = Arc::new(load_key(&f.name, &key_file)?);
+                    keys.insert(key_file.clone(), k.clone());
+                    k
+                }
+            };
+            let fruizione = Fruizione {
+                name: f.name.clone(),
+                base: effective_base(
+                    &f.remote_base_url,
+                    config.server.public_listen,
+                    bound_public,
+                ),
+                http: http_client(f)?,
+                spec: VoucherSpec {
+                    builder: ClientAssertionBuilder {
+                        client_id,
+                        audience: config.pdnd.client_assertion_audience.clone(),
+                        purpose_id: Some(f.purpose_id.clone()),
+                        digest: None,
+                        lifetime_secs: lifetime,
+                    },
+                    key,
+                },
+                limit: Arc::new(Semaphore::new(f.max_concurrency)),
+            };
+            by_name.insert(f.name.clone(), fruizione);
+        }
+        Ok(Fruizioni { by_name, vouchers })
+    }
+
+    /// The fruizione called `name`.
+    pub fn get(&self, name: &str) -> Option<&Fruizione> {
+        self.by_name.get(name)
+    }
+
+    /// The shared voucher cache.
+    pub fn vouchers(&self) -> &Arc<VoucherCache> {
+        &self.vouchers
+    }
+
+    /// The base URL each fruizione calls (for the start-up message).
+    pub fn bases(&self) -> Vec<(String, String)> {
+        let mut v: Vec<_> = self
+            .by_name
+            .values()
+            .map(|f| (f.name.clone(), f.base.clone()))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+fn problem(status: StatusCode, detail: impl Into<String>, instance: &Option<String>) -> Problem {
+    let p = Problem::new(status).with_detail(detail);
+    match instance {
+        Some(id) => p.with_instance(id.clone()),
+        None => p,
+    }
+}
+
+fn with_retry_after(p: Problem, secs: u64) -> HttpResponse {
+    let mut builder = p.response_builder();
+    builder.insert_header((header::RETRY_AFTER, secs.to_string()));
+    p.into_response_with(builder)
+}
+
+/// True for a path tail that stays under the base URL once resolved (no `.`/`..` segment,
+/// plain or percent-encoded, no backslash).
+fn tail_is_safe(tail: &str) -> bool {
+    !tail.contains('\\')
+        && tail.split('/').all(|seg| {
+            let s = seg.to_ascii_lowercase().replace("%2e", ".");
+            s != "." && s != ".."
+        })
+        && !tail.to_ascii_lowercase().contains("%2f")
+}
+
+/// Maps a voucher failure to the caller's answer.
+fn voucher_failure(name: &str, e: &VoucherError, instance: &Option<String>) -> HttpResponse {
+    match e {
+        VoucherError::Unavailable { retry_after, .. } => with_retry_after(
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("PDND is unreachable: no voucher could be obtained for fruizione `{name}`. Try again later."),
+                instance,
+            )
+            .with_title("PDND unreachable"),
+            retry_after.unwrap_or(5).max(1),
+        ),
+        VoucherError::Refused { status, claims, .. } => problem(
+            StatusCode::BAD_GATEWAY,
+            format!("PDND refused the voucher request for fruizione `{name}` (HTTP {status}); check the client, key and purpose. Claims sent: {claims}"),
+            instance,
+        )
+        .with_title("PDND refused the voucher request")
+        .into_response(),
+        VoucherError::Client(_) => problem(
+            StatusCode::BAD_GATEWAY,
+            format!("No voucher could be obtained for fruizione `{name}`; the gateway's log says why."),
+            instance,
+        )
+        .into_response(),
+    }
+}
+
+/// The handler of every method under `/fruizioni/`.
+pub async fn proxy(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<Fruizioni>,
+) -> HttpResponse {
+    let instance = crate::provider::request_id::of(&req);
+    let rest = req.path().strip_prefix(PREFIX).unwrap_or("");
+    let (name, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    let Some(f) = state.get(name) else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            format!("No fruizione named `{name}` is configured."),
+            &instance,
+        )
+        .into_response();
+    };
+    if !tail_is_safe(tail) {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "The path may not contain `.` or `..` segments or encoded slashes.",
+            &instance,
+        )
+        .into_response();
+    }
+    let Ok(_permit) = f.limit.clone().try_acquire_owned() else {
+        tracing::warn!(
+            fruizione = f.name,
+            "fruizione at its concurrency limit; call refused"
+        );
+        return with_retry_after(
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "Fruizione `{}` has reached its limit of calls in flight.",
+                    f.name
+                ),
+                &instance,
+            ),
+            1,
+        );
+    };
+    let voucher = match state.vouchers.get(&f.spec).await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(fruizione = f.name, error = %e, "no voucher for the call");
+            return voucher_failure(&f.name, &e, &instance);
+        }
+    };
+    let mut url = String::with_capacity(f.base.len() + tail.len() + 1);
+    url.push_str(&f.base);
+    if !tail.is_empty() {
+        url.push('/');
+        url.push_str(tail);
+    }
+    if let Some(q) = req.uri().query() {
+        url.push('?');
+        url.push_str(q);
+    }
+    let Ok(method) = reqwest::Method::from_bytes(req.method().as_str().as_bytes()) else {
+        return problem(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Unsupported method.",
+            &instance,
+        )
+        .into_response();
+    };
+    let mut out = f
+        .http
+        .request(method, &url)
+        .header(reqwest::header::AUTHORIZATION, voucher.authorization());
+    for name in FORWARDED_REQUEST {
+        if let Some(v) = req.headers().get(*name) {
+            out = out.header(*name, v.as_bytes());
+        }
+    }
+    if let Some(id) = &instance {
+        out = out.header(crate::provider::request_id::X_REQUEST_ID, id.as_str());
+    }
+    if !body.is_empty() {
+        out = out.body(body);
+    }
+    let started = std::time::Instant::now();
+    let remote_failure = |e: reqwest::Error| {
+        if e.is_timeout() {
+            tracing::warn!(fruizione = f.name, error = %e, "remote e-service timed out");
+            problem(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "The remote e-service of fruizione `{}` did not answer in time.",
+                    f.name
+                ),
+                &instance,
+            )
+            .into_response()
+        } else {
+            tracing::warn!(fruizione = f.name, error = %e, "remote e-service unreachable");
+            problem(
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "The remote e-service of fruizione `{}` is unreachable.",
+                    f.name
+                ),
+                &instance,
+            )
+            .into_response()
+        }
+    };
+    let response = match out.send().await {
+        Ok(r) => r,
+        Err(e) => return remote_failure(e),
+    };
+    let status =
+        StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut answer = HttpResponse::build(status);
+    for name in FORWARDED_RESPONSE {
+        for v in response.headers().get_all(*name) {
+            answer.append_header((*name, v.as_bytes()));
+        }
+    }
+    let bytes = match response.bytes().await {
+        Ok(b) => b,
+        Err(e) => return remote_failure(e),
+    };
+    tracing::debug!(
+        fruizione = f.name,
+        status = status.as_u16(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "fruizione call"
+    );
+    answer.body(bytes)
+}
+
+/// Registers the proxy under `/fruizioni` with its API-key guard; the app must hold
+/// `web::Data<Fruizioni>` and `web::Data<ApiKeys>`.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/fruizioni")
+            .app_data(web::PayloadConfig::new(MAX_BODY))
+            .wrap(actix_web::middleware::from_fn(
+                super::internal_auth::require_api_key,
+            ))
+            .default_service(web::to(proxy)),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tails_that_escape_the_base_are_refused() {
+        for ok in [
+            "",
+            "residenza",
+            "a/b/c",
+            "v1/x.json",
+            "a..b",
+            ".well-known-ish",
+        ] {
+            assert!(tail_is_safe(ok), "{ok}");
+        }
+        for bad in [
+            "..",
+            "../x",
+            "a/../../b",
+            "a/./b",
+            "%2e%2e/x",
+            "%2E./x",
+            "a%2fb",
+            "a\\b",
+        ] {
+            assert!(!tail_is_safe(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn own_public_address_follows_the_bound_port() {
+        let configured: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let bound: SocketAddr = "127.0.0.1:43210".parse().unwrap();
+        assert_eq!(
+            effective_base("http://127.0.0.1:0/anagrafe/v1/", configured, Some(bound)),
+            "http://127.0.0.1:43210/anagrafe/v1"
+        );
+        assert_eq!(
+            effective_base("https://api.example.gov.it/v1", configured, Some(bound)),
+            "https://api.example.gov.it/v1"
+        );
+        assert_eq!(
+            effective_base(
+                "http://127.0.0.1:8080/x",
+                "127.0.0.1:8080".parse().unwrap(),
+                None
+            ),
+            "http://127.0.0.1:8080/x"
+        );
+    }
+}
