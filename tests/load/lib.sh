@@ -1,0 +1,57 @@
+# Shared helpers of the load scripts (sourced, not run): build the binary, start and stop a
+# `dev` gateway on fixed ports, run wrk and read its percentiles.
+# Callers set: root, profile (release|debug). Ports: PUBLIC_PORT, INTERNAL_PORT, AUTHORITY_PORT.
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pdnd-gateway/target}"
+export RUST_LOG=${RUST_LOG:-warn}
+bin=${BIN:-$CARGO_TARGET_DIR/$profile/pdnd-gateway}
+public=127.0.0.1:${PUBLIC_PORT:-18180}
+internal=127.0.0.1:${INTERNAL_PORT:-18181}
+authority=127.0.0.1:${AUTHORITY_PORT:-18190}
+export PDNDGW_SERVER__PUBLIC_LISTEN=$public
+export PDNDGW_SERVER__INTERNAL_LISTEN=$internal
+export PDNDGW_DEV__AUTHORITY_LISTEN=$authority
+export PDNDGW_PDND__TOKEN_ENDPOINT=http://$authority/token.oauth2
+export PDNDGW_DEV__VOUCHER_LIFETIME_SECS=3600
+
+command -v wrk >/dev/null || { echo "wrk is needed: apt-get install -y wrk" >&2; exit 1; }
+if [ ! -x "$bin" ]; then
+  flag=""; [ "$profile" = release ] && flag="--release"
+  (cd "$root" && cargo build $flag --bin pdnd-gateway)
+fi
+
+dev_pid=""
+# start_dev DATA_DIR LOG [VAR=value ...]: starts `dev` and waits until it serves (seeding a large
+# database on first run can take minutes).
+start_dev() {
+  local data=$1 log=$2
+  shift 2
+  env "$@" "$bin" dev --data-dir "$data" >"$log" 2>&1 &
+  dev_pid=$!
+  for _ in $(seq 1 6000); do
+    curl -sf "http://$internal/status" >/dev/null 2>&1 && return 0
+    kill -0 "$dev_pid" 2>/dev/null || break
+    sleep 0.2
+  done
+  cat "$log" >&2
+  return 1
+}
+
+stop_dev() {
+  [ -n "$dev_pid" ] || return 0
+  kill "$dev_pid" 2>/dev/null || true
+  wait "$dev_pid" 2>/dev/null || true
+  dev_pid=""
+}
+
+# run_wrk NAME URL HEADER LUA: one wrk run, its output kept in $work/NAME.txt.
+run_wrk() {
+  echo "== $1: wrk -t$threads -c$connections -d$duration --latency $2" >&2
+  wrk -t"$threads" -c"$connections" -d"$duration" --latency -s "$4" -H "$3" "$2" | tee "$work/$1.txt" >&2
+}
+
+to_ms() { awk '{ v=$1; if (v ~ /us$/) { sub(/us$/,"",v); print v/1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v); print v } else if (v ~ /s$/) { sub(/s$/,"",v); print v*1000 } }'; }
+# pct NAME PERCENT: that percentile of run NAME, in ms.
+pct() { grep -E "^ +$2%" "$work/$1.txt" | awk '{print $2}' | to_ms; }
+rps() { grep Requests/sec "$work/$1.txt" | awk '{print $2}'; }
+errors() { grep -E 'Non-2xx|Socket errors' "$work/$1.txt" || true; }
