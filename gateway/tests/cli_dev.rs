@@ -14,6 +14,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_pdnd-gateway");
 
 struct Dev {
     child: Child,
+    /// Where the server's log lines (stderr) go.
+    log: PathBuf,
     public: String,
     authority: String,
     sample_cf: String,
@@ -32,6 +34,9 @@ fn data_dir(name: &str) -> PathBuf {
 
 /// Starts `dev` on free ports and reads the addresses from its start-up message.
 fn start_dev(dir: &Path) -> Dev {
+    std::fs::create_dir_all(dir).expect("data dir");
+    let log = dir.join(format!("server-{}.log", uuid::Uuid::new_v4()));
+    let log_file = std::fs::File::create(&log).expect("log file");
     let mut child = Command::new(BIN)
         .args(["dev", "--data-dir"])
         .arg(dir)
@@ -39,9 +44,9 @@ fn start_dev(dir: &Path) -> Dev {
         .env("PDNDGW_SERVER__INTERNAL_LISTEN", "127.0.0.1:0")
         .env("PDNDGW_DEV__AUTHORITY_LISTEN", "127.0.0.1:0")
         .env("PDNDGW_DEV__RESIDENTS", "100")
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "debug")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(log_file))
         .spawn()
         .expect("dev starts");
     let stdout = child.stdout.take().expect("stdout");
@@ -75,6 +80,7 @@ fn start_dev(dir: &Path) -> Dev {
     std::thread::spawn(move || for _ in lines {});
     Dev {
         child,
+        log,
         public: public.unwrap_or_else(|| panic!("no public address in:\n{banner}")),
         authority: authority.unwrap_or_else(|| panic!("no authority address in:\n{banner}")),
         sample_cf: sample_cf.unwrap_or_else(|| panic!("no sample codice fiscale in:\n{banner}")),
@@ -129,11 +135,47 @@ async fn dev_voucher_call_and_audit_from_the_command_line() {
     let resp = http
         .post(format!("{}/anagrafe/v1/residenza", dev.public))
         .bearer_auth(&token)
+        .header("X-Request-Id", "walkthrough-1")
         .json(&json!({ "codiceFiscale": dev.sample_cf }))
         .send()
         .await
         .expect("call");
     assert_eq!(resp.status(), 200);
+    // A refused voucher and an invalid codice fiscale, so the log has something to leak.
+    let resp = http
+        .post(format!("{}/anagrafe/v1/residenza", dev.public))
+        .bearer_auth(format!("{token}x"))
+        .json(&json!({ "codiceFiscale": dev.sample_cf }))
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(resp.status(), 401);
+
+    // JSON log lines carry the request id and the voucher's jti, never the voucher itself nor
+    // a codice fiscale.
+    let log = std::fs::read_to_string(&dev.log).expect("server log");
+    let lines: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(!lines.is_empty(), "no JSON log lines:\n{log}");
+    assert!(
+        log.contains("walkthrough-1"),
+        "request id not logged:\n{log}"
+    );
+    let jti = gateway::pdnd::client_assertion::decode_unverified(&token)
+        .expect("voucher")
+        .1["jti"]
+        .as_str()
+        .expect("jti")
+        .to_owned();
+    assert!(log.contains(&jti), "voucher jti not logged");
+    let signature = token.rsplit('.').next().expect("signature");
+    assert!(!log.contains(signature), "the voucher is in the log");
+    assert!(
+        !log.contains(&dev.sample_cf),
+        "a codice fiscale is in the log"
+    );
 
     // --decode shows PDND's shape.
     let out = voucher(&dir, &dev.authority, &["--decode"]);
