@@ -35,10 +35,12 @@ cat >"$work/rotate.lua" <<'LUA'
 local cfs = {}
 for line in io.lines(os.getenv("CF_FILE")) do cfs[#cfs + 1] = line end
 local i = math.random(#cfs)
+-- wrk.format replaces wrk.headers when given a table: carry the -H headers over.
+local headers = { ["Content-Type"] = "application/json" }
+for name, value in pairs(wrk.headers) do headers[name] = value end
 request = function()
   i = i % #cfs + 1
-  return wrk.format("POST", nil, { ["Content-Type"] = "application/json" },
-    '{"codiceFiscale":"' .. cfs[i] .. '"}')
+  return wrk.format("POST", nil, headers, '{"codiceFiscale":"' .. cfs[i] .. '"}')
 end
 LUA
 
