@@ -646,6 +646,8 @@ mod tests {
         c.audit.url = "sqlite://a.db".into();
         c.audit.hmac_secret = "k".repeat(32);
         c.purposes.file = "purposes.toml".into();
+        c.modi.signing_key_file = Some("signing-key.pem".into());
+        c.modi.certificate_chain_file = Some("signing-chain.pem".into());
         c
     }
 
@@ -720,6 +722,89 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("audit.hmac_secret"));
+    }
+
+    #[test]
+    fn modi_patterns_parse_per_eservice() {
+        let toml = DEV_TOML
+            .replace(
+                "request_integrity = \"none\"   #",
+                "request_integrity = \"integrity_rest_02\"   #",
+            )
+            .replace(
+                "audit = \"none\"               #",
+                "audit = \"audit_rest_02\" #",
+            );
+        let c = Config::from_toml_str(&toml).unwrap();
+        assert_eq!(
+            c.eservices.anagrafe.modi,
+            EserviceModiConfig {
+                sign_responses: true,
+                request_integrity: RequestIntegrity::IntegrityRest02,
+                audit: AuditPattern::AuditRest02,
+            }
+        );
+        assert_eq!(c.eservices.tributi.modi, EserviceModiConfig::default());
+        assert_eq!(c.modi.algorithm, SignatureAlgorithm::RS256);
+        assert_eq!(c.modi.signature_lifetime_secs, 60);
+
+        let bad = DEV_TOML.replace(
+            "request_integrity = \"none\"   #",
+            "request_integrity = \"integrity_rest_03\"   #",
+        );
+        let err = Config::from_toml_str(&bad).unwrap_err().to_string();
+        assert!(err.contains("request_integrity"), "{err}");
+        let bad = DEV_TOML.replace("algorithm = \"RS256\"", "algorithm = \"HS256\"");
+        let err = Config::from_toml_str(&bad).unwrap_err().to_string();
+        assert!(err.contains("algorithm"), "{err}");
+        let bad = DEV_TOML.replace("sign_responses = true", "sign_responses = \"yes\"");
+        let err = Config::from_toml_str(&bad).unwrap_err().to_string();
+        assert!(err.contains("sign_responses"), "{err}");
+    }
+
+    #[test]
+    fn modi_validation_names_the_key() {
+        let err = |c: Config| c.validate().unwrap_err().to_string();
+        let mut c = dev();
+        c.modi.signing_key_file = None;
+        assert!(err(c).contains("modi.signing_key_file"));
+        let mut c = dev();
+        c.modi.certificate_chain_file = None;
+        assert!(err(c).contains("modi.certificate_chain_file"));
+        let mut c = dev();
+        c.modi.issuer = " ".into();
+        assert!(err(c).contains("modi.issuer"));
+        // Nobody signs: no signing material needed.
+        let mut c = dev();
+        c.modi.signing_key_file = None;
+        c.modi.certificate_chain_file = None;
+        c.eservices.anagrafe.modi.sign_responses = false;
+        c.eservices.tributi.modi.sign_responses = false;
+        c.validate().expect("valid without signing material");
+        let mut c = dev();
+        c.eservices.tributi.modi.request_integrity = RequestIntegrity::IntegrityRest01;
+        let e = err(c);
+        assert!(
+            e.contains("modi.trust_store_file") && e.contains("eservices.tributi.modi"),
+            "{e}"
+        );
+        let mut c = dev();
+        c.eservices.anagrafe.modi.audit = AuditPattern::AuditRest01;
+        c.pdnd.keys_url = None;
+        let e = err(c);
+        assert!(
+            e.contains("pdnd.keys_url") && e.contains("eservices.anagrafe.modi"),
+            "{e}"
+        );
+        let mut c = dev();
+        c.modi.signature_lifetime_secs = 0;
+        assert!(err(c).contains("modi.signature_lifetime_secs"));
+        let mut c = dev();
+        c.modi.max_peer_token_lifetime_secs = 86_400;
+        assert!(err(c).contains("modi.max_peer_token_lifetime_secs"));
+        let mut c = dev();
+        c.modi.replay_cache_capacity = 0;
+        assert!(err(c).contains("modi.replay_cache_capacity"));
     }
 
     #[test]

@@ -697,3 +697,112 @@ impl super::Stage for RequestChecks {
         Box::pin(self.run(req, next))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::{web, App, HttpServer};
+    use std::sync::atomic::AtomicUsize;
+
+    /// A key service answering one kid, counting the requests it gets.
+    async fn key_service(hits: Arc<AtomicUsize>) -> (String, actix_web::dev::ServerHandle) {
+        let jwk = serde_json::json!({
+            "kty": "RSA", "use": "sig", "alg": "RS256", "kid": "known-kid",
+            "n": "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw",
+            "e": "AQAB",
+        });
+        let server = HttpServer::new(move || {
+            let hits = hits.clone();
+            let jwk = jwk.clone();
+            App::new().route(
+                "/keys/{kid}",
+                web::get().to(move |kid: web::Path<String>| {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    let found = (kid.as_str() == "known-kid").then(|| jwk.clone());
+                    async move {
+                        match found {
+                            Some(jwk) => HttpResponse::Ok().json(serde_json::json!({ "key": jwk })),
+                            None => HttpResponse::NotFound().finish(),
+                        }
+                    }
+                }),
+            )
+        })
+        .workers(1)
+        .bind("127.0.0.1:0")
+        .expect("bind");
+        let addr = server.addrs()[0];
+        let server = server.run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        (format!("http://{addr}/keys"), handle)
+    }
+
+    #[tokio::test]
+    async fn keys_are_fetched_once_and_unknown_kids_remembered() {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (url, handle) = key_service(hits.clone()).await;
+        let source = PdndKeySource::new(&url, reqwest::Client::new(), Duration::from_secs(60));
+
+        let first = source.lookup("known-kid").await.unwrap().expect("known");
+        assert_eq!(first.common.key_id.as_deref(), Some("known-kid"));
+        assert!(source.lookup("known-kid").await.unwrap().is_some());
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            1,
+            "the second lookup is cached"
+        );
+
+        assert!(source.lookup("unknown-kid").await.unwrap().is_none());
+        assert!(source.lookup("unknown-kid").await.unwrap().is_none());
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            2,
+            "an unknown kid is remembered"
+        );
+
+        // A kid that would walk the URL path is never sent.
+        for kid in ["../token.oauth2", "a/b", "", &"k".repeat(200)] {
+            assert!(source.lookup(kid).await.unwrap().is_none(), "{kid}");
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+        assert_eq!(source.fetch_count(), 2);
+        handle.stop(true).await;
+
+        // The key service down: unavailable (503), not unknown (401), and not cached.
+        let down = PdndKeySource::new(&url, reqwest::Client::new(), Duration::from_secs(60));
+        let err = down.lookup("known-kid").await.unwrap_err();
+        assert!(matches!(err, ModiError::KeyUnavailable(_)), "{err}");
+        assert_eq!(err.http_status(), 503);
+        let _ = down.lookup("known-kid").await;
+        assert_eq!(down.fetch_count(), 2);
+    }
+
+    #[test]
+    fn refusal_statuses() {
+        assert_eq!(
+            ModiRefusal::Signature(ModiError::DigestMismatch).status(),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            ModiRefusal::Tracking(ModiError::TrackingEvidenceNotBound).status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            ModiRefusal::SignatureIssuer {
+                expected: "a".into(),
+                found: None
+            }
+            .status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            ModiRefusal::Signature(ModiError::KeyUnavailable("down".into())).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            ModiRefusal::BodyTooLarge.status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+    }
+}
