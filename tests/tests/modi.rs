@@ -402,6 +402,18 @@ async fn integrity_rest_01_requests_accepted_and_refused() {
     )
     .await;
 
+    // A body over the handlers' 16 KiB limit is refused before any signature work.
+    let big = vec![b' '; 17 * 1024];
+    let (digest, signature) = sign_request(&material, &request_claims(&h, &client), &big);
+    let resp = send_signed(&h, &voucher, &digest, &signature, JSON, &big).await;
+    assert_refused(
+        resp,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "16384 bytes",
+        "oversized body",
+    )
+    .await;
+
     // None of the refused requests consumed the jti of a later good one, and the good path
     // still works after them.
     let (digest, signature) = sign_request(&material, &request_claims(&h, &client), &body);
