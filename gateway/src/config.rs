@@ -67,6 +67,9 @@ pub struct Config {
     /// The other administrations' e-services the comune calls (`/fruizioni/{name}/...`).
     #[serde(default)]
     pub fruizioni: Vec<FruizioneConfig>,
+    /// ModI security patterns: our signing material and how peers' signatures are checked.
+    #[serde(default)]
+    pub modi: ModiConfig,
 }
 
 /// Authentication of the comune's own systems on the internal listener.
@@ -249,6 +252,152 @@ pub struct EserviceConfig {
     /// The PDND descriptorId of the published version (checked when set).
     #[serde(default)]
     pub descriptor_id: Option<String>,
+    /// Which ModI security patterns this e-service applies.
+    #[serde(default)]
+    pub modi: EserviceModiConfig,
+}
+
+/// The ModI patterns one e-service applies, as declared on its PDND descriptor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EserviceModiConfig {
+    /// INTEGRITY_REST_01 on responses: `Digest` + `Agid-JWT-Signature` with our `x5c`.
+    #[serde(default = "default_true")]
+    pub sign_responses: bool,
+    /// What a request must carry to prove its body and headers.
+    #[serde(default)]
+    pub request_integrity: RequestIntegrity,
+    /// Whether a request must carry an `Agid-JWT-TrackingEvidence`, and bound to the voucher.
+    #[serde(default)]
+    pub audit: AuditPattern,
+}
+
+impl Default for EserviceModiConfig {
+    fn default() -> Self {
+        EserviceModiConfig {
+            sign_responses: true,
+            request_integrity: RequestIntegrity::None,
+            audit: AuditPattern::None,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Request integrity pattern required of callers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestIntegrity {
+    #[default]
+    None,
+    /// `Agid-JWT-Signature` with an `x5c` chain to our trust store.
+    #[serde(rename = "integrity_rest_01")]
+    IntegrityRest01,
+    /// `Agid-JWT-Signature` with the `kid` of a key registered on PDND.
+    #[serde(rename = "integrity_rest_02")]
+    IntegrityRest02,
+}
+
+/// Audit pattern required of callers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditPattern {
+    #[default]
+    None,
+    /// A valid `Agid-JWT-TrackingEvidence` signed with the caller's PDND key.
+    #[serde(rename = "audit_rest_01")]
+    AuditRest01,
+    /// AUDIT_REST_01, and the voucher's `digest` is the SHA-256 of that exact evidence.
+    #[serde(rename = "audit_rest_02")]
+    AuditRest02,
+}
+
+/// The JWS algorithm of our signatures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum SignatureAlgorithm {
+    /// RSASSA-PKCS1-v1_5: what every peer (and PDND itself) verifies. The default.
+    #[default]
+    RS256,
+    PS256,
+    ES256,
+}
+
+impl From<SignatureAlgorithm> for crate::modi::SigningAlgorithm {
+    fn from(a: SignatureAlgorithm) -> Self {
+        match a {
+            SignatureAlgorithm::RS256 => crate::modi::SigningAlgorithm::RS256,
+            SignatureAlgorithm::PS256 => crate::modi::SigningAlgorithm::PS256,
+            SignatureAlgorithm::ES256 => crate::modi::SigningAlgorithm::ES256,
+        }
+    }
+}
+
+/// Our ModI signing identity and the trust placed in peers' signatures.
+///
+/// The key and chain are files (mounted from a secret in production, generated in the data
+/// directory by `dev`); they are read and checked together at start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModiConfig {
+    /// PEM private key our responses are signed with.
+    #[serde(default)]
+    pub signing_key_file: Option<PathBuf>,
+    /// PEM certificate chain of that key, leaf first (sent as `x5c`).
+    #[serde(default)]
+    pub certificate_chain_file: Option<PathBuf>,
+    /// `RS256` (default), `PS256` or `ES256`.
+    #[serde(default)]
+    pub algorithm: SignatureAlgorithm,
+    /// PEM bundle of the CAs a caller's `x5c` must chain to (INTEGRITY_REST_01 requests).
+    #[serde(default)]
+    pub trust_store_file: Option<PathBuf>,
+    /// Lifetime (`exp - iat`) of our response signatures: short, they prove one answer.
+    #[serde(default = "default_signature_lifetime")]
+    pub signature_lifetime_secs: i64,
+    /// `iss` (and `sub`) of our signatures: how the receivers name us.
+    #[serde(default)]
+    pub issuer: String,
+    /// Longest `exp - iat` accepted on a caller's signature or tracking evidence; bounds how
+    /// long a jti occupies the replay memory.
+    #[serde(default = "default_peer_lifetime")]
+    pub max_peer_token_lifetime_secs: i64,
+    /// Most jtis remembered at once (requests per second x (peer lifetime + leeway)).
+    #[serde(default = "default_replay_capacity")]
+    pub replay_cache_capacity: usize,
+    /// How long a PDND key fetched by kid is kept.
+    #[serde(default = "default_key_cache_ttl")]
+    pub key_cache_ttl_secs: u64,
+}
+
+impl Default for ModiConfig {
+    fn default() -> Self {
+        ModiConfig {
+            signing_key_file: None,
+            certificate_chain_file: None,
+            algorithm: SignatureAlgorithm::default(),
+            trust_store_file: None,
+            signature_lifetime_secs: default_signature_lifetime(),
+            issuer: String::new(),
+            max_peer_token_lifetime_secs: default_peer_lifetime(),
+            replay_cache_capacity: default_replay_capacity(),
+            key_cache_ttl_secs: default_key_cache_ttl(),
+        }
+    }
+}
+
+fn default_signature_lifetime() -> i64 {
+    60
+}
+fn default_peer_lifetime() -> i64 {
+    300
+}
+fn default_replay_capacity() -> usize {
+    100_000
+}
+fn default_key_cache_ttl() -> u64 {
+    600
 }
 
 /// Who the comune is on PDND.
@@ -454,6 +603,7 @@ impl Config {
                 );
             }
         }
+        self.validate_modi()?;
         if !(1..=64).contains(&self.server.workers) {
             return invalid("server.workers", "must be between 1 and 64");
         }
@@ -611,6 +761,78 @@ impl Config {
         }
         Ok(())
     }
+
+    /// The `[modi]` section against what the e-services require of it.
+    fn validate_modi(&self) -> Result<(), ConfigError> {
+        let modi = &self.modi;
+        let services = [
+            ("eservices.anagrafe.modi", &self.eservices.anagrafe.modi),
+            ("eservices.tributi.modi", &self.eservices.tributi.modi),
+        ];
+        let signs = services.iter().any(|(_, m)| m.sign_responses);
+        if signs {
+            let key_named =
+                |f: &Option<PathBuf>| f.as_ref().is_some_and(|p| !p.as_os_str().is_empty());
+            if !key_named(&modi.signing_key_file) {
+                return invalid(
+                    "modi.signing_key_file",
+                    "must name the PEM key responses are signed with (an e-service has sign_responses = true)",
+                );
+            }
+            if !key_named(&modi.certificate_chain_file) {
+                return invalid(
+                    "modi.certificate_chain_file",
+                    "must name the PEM certificate chain of the signing key (leaf first)",
+                );
+            }
+            if modi.issuer.trim().is_empty() {
+                return invalid("modi.issuer", "must name us in the iss of our signatures");
+            }
+        }
+        if !(1..=300).contains(&modi.signature_lifetime_secs) {
+            return invalid(
+                "modi.signature_lifetime_secs",
+                "must be between 1 and 300 seconds",
+            );
+        }
+        if !(1..=3600).contains(&modi.max_peer_token_lifetime_secs) {
+            return invalid(
+                "modi.max_peer_token_lifetime_secs",
+                "must be between 1 and 3600 seconds",
+            );
+        }
+        if !(1..=10_000_000).contains(&modi.replay_cache_capacity) {
+            return invalid(
+                "modi.replay_cache_capacity",
+                "must be between 1 and 10000000",
+            );
+        }
+        if modi.key_cache_ttl_secs == 0 {
+            return invalid("modi.key_cache_ttl_secs", "must be at least 1 second");
+        }
+        for (key, m) in services {
+            if m.request_integrity == RequestIntegrity::IntegrityRest01
+                && modi
+                    .trust_store_file
+                    .as_ref()
+                    .is_none_or(|p| p.as_os_str().is_empty())
+            {
+                return invalid(
+                    "modi.trust_store_file",
+                    &format!("{key}.request_integrity = integrity_rest_01 needs the CA bundle callers' x5c chains lead to"),
+                );
+            }
+            let needs_keys = m.request_integrity == RequestIntegrity::IntegrityRest02
+                || m.audit != AuditPattern::None;
+            if needs_keys && self.pdnd.keys_url.is_none() {
+                return invalid(
+                    "pdnd.keys_url",
+                    &format!("{key} needs callers' PDND keys by kid (integrity_rest_02 or an audit pattern)"),
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 fn invalid<T>(key: &'static str, reason: &str) -> Result<T, ConfigError> {
@@ -641,6 +863,8 @@ mod tests {
         c.audit.url = "sqlite://a.db".into();
         c.audit.hmac_secret = "k".repeat(32);
         c.purposes.file = "purposes.toml".into();
+        c.modi.signing_key_file = Some("signing-key.pem".into());
+        c.modi.certificate_chain_file = Some("signing-chain.pem".into());
         c
     }
 
@@ -829,7 +1053,91 @@ mod tests {
     }
 
     #[test]
-    #[allow(clippy::result_large_err)] // figment's own Jail API returns its large error type
+    fn modi_patterns_parse_per_eservice() {
+        let toml = DEV_TOML
+            .replace(
+                "request_integrity = \"none\"   #",
+                "request_integrity = \"integrity_rest_02\"   #",
+            )
+            .replace(
+                "audit = \"none\"               #",
+                "audit = \"audit_rest_02\" #",
+            );
+        let c = Config::from_toml_str(&toml).unwrap();
+        assert_eq!(
+            c.eservices.anagrafe.modi,
+            EserviceModiConfig {
+                sign_responses: true,
+                request_integrity: RequestIntegrity::IntegrityRest02,
+                audit: AuditPattern::AuditRest02,
+            }
+        );
+        assert_eq!(c.eservices.tributi.modi, EserviceModiConfig::default());
+        assert_eq!(c.modi.algorithm, SignatureAlgorithm::RS256);
+        assert_eq!(c.modi.signature_lifetime_secs, 60);
+
+        let bad = DEV_TOML.replace(
+            "request_integrity = \"none\"   #",
+            "request_integrity = \"integrity_rest_03\"   #",
+        );
+        let err = Config::from_toml_str(&bad).unwrap_err().to_string();
+        assert!(err.contains("request_integrity"), "{err}");
+        let bad = DEV_TOML.replace("algorithm = \"RS256\"", "algorithm = \"HS256\"");
+        let err = Config::from_toml_str(&bad).unwrap_err().to_string();
+        assert!(err.contains("algorithm"), "{err}");
+        let bad = DEV_TOML.replace("sign_responses = true", "sign_responses = \"yes\"");
+        let err = Config::from_toml_str(&bad).unwrap_err().to_string();
+        assert!(err.contains("sign_responses"), "{err}");
+    }
+
+    #[test]
+    fn modi_validation_names_the_key() {
+        let err = |c: Config| c.validate().unwrap_err().to_string();
+        let mut c = dev();
+        c.modi.signing_key_file = None;
+        assert!(err(c).contains("modi.signing_key_file"));
+        let mut c = dev();
+        c.modi.certificate_chain_file = None;
+        assert!(err(c).contains("modi.certificate_chain_file"));
+        let mut c = dev();
+        c.modi.issuer = " ".into();
+        assert!(err(c).contains("modi.issuer"));
+        // Nobody signs: no signing material needed.
+        let mut c = dev();
+        c.modi.signing_key_file = None;
+        c.modi.certificate_chain_file = None;
+        c.eservices.anagrafe.modi.sign_responses = false;
+        c.eservices.tributi.modi.sign_responses = false;
+        c.validate().expect("valid without signing material");
+        let mut c = dev();
+        c.eservices.tributi.modi.request_integrity = RequestIntegrity::IntegrityRest01;
+        let e = err(c);
+        assert!(
+            e.contains("modi.trust_store_file") && e.contains("eservices.tributi.modi"),
+            "{e}"
+        );
+        let mut c = dev();
+        c.eservices.anagrafe.modi.audit = AuditPattern::AuditRest01;
+        c.pdnd.keys_url = None;
+        let e = err(c);
+        assert!(
+            e.contains("pdnd.keys_url") && e.contains("eservices.anagrafe.modi"),
+            "{e}"
+        );
+        let mut c = dev();
+        c.modi.signature_lifetime_secs = 0;
+        assert!(err(c).contains("modi.signature_lifetime_secs"));
+        let mut c = dev();
+        c.modi.max_peer_token_lifetime_secs = 86_400;
+        assert!(err(c).contains("modi.max_peer_token_lifetime_secs"));
+        let mut c = dev();
+        c.modi.replay_cache_capacity = 0;
+        assert!(err(c).contains("modi.replay_cache_capacity"));
+    }
+
+    #[test]
+    // The closure's error type is figment's own, fixed by `Jail::expect_with`.
+    #[allow(clippy::result_large_err)]
     fn environment_overrides_keys_and_ignores_test_variables() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("PDNDGW_PDND__LEEWAY_SECS", "30");

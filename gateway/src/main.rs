@@ -96,6 +96,35 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: cli::audit::Format,
     },
+    /// Create (or complete) a development PKI for the ModI patterns: dev CA, RSA and EC signing
+    /// keys with their certificate chains. Never for production keys.
+    Keys {
+        #[arg(long, default_value = "certs/dev")]
+        dir: PathBuf,
+        /// Common name of the signing certificates (the CA is "<name> dev CA").
+        #[arg(long, default_value = "localhost")]
+        common_name: String,
+    },
+    /// Check a saved response (`curl -si` output) of a ModI-signed e-service: Digest against the
+    /// body, Agid-JWT-Signature chained to --ca and addressed to --audience.
+    VerifyResponse {
+        /// PEM bundle of the CA(s) the producer's certificate must chain to.
+        #[arg(long)]
+        ca: PathBuf,
+        /// Your PDND clientId: the aud the producer signed the response for.
+        #[arg(long)]
+        audience: String,
+        /// The saved response: status line, headers, blank line, body.
+        #[arg(long)]
+        response: PathBuf,
+        /// Judge the signature's time window at this instant (unix seconds or RFC 3339);
+        /// default: the response's Date header, else now.
+        #[arg(long)]
+        at: Option<String>,
+        /// Tolerated clock skew in seconds.
+        #[arg(long, default_value_t = 60)]
+        leeway_secs: i64,
+    },
     /// Write deterministic synthetic data (residents, families, IMU, TARI, payments) into a store.
     Seed {
         /// `sqlite://file.db?mode=rwc` or `postgres://...`.
@@ -203,6 +232,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let records = cli::audit::query(&store, &hasher, &filters).await?;
             cli::audit::write(&mut std::io::stdout().lock(), &records, format)?;
         }
+        Command::Keys { dir, common_name } => {
+            let report = cli::keys::generate(&dir, &common_name)?;
+            println!("{report}");
+        }
+        Command::VerifyResponse {
+            ca,
+            audience,
+            response,
+            at,
+            leeway_secs,
+        } => {
+            let args = cli::verify_response::VerifyArgs {
+                ca,
+                audience,
+                response,
+                at,
+                leeway_secs,
+            };
+            let now = chrono::Utc::now().timestamp();
+            let verified = cli::verify_response::verify(&args, now)?;
+            println!("{verified}");
+        }
         Command::Seed {
             database_url,
             residents,
@@ -274,6 +325,7 @@ pdnd-gateway dev is running. Data directory: {data}{seeded}
   fruizioni              {fruizioni}
   local PDND authority   http://{authority}    /token.oauth2, /.well-known/jwks.json, /keys/{{kid}}
   sample client          {client_id}
+  ModI                   responses signed ({alg}, x5c); dev CA {ca}
 
 Try it from this directory, in another terminal:
 
@@ -289,6 +341,11 @@ Try it from this directory, in another terminal:
 
   cargo run -q --bin pdnd-gateway -- voucher{data_arg} --decode     # what the voucher says
   cargo run -q --bin pdnd-gateway -- voucher{data_arg} --eservice tributi   # a voucher for /tributi/v1
+
+  # keep a signed answer and check it as the receiving administration would:
+  curl -si -X POST http://{public}/anagrafe/v1/residenza -H "Authorization: Bearer $VOUCHER" \
+    -H 'Content-Type: application/json' -d '{{"codiceFiscale":"{sample}"}}' > answer.http
+  cargo run -q --bin pdnd-gateway -- verify-response --ca {ca} --audience {client_id} --response answer.http
 "#,
         data = data_dir.display(),
         internal = env.running.internal,
@@ -302,6 +359,14 @@ Try it from this directory, in another terminal:
             .map(|f| f.name.as_str())
             .collect::<Vec<_>>()
             .join(", "),
+        alg = gateway::modi::SigningAlgorithm::from(env.config.modi.algorithm).jose_name(),
+        ca = env
+            .config
+            .modi
+            .trust_store_file
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
     );
     if !env.samples.is_empty() {
         println!("Sample subjects:");

@@ -14,6 +14,9 @@ use crate::problem::{Problem, PROBLEM_JSON};
 use crate::provider;
 use crate::provider::audit::{AuditError, AuditLog, AuditStage, AuditStore, SubjectHasher};
 use crate::provider::jwks::JwksCache;
+use crate::provider::modi::{
+    ModiSetupError, ModiShared, ModiStage, RequestChecks, ResponseSigning,
+};
 use crate::provider::purpose::{PurposeRegistry, PurposeStage, RegistryError};
 use crate::provider::request_id;
 use crate::provider::voucher::VoucherStage;
@@ -43,6 +46,8 @@ pub enum StartError {
     Listen(#[from] std::io::Error),
     #[error(transparent)]
     Fruizioni(#[from] FruizioniError),
+    #[error("ModI: {0}")]
+    Modi(#[from] ModiSetupError),
 }
 
 /// The stages of one e-service's pipeline.
@@ -51,6 +56,10 @@ pub struct EserviceStages {
     pub audit: Arc<AuditStage>,
     pub voucher: Arc<VoucherStage>,
     pub purpose: Arc<PurposeStage>,
+    /// modi-out: signs the answers (INTEGRITY_REST_01).
+    pub modi_out: Arc<ResponseSigning>,
+    /// modi-in: request integrity and tracking evidence, where required.
+    pub modi_in: Arc<RequestChecks>,
 }
 
 /// Everything the public listener's apps share.
@@ -97,6 +106,7 @@ impl PublicState {
         audit: AuditLog,
         hasher: SubjectHasher,
         purposes: Arc<PurposeRegistry>,
+        modi: Arc<ModiShared>,
     ) -> Self {
         let jwks = Arc::new(JwksCache::new(
             config.pdnd.jwks_url.clone(),
@@ -104,21 +114,31 @@ impl PublicState {
             Duration::from_secs(config.pdnd.jwks_cache_ttl_secs),
             Duration::from_secs(config.pdnd.jwks_min_refetch_interval_secs),
         ));
-        let stages = |eservice, cfg: &EserviceConfig| EserviceStages {
-            audit: Arc::new(AuditStage {
+        let stages = |eservice, cfg: &EserviceConfig| {
+            let modi_stage = Arc::new(ModiStage {
                 eservice,
-                log: audit.clone(),
-                hasher: hasher.clone(),
-            }),
-            voucher: Arc::new(VoucherStage {
-                eservice,
-                policy: voucher_policy(config, cfg),
-                jwks: jwks.clone(),
-            }),
-            purpose: Arc::new(PurposeStage {
-                eservice,
-                registry: purposes.clone(),
-            }),
+                audiences: cfg.audiences.clone(),
+                patterns: cfg.modi,
+                shared: modi.clone(),
+            });
+            EserviceStages {
+                audit: Arc::new(AuditStage {
+                    eservice,
+                    log: audit.clone(),
+                    hasher: hasher.clone(),
+                }),
+                voucher: Arc::new(VoucherStage {
+                    eservice,
+                    policy: voucher_policy(config, cfg),
+                    jwks: jwks.clone(),
+                }),
+                purpose: Arc::new(PurposeStage {
+                    eservice,
+                    registry: purposes.clone(),
+                }),
+                modi_out: Arc::new(ResponseSigning(modi_stage.clone())),
+                modi_in: Arc::new(RequestChecks(modi_stage)),
+            }
         };
         PublicState {
             eservices: web::Data::new(EserviceState::new(store.clone(), config.cache)),
@@ -198,7 +218,8 @@ pub fn public_app(
 }
 
 /// One e-service's scope with its pipeline. actix runs the last `wrap` first, so the stages
-/// are listed here innermost first; a request meets them as: audit -> voucher -> purpose.
+/// are listed here innermost first; a request meets them as: audit -> voucher -> modi-out
+/// (signs whatever comes back, refusals of the later stages included) -> purpose -> modi-in.
 fn eservice_scope(
     eservice: Eservice,
     stages: &EserviceStages,
@@ -212,7 +233,9 @@ fn eservice_scope(
     >,
 > {
     web::scope(eservice.base_path())
+        .wrap(from_fn(provider::middleware(stages.modi_in.clone())))
         .wrap(from_fn(provider::middleware(stages.purpose.clone())))
+        .wrap(from_fn(provider::middleware(stages.modi_out.clone())))
         .wrap(from_fn(provider::middleware(stages.voucher.clone())))
         .wrap(from_fn(provider::middleware(stages.audit.clone())))
 }
@@ -394,7 +417,8 @@ pub async fn start(
     })?;
     let purposes = Arc::new(PurposeRegistry::from_file(&config.purposes.file)?);
     crate::provider::purpose::spawn_reloader(purposes.clone());
-    let state = PublicState::new(config, store, http, audit, hasher, purposes);
+    let modi = Arc::new(ModiShared::from_config(config, http.clone())?);
+    let state = PublicState::new(config, store, http, audit, hasher, purposes, modi);
     let health = state.health.clone();
     let public = bind_public(config.server.public_listen, config.server.workers, state)?;
     // Built after the public listener is bound: a fruizione aimed at the gateway itself (dev)

@@ -75,6 +75,53 @@ impl Harness {
             .access_token
     }
 
+    /// A voucher bound to a TrackingEvidence (AUDIT_REST_02): `digest` is the lowercase hex
+    /// SHA-256 of the JWS, asked for through the voucher CLI's own code path.
+    pub async fn voucher_with_digest(&self, purpose_id: &str, digest: &str) -> String {
+        let plan = gateway::cli::voucher::plan(&self.env.config, Some(purpose_id), Some(digest))
+            .expect("voucher plan with digest");
+        gateway::cli::voucher::obtain(&plan)
+            .await
+            .expect("voucher obtained")
+            .response
+            .access_token
+    }
+
+    /// The dev PKI `dev` generated in the data directory (the gateway signs with its RSA
+    /// identity and trusts its CA); the same files, reused.
+    pub fn modi_pki(&self) -> gateway::modi::DevPki {
+        gateway::modi::generate_dev_pki(
+            &self.dir.join(gateway::dev::data_dir::MODI_DIR),
+            gateway::dev::data_dir::MODI_COMMON_NAME,
+        )
+        .expect("the data directory's dev PKI")
+    }
+
+    /// The sample client's key as ModI signing material with its PDND kid (INTEGRITY_REST_02,
+    /// AUDIT_REST_01/02): the local authority serves its public half at `/keys/{kid}`.
+    pub fn client_material(&self) -> gateway::modi::SigningMaterial {
+        gateway::modi::SigningMaterial::with_kid(
+            self.env.data.client_key.to_pem().as_bytes(),
+            self.env.data.client.kid.clone(),
+            gateway::modi::SigningAlgorithm::RS256,
+        )
+        .expect("the sample client key signs RS256")
+    }
+
+    /// POSTs raw body bytes with the given headers (nothing added but what reqwest must).
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        let mut req = self.http.post(self.public(path)).body(body);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        req.send().await.expect("request sent")
+    }
+
     /// POSTs JSON with a bearer token (or none).
     pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> reqwest::Response {
         let mut req = self.http.post(self.public(path)).json(body);

@@ -1,4 +1,6 @@
 //! The command-line verbs, as library functions so tests walk the same code paths as users.
 
 pub mod audit;
+pub mod keys;
+pub mod verify_response;
 pub mod voucher;

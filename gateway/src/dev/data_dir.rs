@@ -22,7 +22,14 @@ pub enum DataDirError {
     Key { path: PathBuf, source: KeyError },
     #[error("{path} is not a valid client file: {reason}")]
     ClientFile { path: PathBuf, reason: String },
+    #[error("ModI dev PKI: {0}")]
+    Pki(#[from] crate::modi::ModiError),
 }
+
+/// The ModI PKI's directory inside the data directory.
+pub const MODI_DIR: &str = "modi";
+/// The common name of the dev signing certificates.
+pub const MODI_COMMON_NAME: &str = "localhost";
 
 /// The sample consumer client, as stored in `client.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -199,6 +206,15 @@ impl DataDir {
             fs::write(&path, contents).map_err(io(&path))?;
         }
         Ok(path)
+    }
+
+    /// The ModI dev PKI in `<root>/modi/` (dev CA, RSA and EC signing identities), generated on
+    /// first use and reused afterwards, so the CA a peer was told to trust stays the same.
+    pub fn modi_pki(&self) -> Result<crate::modi::DevPki, DataDirError> {
+        Ok(crate::modi::generate_dev_pki(
+            &self.root.join(MODI_DIR),
+            MODI_COMMON_NAME,
+        )?)
     }
 
     /// Where the seed's sample subjects are remembered for the start-up message.

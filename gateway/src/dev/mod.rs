@@ -74,6 +74,7 @@ pub fn complete_config(config: &mut Config, data: &DataDir) -> Result<(), DevErr
     if !config.fruizioni.iter().any(|f| f.name == SAMPLE_FRUIZIONE) {
         config.fruizioni.push(sample_fruizione(config));
     }
+    complete_modi(config, data)?;
     if config.client.is_none() {
         config.client = Some(ClientConfig {
             client_id: data.client.client_id.clone(),
@@ -103,6 +104,32 @@ pub fn sample_fruizione(config: &Config) -> FruizioneConfig {
         max_concurrency: 256,
         ca_file: None,
     }
+}
+
+/// Points the `[modi]` files the configuration leaves unset at the data directory's dev PKI
+/// (generated on first run): the RSA or EC identity matching the algorithm, and the dev CA as
+/// the trust store, so a caller signing with the same dev PKI passes INTEGRITY_REST_01.
+fn complete_modi(config: &mut Config, data: &DataDir) -> Result<(), DevError> {
+    let modi = &mut config.modi;
+    if modi.signing_key_file.is_some()
+        && modi.certificate_chain_file.is_some()
+        && modi.trust_store_file.is_some()
+    {
+        return Ok(());
+    }
+    let pki = data.modi_pki()?;
+    let (key, chain) = match modi.algorithm {
+        crate::config::SignatureAlgorithm::ES256 => (pki.ec_key, pki.ec_chain),
+        _ => (pki.rsa_key, pki.rsa_chain),
+    };
+    if modi.signing_key_file.is_none() && modi.certificate_chain_file.is_none() {
+        modi.signing_key_file = Some(key);
+        modi.certificate_chain_file = Some(chain);
+    }
+    if modi.trust_store_file.is_none() {
+        modi.trust_store_file = Some(pki.ca_cert);
+    }
+    Ok(())
 }
 
 /// The purposes file of the sample purposes, bound to the configured e-service identifiers.

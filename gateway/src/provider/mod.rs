@@ -2,10 +2,12 @@
 //!
 //! Stages run in the order of `DESIGN.md` section 1; each is one middleware registered in
 //! [`crate::server::public_app`], in one visible place: request id, audit (outermost of an
-//! e-service, so it sees every outcome), voucher, purpose, then the handler.
+//! e-service, so it sees every outcome), voucher, modi-out (response signing), purpose, modi-in
+//! (request integrity and tracking evidence), then the handler.
 
 pub mod audit;
 pub mod jwks;
+pub mod modi;
 pub mod purpose;
 pub mod request_id;
 pub mod voucher;
