@@ -469,6 +469,15 @@ pub fn routes(documents: web::Data<Documents>) -> impl FnOnce(&mut web::ServiceC
                 );
             }
         }
+        let bare = DOCS_PATH.trim_end_matches('/');
+        cfg.route(
+            bare,
+            web::get().to(|| async {
+                HttpResponse::Found()
+                    .insert_header(("location", DOCS_PATH))
+                    .finish()
+            }),
+        );
         cfg.service(docs_ui());
     }
 }
