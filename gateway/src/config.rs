@@ -585,6 +585,8 @@ mod tests {
     }
 
     #[test]
+    // figment::Jail's closure must return figment's own (large) error type.
+    #[allow(clippy::result_large_err)]
     fn environment_overrides_keys_and_ignores_test_variables() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("PDNDGW_PDND__LEEWAY_SECS", "30");

@@ -461,7 +461,7 @@ pub fn routes(documents: web::Data<Documents>) -> impl FnOnce(&mut web::ServiceC
             for format in [Format::Json, Format::Yaml] {
                 let docs = documents.clone();
                 cfg.route(
-                    &document_path(eservice, format),
+                    document_path(eservice, format),
                     web::get().to(move || {
                         let docs = docs.clone();
                         async move { serve(&docs, eservice, format) }
