@@ -48,7 +48,6 @@ pub enum OpenApiError {
 struct Identity {
     api_id: &'static str,
     summary: &'static str,
-    tag: &'static str,
 }
 
 fn identity(eservice: Eservice) -> Identity {
@@ -56,12 +55,10 @@ fn identity(eservice: Eservice) -> Identity {
         Eservice::Anagrafe => Identity {
             api_id: "pdnd-gateway-anagrafe-v1",
             summary: "Residence, personal details, family and life status of the comune's residents.",
-            tag: "anagrafe",
         },
         Eservice::Tributi => Identity {
             api_id: "pdnd-gateway-tributi-v1",
             summary: "IMU and TARI positions, tax regularity and pagoPA payments of the comune's taxpayers.",
-            tag: "tributi",
         },
     }
 }
@@ -102,7 +99,7 @@ pub fn document(eservice: Eservice, config: &Config) -> Value {
             }
         }
     }
-    paths.insert("/status".to_owned(), status_path(id.tag));
+    paths.insert("/status".to_owned(), status_path(&config.pdnd.environment));
 
     let mut components = take_object(&mut base, "components");
     components.insert("headers".to_owned(), shared_headers());
@@ -374,7 +371,7 @@ fn set_header(response: &mut Value, name: &str, header: Value) {
 }
 
 /// `GET /status`: outside the voucher check, a problem+json in both states.
-fn status_path(_tag: &str) -> Value {
+fn status_path(environment: &str) -> Value {
     json!({
         "get": {
             "tags": ["status"],
@@ -386,7 +383,7 @@ fn status_path(_tag: &str) -> Value {
             "responses": {
                 "200": {
                     "description": "Serving.",
-                    "content": problem_content(200, "OK", "Serving; PDND environment: produzione.")
+                    "content": problem_content(200, "OK", &format!("Serving; PDND environment: {environment}."))
                 },
                 "503": {
                     "description": "Not serving: a dependency is unreachable.",
