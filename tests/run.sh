@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every check and test of pdnd-gateway: formatting, lints, unit, property and end-to-end
-# suites on SQLite and on a throwaway PostgreSQL this script starts (and stops).
+# Runs every check and test of pdnd-gateway: formatting, lints, the OpenAPI contracts against the
+# Italian guidelines, unit, property and end-to-end suites on SQLite and on a throwaway
+# PostgreSQL this script starts (and stops), then the contracts against the running gateway.
 #
 # Usage: bash tests/run.sh        (from the repository root; installs what is missing)
 set -euo pipefail
@@ -23,6 +24,9 @@ cargo fmt --all -- --check
 say "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+say "OpenAPI contracts: Italian guidelines (Spectral, zero errors)"
+bash tests/scripts/spectral.sh
+
 say "PostgreSQL (throwaway)"
 pgdir=$(mktemp -d /tmp/pdndgw-pg.XXXXXX)
 cleanup() { bash tests/scripts/postgres.sh stop "$pgdir" >/dev/null 2>&1 || true; rm -rf "$pgdir"; }
@@ -37,6 +41,10 @@ status=${PIPESTATUS[0]}
 if [ "$status" -ne 0 ]; then
   exit "$status"
 fi
+
+say "OpenAPI contracts against the running gateway (Schemathesis)"
+cargo build --locked --bin pdnd-gateway
+bash tests/scripts/schemathesis.sh
 
 passed=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$pgdir/cargo-test.log" | awk '{s+=$4} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$pgdir/cargo-test.log" | awk '{s+=$1} END {print s+0}')

@@ -531,21 +531,21 @@ string_identifier!(
     CodiceFiscale,
     16,
     "^([A-Za-z]{6}[0-9LMNPQRSTUVlmnpqrstuv]{2}[ABCDEHLMPRSTabcdehlmprst][0-9LMNPQRSTUVlmnpqrstuv]{2}[A-Za-z][0-9LMNPQRSTUVlmnpqrstuv]{3}[A-Za-z]|[0-9]{11})$",
-    "RSSMRA85T10A562S",
+    "MRNSFN44C26G702G",
     "Codice fiscale: 16 characters (personal, omocodia allowed) or 11 digits (numeric); the check character is verified."
 );
 string_identifier!(
     PartitaIva,
     11,
     "^[0-9]{11}$",
-    "07643520567",
+    "10000070507",
     "Partita IVA: 11 digits; the check digit is verified."
 );
 string_identifier!(
     Soggetto,
     16,
     "^([A-Za-z]{6}[0-9LMNPQRSTUVlmnpqrstuv]{2}[ABCDEHLMPRSTabcdehlmprst][0-9LMNPQRSTUVlmnpqrstuv]{2}[A-Za-z][0-9LMNPQRSTUVlmnpqrstuv]{3}[A-Za-z]|[0-9]{11})$",
-    "RSSMRA85T10A562S",
+    "MRNSFN44C26G702G",
     "The subject of a tributi lookup: a codice fiscale (16 characters) or a partita IVA (11 digits)."
 );
 

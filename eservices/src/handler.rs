@@ -1,7 +1,8 @@
 //! The one path every operation's answer takes: cache, store lookup, serialisation, errors.
 //!
 //! Handlers only say which lookup to run and how to shape its result; this module decides the
-//! status (200, 404, 503, 500), the content type, the `X-Cache` header and what is cached.
+//! status (200, 404, 503, 500), the content type, the `X-Cache` and `Cache-Control` headers and
+//! what is cached.
 
 use crate::cache::CachedAnswer;
 use crate::problem::{Problem, PROBLEM_JSON};
@@ -28,6 +29,8 @@ fn respond(answer: &CachedAnswer, hit: bool) -> HttpResponse {
     };
     HttpResponse::build(answer.status)
         .insert_header((header::CONTENT_TYPE, content_type))
+        // Personal data: no shared or private cache may keep it (problems already say so).
+        .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((X_CACHE, if hit { "hit" } else { "miss" }))
         .body(answer.body.clone())
 }
@@ -40,6 +43,19 @@ fn store_problem(op: Operation, err: &StoreError) -> Problem {
         tracing::error!(operation = op.id(), error = %err, "store error");
         Problem::internal()
     }
+}
+
+/// Seconds a caller is asked to wait after a 503 (`Retry-After`, as the Italian guidelines
+/// ask of every 503).
+pub const RETRY_AFTER_SECS: u32 = 5;
+
+fn problem_response(problem: Problem) -> HttpResponse {
+    let unavailable = problem.status_code() == StatusCode::SERVICE_UNAVAILABLE;
+    let mut builder = problem.response_builder();
+    if unavailable {
+        builder.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
+    }
+    problem.into_response_with(builder)
 }
 
 /// Runs `lookup` (or takes its answer from the cache) and builds the response.
@@ -81,11 +97,11 @@ where
                 let fresh = entry.is_fresh();
                 respond(entry.value(), !fresh)
             }
-            Err(err) => store_problem(op, &Arc::clone(&err)).into_response(),
+            Err(err) => problem_response(store_problem(op, &Arc::clone(&err))),
         },
         None => match compute.await {
             Ok(answer) => respond(&answer, false),
-            Err(err) => store_problem(op, &err).into_response(),
+            Err(err) => problem_response(store_problem(op, &err)),
         },
     }
 }

@@ -17,10 +17,10 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 /// An RFC 7807 problem: `type`, `title`, `status`, `detail`, `instance`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[schema(example = json!({
-    "type": "https://docs.italia.it/italia/piano-triennale-ict/lg-modellointeroperabilita-docs/it/bozza/doc/04_Raccomandazioni%20di%20implementazione/04_rac-rest-name.html",
+    "type": "about:blank",
     "title": "Not Found",
     "status": 404,
-    "detail": "No subject matches the request."
+    "detail": "No record matches the subject of the request."
 }))]
 pub struct Problem {
     /// A URI that identifies the problem type; `about:blank` when the status says it all.
@@ -35,11 +35,11 @@ pub struct Problem {
     pub status: u16,
     /// What went wrong in this occurrence, in words a caller can act on.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 4096)]
+    #[schema(nullable = false, max_length = 4096)]
     pub detail: Option<String>,
     /// A reference to this occurrence (the request id), for support requests.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 256)]
+    #[schema(nullable = false, max_length = 256)]
     pub instance: Option<String>,
 }
 

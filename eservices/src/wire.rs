@@ -155,16 +155,16 @@ pub struct Indirizzo {
     #[schema(max_length = 32, example = "VIA")]
     pub dug: String,
     /// The street name without its DUG.
-    #[schema(max_length = 100, example = "GIUSEPPE GARIBALDI")]
+    #[schema(max_length = 100, example = "DI CISANELLO")]
     pub toponimo: String,
     /// House number with its optional suffix (`12`, `12/B`).
-    #[schema(max_length = 16, example = "12")]
+    #[schema(max_length = 16, example = "147")]
     pub civico: String,
     #[schema(
         min_length = 5,
         max_length = 5,
         pattern = "^[0-9]{5}$",
-        example = "56125"
+        example = "56121"
     )]
     pub cap: String,
     /// Six-digit ISTAT code of the comune.
@@ -183,11 +183,11 @@ pub struct Indirizzo {
 pub struct IndirizzoRichiesta {
     #[schema(value_type = String, min_length = 1, max_length = 32, example = "VIA")]
     pub dug: Text<32>,
-    #[schema(value_type = String, min_length = 1, max_length = 100, example = "GIUSEPPE GARIBALDI")]
+    #[schema(value_type = String, min_length = 1, max_length = 100, example = "DI CISANELLO")]
     pub toponimo: Text<100>,
-    #[schema(value_type = String, min_length = 1, max_length = 16, example = "12")]
+    #[schema(value_type = String, min_length = 1, max_length = 16, example = "147")]
     pub civico: Text<16>,
-    #[schema(value_type = String, min_length = 5, max_length = 5, pattern = "^[0-9]{5}$", example = "56125")]
+    #[schema(value_type = String, min_length = 5, max_length = 5, pattern = "^[0-9]{5}$", example = "56121")]
     pub cap: Digits<5>,
     #[schema(value_type = String, min_length = 6, max_length = 6, pattern = "^[0-9]{6}$", example = "050026")]
     pub codice_istat_comune: Digits<6>,

@@ -240,10 +240,14 @@ pub struct EservicesConfig {
     pub tributi: EserviceConfig,
 }
 
-/// One published e-service: what its vouchers must say.
+/// One published e-service: where consumers reach it and what its vouchers must say.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EserviceConfig {
+    /// The absolute base URL consumers call, e.g. `https://api.comune.example.it/anagrafe/v1`:
+    /// the `servers` entry of the e-service's OpenAPI document. PDND's catalogue refuses an
+    /// interface document whose server URLs are not absolute.
+    pub public_url: String,
     /// The audience(s) configured on the e-service's PDND descriptor.
     pub audiences: Vec<String>,
     /// The PDND eserviceId (checked against the voucher when set).
@@ -408,6 +412,16 @@ pub struct ComuneConfig {
     #[serde(default)]
     pub producer_id: Option<String>,
     pub name: String,
+    /// Who answers consumers' questions about the e-services (`info.contact` of the OpenAPI
+    /// documents; the Italian guidelines require a contact).
+    #[serde(default)]
+    pub contact_email: Option<String>,
+    /// The web page of that contact (`info.contact.url`).
+    #[serde(default)]
+    pub contact_url: Option<String>,
+    /// The terms of use of the e-services (`info.termsOfService`).
+    #[serde(default)]
+    pub terms_of_service_url: Option<String>,
 }
 
 /// Where the e-service data (and, later, the audit trail) lives.
@@ -589,6 +603,7 @@ impl Config {
         if self.pdnd.jwks_cache_ttl_secs == 0 {
             return invalid("pdnd.jwks_cache_ttl_secs", "must be at least 1 second");
         }
+        self.validate_published()?;
         for (key, eservice) in [
             ("eservices.anagrafe.audiences", &self.eservices.anagrafe),
             ("eservices.tributi.audiences", &self.eservices.tributi),
@@ -833,6 +848,33 @@ impl Config {
         }
         Ok(())
     }
+
+    /// Checks what the OpenAPI documents publish: the e-services' public URLs and the contact.
+    /// Part of [`Config::validate`]; on its own for `pdnd-gateway openapi`, which needs no
+    /// secrets.
+    pub fn validate_published(&self) -> Result<(), ConfigError> {
+        for (key, eservice) in [
+            ("eservices.anagrafe.public_url", &self.eservices.anagrafe),
+            ("eservices.tributi.public_url", &self.eservices.tributi),
+        ] {
+            check_public_url(key, &eservice.public_url)?;
+        }
+        if let Some(email) = &self.comune.contact_email {
+            let at = email.find('@');
+            if !at.is_some_and(|i| i > 0 && i + 1 < email.len())
+                || email.contains(char::is_whitespace)
+            {
+                return invalid("comune.contact_email", "must be an e-mail address");
+            }
+        }
+        if let Some(url) = &self.comune.contact_url {
+            check_http_url("comune.contact_url", url)?;
+        }
+        if let Some(url) = &self.comune.terms_of_service_url {
+            check_http_url("comune.terms_of_service_url", url)?;
+        }
+        Ok(())
+    }
 }
 
 fn invalid<T>(key: &'static str, reason: &str) -> Result<T, ConfigError> {
@@ -850,6 +892,26 @@ fn check_http_url(key: &'static str, value: &str) -> Result<(), ConfigError> {
             &format!("scheme `{}` is not http or https", u.scheme()),
         ),
         Err(e) => invalid(key, &format!("`{value}` is not a URL ({e})")),
+    }
+}
+
+/// An e-service's public base URL: absolute http(s), with a host, no query, fragment or
+/// trailing slash (it is the prefix every operation path is appended to).
+fn check_public_url(key: &'static str, value: &str) -> Result<(), ConfigError> {
+    check_http_url(key, value)?;
+    let example = "e.g. https://api.comune.example.it/anagrafe/v1";
+    match url::Url::parse(value) {
+        Ok(u) if u.host_str().is_none_or(str::is_empty) => {
+            invalid(key, &format!("`{value}` has no host ({example})"))
+        }
+        Ok(u) if u.query().is_some() || u.fragment().is_some() => invalid(
+            key,
+            &format!("`{value}` must not have a query or fragment ({example})"),
+        ),
+        _ if value.ends_with('/') => {
+            invalid(key, &format!("`{value}` must not end with `/` ({example})"))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -925,6 +987,28 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("pdnd.leeway_secs"));
+        for bad in [
+            "/anagrafe/v1",
+            "api.comune.example.it/anagrafe/v1",
+            "https://api.comune.example.it/anagrafe/v1/",
+            "https://api.comune.example.it/anagrafe/v1?x=1",
+            "ftp://api.comune.example.it/anagrafe/v1",
+        ] {
+            let mut c = dev();
+            c.eservices.anagrafe.public_url = bad.into();
+            let err = c.validate().unwrap_err().to_string();
+            assert!(
+                err.contains("eservices.anagrafe.public_url"),
+                "{bad}: {err}"
+            );
+        }
+        let mut c = dev();
+        c.comune.contact_email = Some("not-an-address".into());
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("comune.contact_email"));
         let mut c = dev();
         c.database.url = "mysql://x".into();
         assert!(c

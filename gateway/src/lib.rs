@@ -9,6 +9,7 @@ pub mod config;
 pub mod consumer;
 pub mod dev;
 pub mod modi;
+pub mod openapi;
 pub mod pdnd;
 pub mod problem;
 pub mod provider;

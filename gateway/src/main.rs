@@ -125,6 +125,17 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         leeway_secs: i64,
     },
+    /// Print an e-service's OpenAPI document (the contract uploaded to PDND).
+    Openapi {
+        #[arg(long, value_enum)]
+        eservice: EserviceArg,
+        #[arg(long, value_enum, default_value = "yaml")]
+        format: gateway::openapi::Format,
+        /// The configuration whose public URLs and contact the document names; without it, the
+        /// embedded development configuration.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Write deterministic synthetic data (residents, families, IMU, TARI, payments) into a store.
     Seed {
         /// `sqlite://file.db?mode=rwc` or `postgres://...`.
@@ -254,6 +265,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let verified = cli::verify_response::verify(&args, now)?;
             println!("{verified}");
         }
+        Command::Openapi {
+            eservice,
+            format,
+            config,
+        } => {
+            let config = match config {
+                Some(path) => Config::load_file(&path)?,
+                None => Config::load_dev(None)?,
+            };
+            // Only what the document shows is checked: the secrets of a real configuration
+            // usually come from the environment of the running gateway, not of this command.
+            config.validate_published()?;
+            let doc = gateway::openapi::document(eservice.into(), &config);
+            print!("{}", gateway::openapi::render(&doc, format)?);
+        }
         Command::Seed {
             database_url,
             residents,
@@ -323,6 +349,7 @@ pdnd-gateway dev is running. Data directory: {data}{seeded}
   e-services (public)    http://{public}    /anagrafe/v1, /tributi/v1, /status
   internal listener      http://{internal}    /status, /fruizioni/{{name}}/... (API key: {key_file})
   fruizioni              {fruizioni}
+  API documentation      http://{public}{docs}    (OpenAPI: /anagrafe/v1/openapi.json, /tributi/v1/openapi.json)
   local PDND authority   http://{authority}    /token.oauth2, /.well-known/jwks.json, /keys/{{kid}}
   sample client          {client_id}
   ModI                   responses signed ({alg}, x5c); dev CA {ca}
@@ -349,6 +376,7 @@ Try it from this directory, in another terminal:
 "#,
         data = data_dir.display(),
         internal = env.running.internal,
+        docs = gateway::openapi::DOCS_PATH,
         client_id = env.data.client.client_id,
         key_file = env.data.internal_api_key_path().display(),
         sample_fruizione = dev::SAMPLE_FRUIZIONE,

@@ -8,6 +8,7 @@ use crate::config::{Config, EserviceConfig};
 use crate::consumer::fruizioni::{self, Fruizioni, FruizioniError};
 use crate::consumer::internal_auth::ApiKeys;
 use crate::consumer::voucher_cache::SystemClock;
+use crate::openapi::{self, Documents};
 use crate::pdnd::authority::Authority;
 use crate::pdnd::voucher::VoucherPolicy;
 use crate::problem::{Problem, PROBLEM_JSON};
@@ -48,6 +49,8 @@ pub enum StartError {
     Fruizioni(#[from] FruizioniError),
     #[error("ModI: {0}")]
     Modi(#[from] ModiSetupError),
+    #[error(transparent)]
+    OpenApi(#[from] crate::openapi::OpenApiError),
 }
 
 /// The stages of one e-service's pipeline.
@@ -70,6 +73,8 @@ pub struct PublicState {
     pub tributi: EserviceStages,
     pub health: web::Data<Health>,
     pub purposes: Arc<PurposeRegistry>,
+    /// The e-services' OpenAPI documents, rendered once.
+    pub documents: web::Data<Documents>,
 }
 
 /// What `/status` reports on.
@@ -107,7 +112,7 @@ impl PublicState {
         hasher: SubjectHasher,
         purposes: Arc<PurposeRegistry>,
         modi: Arc<ModiShared>,
-    ) -> Self {
+    ) -> Result<Self, crate::openapi::OpenApiError> {
         let jwks = Arc::new(JwksCache::new(
             config.pdnd.jwks_url.clone(),
             http,
@@ -140,7 +145,7 @@ impl PublicState {
                 modi_in: Arc::new(RequestChecks(modi_stage)),
             }
         };
-        PublicState {
+        Ok(PublicState {
             eservices: web::Data::new(EserviceState::new(store.clone(), config.cache)),
             anagrafe: stages(Eservice::Anagrafe, &config.eservices.anagrafe),
             tributi: stages(Eservice::Tributi, &config.eservices.tributi),
@@ -150,9 +155,13 @@ impl PublicState {
                 environment: config.pdnd.environment.clone(),
             }),
             purposes: purposes.clone(),
-        }
+            documents: web::Data::new(Documents::new(config)?),
+        })
     }
 }
+
+/// How long `/status` asks a monitor to wait after a 503 (`Retry-After`).
+const STATUS_RETRY_AFTER_SECS: u32 = 5;
 
 /// `GET /status`: the Italian guidelines' health check (RAC_REST_NAME_011), a problem+json body
 /// with 200 when the gateway can serve, 503 when its data store or audit trail is unreachable
@@ -177,6 +186,9 @@ async fn status(health: web::Data<Health>) -> HttpResponse {
     let mut builder = HttpResponse::build(problem.status_code());
     builder.insert_header(("content-type", PROBLEM_JSON));
     builder.insert_header(("cache-control", "no-store"));
+    if problem.status_code() == StatusCode::SERVICE_UNAVAILABLE {
+        builder.insert_header(("retry-after", STATUS_RETRY_AFTER_SECS.to_string()));
+    }
     problem.into_response_with(builder)
 }
 
@@ -207,6 +219,8 @@ pub fn public_app(
         .route("/status", web::get().to(status))
         .route("/anagrafe/v1/status", web::get().to(status))
         .route("/tributi/v1/status", web::get().to(status))
+        // The contracts and their documentation page: public, like /status.
+        .configure(openapi::routes(state.documents.clone()))
         .service(
             eservice_scope(Eservice::Anagrafe, &state.anagrafe)
                 .configure(eservices::anagrafe::routes),
@@ -418,7 +432,7 @@ pub async fn start(
     let purposes = Arc::new(PurposeRegistry::from_file(&config.purposes.file)?);
     crate::provider::purpose::spawn_reloader(purposes.clone());
     let modi = Arc::new(ModiShared::from_config(config, http.clone())?);
-    let state = PublicState::new(config, store, http, audit, hasher, purposes, modi);
+    let state = PublicState::new(config, store, http, audit, hasher, purposes, modi)?;
     let health = state.health.clone();
     let public = bind_public(config.server.public_listen, config.server.workers, state)?;
     // Built after the public listener is bound: a fruizione aimed at the gateway itself (dev)

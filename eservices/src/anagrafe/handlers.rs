@@ -17,7 +17,10 @@ use actix_web::{post, web, HttpResponse};
     request_body(content = CodiceFiscaleRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The residence", body = ResidenzaResponse, content_type = "application/json",
-            headers(("X-Cache" = String, description = "hit or miss"))),
+            headers(
+                ("X-Cache" = String, description = "`hit` when the answer came from the gateway's cache, `miss` otherwise"),
+                ("Cache-Control" = String, description = "Always `no-store`: the answer carries personal data, no cache may keep it"),
+            )),
         (status = 400, description = "Invalid request body", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown subject", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
@@ -64,7 +67,10 @@ pub async fn residenza(
     request_body(content = CodiceFiscaleRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The personal details", body = GeneralitaResponse, content_type = "application/json",
-            headers(("X-Cache" = String, description = "hit or miss"))),
+            headers(
+                ("X-Cache" = String, description = "`hit` when the answer came from the gateway's cache, `miss` otherwise"),
+                ("Cache-Control" = String, description = "Always `no-store`: the answer carries personal data, no cache may keep it"),
+            )),
         (status = 400, description = "Invalid request body", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown subject", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
@@ -117,7 +123,10 @@ pub async fn generalita(
     request_body(content = CodiceFiscaleRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The family", body = StatoFamigliaResponse, content_type = "application/json",
-            headers(("X-Cache" = String, description = "hit or miss"))),
+            headers(
+                ("X-Cache" = String, description = "`hit` when the answer came from the gateway's cache, `miss` otherwise"),
+                ("Cache-Control" = String, description = "Always `no-store`: the answer carries personal data, no cache may keep it"),
+            )),
         (status = 400, description = "Invalid request body", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown subject, or not in a family of the comune", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
@@ -164,7 +173,10 @@ pub async fn stato_famiglia(
     request_body(content = CodiceFiscaleRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The life status", body = EsistenzaInVitaResponse, content_type = "application/json",
-            headers(("X-Cache" = String, description = "hit or miss"))),
+            headers(
+                ("X-Cache" = String, description = "`hit` when the answer came from the gateway's cache, `miss` otherwise"),
+                ("Cache-Control" = String, description = "Always `no-store`: the answer carries personal data, no cache may keep it"),
+            )),
         (status = 400, description = "Invalid request body", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown subject", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
@@ -207,7 +219,10 @@ pub async fn esistenza_in_vita(
     request_body(content = VerificaResidenzaRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Whether the address matches", body = VerificaResidenzaResponse, content_type = "application/json",
-            headers(("X-Cache" = String, description = "hit or miss"))),
+            headers(
+                ("X-Cache" = String, description = "`hit` when the answer came from the gateway's cache, `miss` otherwise"),
+                ("Cache-Control" = String, description = "Always `no-store`: the answer carries personal data, no cache may keep it"),
+            )),
         (status = 400, description = "Invalid request body", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown subject", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),

@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 /// A lookup by codice fiscale.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"codiceFiscale": "MRNSFN44C26G702G"}))]
 pub struct CodiceFiscaleRequest {
     pub codice_fiscale: CodiceFiscale,
 }
@@ -25,6 +26,16 @@ impl RequestBody for CodiceFiscaleRequest {
 /// Whether a person resides at the given address.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({
+    "codiceFiscale": "MRNSFN44C26G702G",
+    "indirizzo": {
+        "dug": "VIA",
+        "toponimo": "DI CISANELLO",
+        "civico": "147",
+        "cap": "56121",
+        "codiceIstatComune": "050026"
+    }
+}))]
 pub struct VerificaResidenzaRequest {
     pub codice_fiscale: CodiceFiscale,
     pub indirizzo: IndirizzoRichiesta,
@@ -43,10 +54,11 @@ pub struct ResidenzaResponse {
     pub residente: bool,
     /// The residence address; absent when `residente` is false.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub indirizzo: Option<Indirizzo>,
     /// Since when the person resides at that address; absent when `residente` is false.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>, format = Date, example = "2015-03-01")]
+    #[schema(value_type = Option<String>, nullable = false, format = Date, example = "1991-11-24")]
     pub data_decorrenza: Option<NaiveDate>,
     #[schema(value_type = String, format = DateTime, example = "2025-06-01T02:00:00Z")]
     pub data_aggiornamento: DateTime<Utc>,
@@ -72,12 +84,12 @@ pub struct LuogoNascita {
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GeneralitaResponse {
-    #[schema(max_length = 100, example = "ROSSI")]
+    #[schema(max_length = 100, example = "MARIANI")]
     pub cognome: String,
-    #[schema(max_length = 100, example = "MARIO")]
+    #[schema(max_length = 100, example = "STEFANO")]
     pub nome: String,
     pub sesso: Sesso,
-    #[schema(value_type = String, format = Date, example = "1985-12-10")]
+    #[schema(value_type = String, format = Date, example = "1944-03-26")]
     pub data_nascita: NaiveDate,
     pub luogo_nascita: LuogoNascita,
     #[schema(value_type = String, format = DateTime, example = "2025-06-01T02:00:00Z")]
@@ -87,11 +99,11 @@ pub struct GeneralitaResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ComponenteFamiglia {
-    #[schema(value_type = String, max_length = 16, example = "RSSMRA85T10A562S")]
+    #[schema(value_type = String, min_length = 11, max_length = 16, example = "MRNSFN44C26G702G")]
     pub codice_fiscale: String,
-    #[schema(max_length = 100, example = "ROSSI")]
+    #[schema(max_length = 100, example = "MARIANI")]
     pub cognome: String,
-    #[schema(max_length = 100, example = "MARIO")]
+    #[schema(max_length = 100, example = "STEFANO")]
     pub nome: String,
     pub relazione_intestatario: Relazione,
 }
@@ -115,7 +127,7 @@ pub struct EsistenzaInVitaResponse {
     pub in_vita: bool,
     /// Date of death; absent when `inVita` is true.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>, format = Date, example = "2020-04-15")]
+    #[schema(value_type = Option<String>, nullable = false, format = Date, example = "2023-03-08")]
     pub data_decesso: Option<NaiveDate>,
     #[schema(value_type = String, format = DateTime, example = "2025-06-01T02:00:00Z")]
     pub data_aggiornamento: DateTime<Utc>,

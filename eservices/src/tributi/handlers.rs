@@ -17,7 +17,10 @@ use actix_web::{post, web, HttpResponse};
     request_body(content = SoggettoAnnoRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The IMU position", body = ImuPosizioneResponse, content_type = "application/json",
-            headers(("X-Cache" = String, description = "hit or miss"))),
+            headers(
+                ("X-Cache" = String, description = "`hit` when the answer came from the gateway's cache, `miss` otherwise"),
+                ("Cache-Control" = String, description = "Always `no-store`: the answer carries personal data, no cache may keep it"),
+            )),
         (status = 400, description = "Invalid request body", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown subject", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
@@ -68,7 +71,10 @@ pub async fn imu_posizione(
     request_body(content = SoggettoAnnoRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The TARI position", body = TariPosizioneResponse, content_type = "application/json",
-            headers(("X-Cache" = String, description = "hit or miss"))),
+            headers(
+                ("X-Cache" = String, description = "`hit` when the answer came from the gateway's cache, `miss` otherwise"),
+                ("Cache-Control" = String, description = "Always `no-store`: the answer carries personal data, no cache may keep it"),
+            )),
         (status = 400, description = "Invalid request body", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown subject", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
@@ -125,7 +131,10 @@ pub async fn tari_posizione(
     request_body(content = SoggettoRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The regularity", body = RegolaritaResponse, content_type = "application/json",
-            headers(("X-Cache" = String, description = "hit or miss"))),
+            headers(
+                ("X-Cache" = String, description = "`hit` when the answer came from the gateway's cache, `miss` otherwise"),
+                ("Cache-Control" = String, description = "Always `no-store`: the answer carries personal data, no cache may keep it"),
+            )),
         (status = 400, description = "Invalid request body", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown subject", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
@@ -163,7 +172,10 @@ pub async fn regolarita(
     request_body(content = SoggettoAnnoRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The payments", body = PagamentiResponse, content_type = "application/json",
-            headers(("X-Cache" = String, description = "hit or miss"))),
+            headers(
+                ("X-Cache" = String, description = "`hit` when the answer came from the gateway's cache, `miss` otherwise"),
+                ("Cache-Control" = String, description = "Always `no-store`: the answer carries personal data, no cache may keep it"),
+            )),
         (status = 400, description = "Invalid request body", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown subject", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
