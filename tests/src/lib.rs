@@ -351,6 +351,35 @@ impl ConsumerGateway {
             .expect("request sent")
     }
 
+    /// Calls `/fruizioni/{fruizione}/{path}` with the API key, extra headers and a JSON body.
+    pub async fn call_with(
+        &self,
+        fruizione: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &Value,
+    ) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(self.internal(&format!("/fruizioni/{fruizione}/{path}")))
+            .header("X-API-Key", self.api_key())
+            .json(body);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    /// The PDND client id its fruizioni ask vouchers with (the `[client]` section's).
+    pub fn client_id(&self) -> String {
+        self.config
+            .client
+            .as_ref()
+            .expect("the consumer has a [client] section")
+            .client_id
+            .clone()
+    }
+
     /// Stops its listeners.
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
