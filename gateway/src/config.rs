@@ -1092,6 +1092,37 @@ mod tests {
     }
 
     #[test]
+    fn commented_modi_fruizione_of_the_collaudo_example_validates() {
+        let text = include_str!("../../config/collaudo.example.toml");
+        let start = text
+            .find("# [[fruizioni]]\n# name = \"ente-tributi\"")
+            .expect("the example has a commented ModI fruizione");
+        // Uncomment the block's own lines, keep its commented alternatives commented.
+        let block: String = text[start..]
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let c = Config::from_toml_str(&format!("{text}\n{block}")).expect("parses");
+        c.validate().expect("validates");
+        let f = c
+            .fruizioni
+            .iter()
+            .find(|f| f.name == "ente-tributi")
+            .expect("uncommented");
+        assert_eq!(
+            f.modi_patterns(),
+            vec![
+                OutboundModiPattern::IntegrityRest02,
+                OutboundModiPattern::AuditRest02
+            ]
+        );
+        assert!(f.audience.is_some());
+    }
+
+    #[test]
     fn api_keys_are_not_in_debug_output() {
         let mut c = dev();
         c.internal.api_keys = vec!["secret-key-secret-key-secret-key-1".into()];
