@@ -395,7 +395,7 @@ pub async fn proxy(
     };
     let content_type = match req.headers().get(header::CONTENT_TYPE).map(|v| v.to_str()) {
         Some(Ok(ct)) => Some(ct.to_owned()),
-        Some(Err(_)) if f.modi.is_some() => {
+        Some(Err(_)) if f.modi.as_ref().is_some_and(OutboundModi::signs_requests) => {
             return problem(
                 StatusCode::BAD_REQUEST,
                 "Content-Type must be visible ASCII to be signed.",

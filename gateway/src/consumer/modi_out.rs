@@ -238,6 +238,11 @@ impl OutboundModi {
         self.audit
     }
 
+    /// Whether requests carry `Digest` + `Agid-JWT-Signature` (INTEGRITY_REST_01/02).
+    pub fn signs_requests(&self) -> bool {
+        self.integrity.is_some()
+    }
+
     /// Whether the remote's answers are verified.
     pub fn verifies_response(&self) -> bool {
         self.response_trust.is_some()
