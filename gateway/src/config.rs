@@ -155,9 +155,31 @@ pub struct FruizioneConfig {
     /// Its private key (PEM); required with `client_id`.
     #[serde(default)]
     pub key_file: Option<PathBuf>,
-    /// ModI patterns applied to the calls (e.g. `["INTEGRITY_REST_01", "AUDIT_REST_02"]`).
+    /// ModI patterns applied to the calls: `INTEGRITY_REST_01` or `INTEGRITY_REST_02`, and
+    /// `AUDIT_REST_01` or `AUDIT_REST_02` (see [`OutboundModiPattern`]).
     #[serde(default)]
     pub modi: Vec<String>,
+    /// The remote e-service's audience (the `aud` of the ModI JWS we send, as declared on its
+    /// PDND descriptor); required when `modi` names any pattern.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// INTEGRITY_REST_01: the private key (PEM) that signs `Agid-JWT-Signature`...
+    #[serde(default)]
+    pub signing_key_file: Option<PathBuf>,
+    /// ...and its certificate chain (PEM, leaf first), sent as the JWS `x5c`.
+    #[serde(default)]
+    pub signing_chain_file: Option<PathBuf>,
+    /// INTEGRITY_REST_01 algorithm: `RS256` (default), `PS256` or `ES256`. INTEGRITY_REST_02
+    /// and the tracking evidence always sign RS256 with the PDND client key.
+    #[serde(default)]
+    pub signing_algorithm: Option<String>,
+    /// Check the remote's signed answer (`Digest` + `Agid-JWT-Signature` with `aud` = our
+    /// client id); an answer that does not verify becomes a 502.
+    #[serde(default)]
+    pub verify_response: bool,
+    /// PEM bundle of the CAs the remote's `x5c` must lead to; required with `verify_response`.
+    #[serde(default)]
+    pub response_trust_file: Option<PathBuf>,
     /// Whole-call timeout toward the remote.
     #[serde(default = "default_fruizione_timeout")]
     pub timeout_ms: u64,
@@ -167,6 +189,50 @@ pub struct FruizioneConfig {
     /// PEM bundle of CAs trusted for the remote, in addition to the system's.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+}
+
+/// A ModI pattern a fruizione may apply to its outbound calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutboundModiPattern {
+    /// `Digest` + `Agid-JWT-Signature` with an `x5c` certificate chain.
+    IntegrityRest01,
+    /// `Digest` + `Agid-JWT-Signature` with the `kid` of the PDND client key.
+    IntegrityRest02,
+    /// `Agid-JWT-TrackingEvidence` signed with the PDND client key.
+    AuditRest01,
+    /// AUDIT_REST_01, with the evidence's digest bound into the voucher.
+    AuditRest02,
+}
+
+impl OutboundModiPattern {
+    /// The names accepted in `fruizioni.modi`.
+    pub const NAMES: [&'static str; 4] = [
+        "INTEGRITY_REST_01",
+        "INTEGRITY_REST_02",
+        "AUDIT_REST_01",
+        "AUDIT_REST_02",
+    ];
+
+    /// Parses a pattern name as written in the guidelines (exact, upper case).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "INTEGRITY_REST_01" => Some(Self::IntegrityRest01),
+            "INTEGRITY_REST_02" => Some(Self::IntegrityRest02),
+            "AUDIT_REST_01" => Some(Self::AuditRest01),
+            "AUDIT_REST_02" => Some(Self::AuditRest02),
+            _ => None,
+        }
+    }
+}
+
+impl FruizioneConfig {
+    /// The `modi` patterns, typed. Call after [`Config::validate`], which refuses unknown names.
+    pub fn modi_patterns(&self) -> Vec<OutboundModiPattern> {
+        self.modi
+            .iter()
+            .filter_map(|n| OutboundModiPattern::parse(n))
+            .collect()
+    }
 }
 
 fn default_fruizione_timeout() -> u64 {
@@ -752,15 +818,7 @@ impl Config {
                     )
                 }
             }
-            if let Some(pattern) = f.modi.first() {
-                return invalid(
-                    "fruizioni.modi",
-                    &format!(
-                        "`{}`: ModI pattern `{pattern}` is not available on outbound calls in this version",
-                        f.name
-                    ),
-                );
-            }
+            validate_fruizione_modi(f)?;
             if !(1..=300_000).contains(&f.timeout_ms) {
                 return invalid(
                     "fruizioni.timeout_ms",
@@ -874,6 +932,96 @@ impl Config {
             check_http_url("comune.terms_of_service_url", url)?;
         }
         Ok(())
+    }
+}
+
+/// A fruizione's ModI options: known pattern names, at most one integrity and one audit
+/// pattern, and the files and audience each pattern needs.
+fn validate_fruizione_modi(f: &FruizioneConfig) -> Result<(), ConfigError> {
+    use OutboundModiPattern as P;
+    let name = &f.name;
+    let mut patterns = Vec::with_capacity(f.modi.len());
+    for p in &f.modi {
+        match OutboundModiPattern::parse(p) {
+            Some(parsed) if patterns.contains(&parsed) => {
+                return invalid("fruizioni.modi", &format!("`{name}`: `{p}` listed twice"))
+            }
+            Some(parsed) => patterns.push(parsed),
+            None => {
+                return invalid(
+                    "fruizioni.modi",
+                    &format!(
+                        "`{name}`: unknown pattern `{p}` (known: {})",
+                        OutboundModiPattern::NAMES.join(", ")
+                    ),
+                )
+            }
+        }
+    }
+    let has = |p: P| patterns.contains(&p);
+    if has(P::IntegrityRest01) && has(P::IntegrityRest02) {
+        return invalid(
+            "fruizioni.modi",
+            &format!("`{name}`: INTEGRITY_REST_01 and INTEGRITY_REST_02 exclude each other"),
+        );
+    }
+    if has(P::AuditRest01) && has(P::AuditRest02) {
+        return invalid(
+            "fruizioni.modi",
+            &format!("`{name}`: AUDIT_REST_01 and AUDIT_REST_02 exclude each other"),
+        );
+    }
+    if !patterns.is_empty() {
+        match &f.audience {
+            Some(a) if !a.trim().is_empty() => {}
+            _ => {
+                return invalid(
+                    "fruizioni.audience",
+                    &format!(
+                        "`{name}`: required with `modi` (the remote e-service's audience on PDND)"
+                    ),
+                )
+            }
+        }
+    }
+    let x5c_files = f.signing_key_file.is_some() || f.signing_chain_file.is_some();
+    if has(P::IntegrityRest01) {
+        if f.signing_key_file.is_none() {
+            return invalid(
+                "fruizioni.signing_key_file",
+                &format!("`{name}`: INTEGRITY_REST_01 needs the signing key (PEM)"),
+            );
+        }
+        if f.signing_chain_file.is_none() {
+            return invalid(
+                "fruizioni.signing_chain_file",
+                &format!("`{name}`: INTEGRITY_REST_01 needs the certificate chain (PEM)"),
+            );
+        }
+    } else if x5c_files || f.signing_algorithm.is_some() {
+        return invalid(
+            "fruizioni.signing_key_file",
+            &format!("`{name}`: signing_key_file, signing_chain_file and signing_algorithm are only used by INTEGRITY_REST_01"),
+        );
+    }
+    if let Some(alg) = &f.signing_algorithm {
+        if !["RS256", "PS256", "ES256"].contains(&alg.as_str()) {
+            return invalid(
+                "fruizioni.signing_algorithm",
+                &format!("`{name}`: `{alg}` is not RS256, PS256 or ES256"),
+            );
+        }
+    }
+    match (f.verify_response, &f.response_trust_file) {
+        (true, None) => invalid(
+            "fruizioni.response_trust_file",
+            &format!("`{name}`: verify_response needs the CA bundle the remote's x5c leads to"),
+        ),
+        (false, Some(_)) => invalid(
+            "fruizioni.verify_response",
+            &format!("`{name}`: response_trust_file is set but verify_response is not"),
+        ),
+        _ => Ok(()),
     }
 }
 
@@ -1034,6 +1182,12 @@ mod tests {
             client_id: None,
             key_file: None,
             modi: vec![],
+            audience: None,
+            signing_key_file: None,
+            signing_chain_file: None,
+            signing_algorithm: None,
+            verify_response: false,
+            response_trust_file: None,
             timeout_ms: 5000,
             max_concurrency: 8,
             ca_file: None,
@@ -1111,6 +1265,169 @@ mod tests {
             let err = c.validate().expect_err(key).to_string();
             assert!(err.contains(key), "{key}: {err}");
         }
+    }
+
+    #[test]
+    fn fruizioni_modi_options_are_checked() {
+        let modi = |c: &mut Config, patterns: &[&str]| {
+            let f = &mut c.fruizioni[0];
+            f.modi = patterns.iter().map(|p| p.to_string()).collect();
+            f.audience = Some("https://api.example.gov.it/isee/v1".into());
+        };
+        for sound in [
+            &["INTEGRITY_REST_02", "AUDIT_REST_02"][..],
+            &["AUDIT_REST_01"],
+            &["INTEGRITY_REST_02"],
+        ] {
+            let mut c = dev();
+            with_fruizione(&mut c);
+            modi(&mut c, sound);
+            c.validate().unwrap_or_else(|e| panic!("{sound:?}: {e}"));
+            assert_eq!(c.fruizioni[0].modi_patterns().len(), sound.len());
+        }
+        let mut c = dev();
+        with_fruizione(&mut c);
+        modi(&mut c, &["INTEGRITY_REST_01"]);
+        c.fruizioni[0].signing_key_file = Some("k.pem".into());
+        c.fruizioni[0].signing_chain_file = Some("chain.pem".into());
+        c.fruizioni[0].signing_algorithm = Some("ES256".into());
+        c.fruizioni[0].verify_response = true;
+        c.fruizioni[0].response_trust_file = Some("ca.pem".into());
+        c.validate()
+            .expect("INTEGRITY_REST_01 with its files validates");
+        assert_eq!(
+            c.fruizioni[0].modi_patterns(),
+            vec![OutboundModiPattern::IntegrityRest01]
+        );
+
+        type Breakage = Box<dyn Fn(&mut Config)>;
+        let cases: Vec<(&str, &str, Breakage)> = vec![
+            (
+                "fruizioni.modi",
+                "ID_AUTH_REST_03",
+                Box::new(move |c| modi(c, &["ID_AUTH_REST_03"])),
+            ),
+            (
+                "fruizioni.modi",
+                "integrity_rest_02",
+                Box::new(move |c| modi(c, &["integrity_rest_02"])),
+            ),
+            (
+                "fruizioni.modi",
+                "twice",
+                Box::new(move |c| modi(c, &["AUDIT_REST_02", "AUDIT_REST_02"])),
+            ),
+            (
+                "fruizioni.modi",
+                "exclude",
+                Box::new(move |c| modi(c, &["INTEGRITY_REST_01", "INTEGRITY_REST_02"])),
+            ),
+            (
+                "fruizioni.modi",
+                "exclude",
+                Box::new(move |c| modi(c, &["AUDIT_REST_01", "AUDIT_REST_02"])),
+            ),
+            (
+                "fruizioni.audience",
+                "required",
+                Box::new(move |c| {
+                    modi(c, &["INTEGRITY_REST_02"]);
+                    c.fruizioni[0].audience = None;
+                }),
+            ),
+            (
+                "fruizioni.audience",
+                "required",
+                Box::new(move |c| {
+                    modi(c, &["AUDIT_REST_01"]);
+                    c.fruizioni[0].audience = Some(" ".into());
+                }),
+            ),
+            (
+                "fruizioni.signing_key_file",
+                "INTEGRITY_REST_01",
+                Box::new(move |c| {
+                    modi(c, &["INTEGRITY_REST_01"]);
+                    c.fruizioni[0].signing_chain_file = Some("chain.pem".into());
+                }),
+            ),
+            (
+                "fruizioni.signing_chain_file",
+                "INTEGRITY_REST_01",
+                Box::new(move |c| {
+                    modi(c, &["INTEGRITY_REST_01"]);
+                    c.fruizioni[0].signing_key_file = Some("k.pem".into());
+                }),
+            ),
+            (
+                "fruizioni.signing_key_file",
+                "only used",
+                Box::new(move |c| {
+                    modi(c, &["INTEGRITY_REST_02"]);
+                    c.fruizioni[0].signing_key_file = Some("k.pem".into());
+                }),
+            ),
+            (
+                "fruizioni.signing_algorithm",
+                "HS256",
+                Box::new(move |c| {
+                    modi(c, &["INTEGRITY_REST_01"]);
+                    c.fruizioni[0].signing_key_file = Some("k.pem".into());
+                    c.fruizioni[0].signing_chain_file = Some("chain.pem".into());
+                    c.fruizioni[0].signing_algorithm = Some("HS256".into());
+                }),
+            ),
+            (
+                "fruizioni.response_trust_file",
+                "verify_response",
+                Box::new(|c| c.fruizioni[0].verify_response = true),
+            ),
+            (
+                "fruizioni.verify_response",
+                "response_trust_file",
+                Box::new(|c| c.fruizioni[0].response_trust_file = Some("ca.pem".into())),
+            ),
+        ];
+        for (key, detail, break_it) in cases {
+            let mut c = dev();
+            with_fruizione(&mut c);
+            break_it(&mut c);
+            let err = c.validate().expect_err(key).to_string();
+            assert!(err.contains(key), "{key}: {err}");
+            assert!(err.contains(detail), "{key}: {err}");
+            assert!(err.contains("inps-isee"), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn commented_modi_fruizione_of_the_collaudo_example_validates() {
+        let text = include_str!("../../config/collaudo.example.toml");
+        let start = text
+            .find("# [[fruizioni]]\n# name = \"ente-tributi\"")
+            .expect("the example has a commented ModI fruizione");
+        // Uncomment the block's own lines, keep its commented alternatives commented.
+        let block: String = text[start..]
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let c = Config::from_toml_str(&format!("{text}\n{block}")).expect("parses");
+        c.validate().expect("validates");
+        let f = c
+            .fruizioni
+            .iter()
+            .find(|f| f.name == "ente-tributi")
+            .expect("uncommented");
+        assert_eq!(
+            f.modi_patterns(),
+            vec![
+                OutboundModiPattern::IntegrityRest02,
+                OutboundModiPattern::AuditRest02
+            ]
+        );
+        assert!(f.audience.is_some());
     }
 
     #[test]

@@ -325,6 +325,12 @@ impl Harness {
             client_id: None,
             key_file: None,
             modi: Vec::new(),
+            audience: None,
+            signing_key_file: None,
+            signing_chain_file: None,
+            signing_algorithm: None,
+            verify_response: false,
+            response_trust_file: None,
             timeout_ms: 10_000,
             max_concurrency: 64,
             ca_file: None,
@@ -390,6 +396,35 @@ impl ConsumerGateway {
             .send()
             .await
             .expect("request sent")
+    }
+
+    /// Calls `/fruizioni/{fruizione}/{path}` with the API key, extra headers and a JSON body.
+    pub async fn call_with(
+        &self,
+        fruizione: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &Value,
+    ) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(self.internal(&format!("/fruizioni/{fruizione}/{path}")))
+            .header("X-API-Key", self.api_key())
+            .json(body);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    /// The PDND client id its fruizioni ask vouchers with (the `[client]` section's).
+    pub fn client_id(&self) -> String {
+        self.config
+            .client
+            .as_ref()
+            .expect("the consumer has a [client] section")
+            .client_id
+            .clone()
     }
 
     /// Stops its listeners.

@@ -15,11 +15,19 @@
 //! | PDND refused the voucher request (configuration problem) | 502, with the claims sent |
 //! | remote unreachable | 502 |
 //! | remote too slow (`timeout_ms`) | 504 |
+//! | AUDIT_REST_01/02 configured and no `X-User-Id` from the caller | 400 |
+//! | `verify_response` set and the answer's signature or `Digest` does not verify | 502 |
+//!
+//! When the fruizione names ModI patterns ([`super::modi_out`]), the request also carries
+//! `Digest` + `Agid-JWT-Signature` (INTEGRITY_REST_01/02) and `Agid-JWT-TrackingEvidence`
+//! (AUDIT_REST_01/02, for AUDIT_REST_02 with a voucher bound to it and obtained for this call
+//! only). The caller's `X-User-*` / `X-LoA` headers go into the evidence, never to the remote.
 //!
 //! Over the concurrency limit the answer is 503, not 429: the limit protects the remote and
 //! is shared by every internal caller, so it is the gateway's capacity that is exhausted, not
 //! the caller's allowance. Calls are not queued: a caller retries after `Retry-After`.
 
+use super::modi_out::{CallerAudit, ModiSetupError, OutboundModi};
 use super::voucher_cache::{Clock, VoucherCache, VoucherError, VoucherSpec};
 use crate::config::{Config, FruizioneConfig};
 use crate::pdnd::client_assertion::ClientAssertionBuilder;
@@ -89,6 +97,12 @@ pub enum FruizioniError {
     NoClient { name: String },
     #[error("fruizione `{name}`: HTTP client: {reason}")]
     Http { name: String, reason: String },
+    #[error("fruizione `{name}`: ModI: {source}")]
+    Modi {
+        name: String,
+        #[source]
+        source: ModiSetupError,
+    },
 }
 
 /// One configured fruizione, ready to forward.
@@ -98,12 +112,15 @@ pub struct Fruizione {
     http: reqwest::Client,
     spec: VoucherSpec,
     limit: Arc<Semaphore>,
+    modi: Option<OutboundModi>,
 }
 
 /// Every fruizione, with the voucher cache they share.
 pub struct Fruizioni {
     by_name: HashMap<String, Fruizione>,
     vouchers: Arc<VoucherCache>,
+    /// The time of ModI JWS and of response verification (the voucher cache's clock).
+    clock: Arc<dyn Clock>,
 }
 
 fn load_key(name: &str, path: &Path) -> Result<RsaPrivateKey, FruizioniError> {
@@ -174,7 +191,7 @@ impl Fruizioni {
         let vc = &config.voucher_client;
         let vouchers = VoucherCache::new(
             super::token_client::TokenClient::new(token_http, config.pdnd.token_endpoint.clone()),
-            clock,
+            clock.clone(),
             super::voucher_cache::CachePolicy {
                 renew_margin_fraction: vc.renew_margin_fraction,
                 retry: super::voucher_cache::RetryPolicy {
@@ -214,6 +231,11 @@ impl Fruizioni {
                     k
                 }
             };
+            let modi = OutboundModi::from_config(f, &client_id, &key, config.pdnd.leeway_secs)
+                .map_err(|source| FruizioniError::Modi {
+                    name: f.name.clone(),
+                    source,
+                })?;
             let fruizione = Fruizione {
                 name: f.name.clone(),
                 base: effective_base(
@@ -233,10 +255,15 @@ impl Fruizioni {
                     key,
                 },
                 limit: Arc::new(Semaphore::new(f.max_concurrency)),
+                modi,
             };
             by_name.insert(f.name.clone(), fruizione);
         }
-        Ok(Fruizioni { by_name, vouchers })
+        Ok(Fruizioni {
+            by_name,
+            vouchers,
+            clock,
+        })
     }
 
     /// The fruizione called `name`.
@@ -314,6 +341,21 @@ fn voucher_failure(name: &str, e: &VoucherError, instance: &Option<String>) -> H
     }
 }
 
+/// Our own ModI material could not sign (a configuration or key problem, not the caller's).
+fn signing_failure(
+    name: &str,
+    e: &crate::modi::ModiError,
+    instance: &Option<String>,
+) -> HttpResponse {
+    tracing::error!(fruizione = name, error = %e, "ModI signing failed");
+    problem(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("The ModI headers of fruizione `{name}` could not be signed; the gateway's log says why."),
+        instance,
+    )
+    .into_response()
+}
+
 /// The handler of every method under `/fruizioni/`.
 pub async fn proxy(
     req: HttpRequest,
@@ -339,6 +381,30 @@ pub async fn proxy(
         )
         .into_response();
     }
+    // The caller's audit statement is checked before anything leaves (no voucher, no call).
+    let caller = match f.modi.as_ref().and_then(OutboundModi::audit) {
+        Some(_) => match CallerAudit::from_headers(req.headers()) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                return problem(StatusCode::BAD_REQUEST, e.to_string(), &instance)
+                    .with_title("Audit headers required")
+                    .into_response()
+            }
+        },
+        None => None,
+    };
+    let content_type = match req.headers().get(header::CONTENT_TYPE).map(|v| v.to_str()) {
+        Some(Ok(ct)) => Some(ct.to_owned()),
+        Some(Err(_)) if f.modi.as_ref().is_some_and(OutboundModi::signs_requests) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "Content-Type must be visible ASCII to be signed.",
+                &instance,
+            )
+            .into_response()
+        }
+        _ => None,
+    };
     let Ok(_permit) = f.limit.clone().try_acquire_owned() else {
         tracing::warn!(
             fruizione = f.name,
@@ -356,7 +422,24 @@ pub async fn proxy(
             1,
         );
     };
-    let voucher = match state.vouchers.get(&f.spec).await {
+    let now = state.clock.now();
+    let evidence = match (&f.modi, &caller) {
+        (Some(modi), Some(caller)) => match modi.tracking_evidence(caller, now) {
+            Ok(e) => e,
+            Err(e) => return signing_failure(&f.name, &e, &instance),
+        },
+        _ => None,
+    };
+    let bound_digest = evidence.as_ref().and_then(|e| e.voucher_digest.clone());
+    let voucher = match bound_digest {
+        Some(digest) => {
+            let mut spec = f.spec.clone();
+            spec.builder.digest = Some(digest);
+            state.vouchers.get_for_one_call(&spec).await
+        }
+        None => state.vouchers.get(&f.spec).await,
+    };
+    let voucher = match voucher {
         Ok(v) => v,
         Err(e) => {
             tracing::warn!(fruizione = f.name, error = %e, "no voucher for the call");
@@ -392,6 +475,24 @@ pub async fn proxy(
     }
     if let Some(id) = &instance {
         out = out.header(crate::provider::request_id::X_REQUEST_ID, id.as_str());
+    }
+    if let Some(evidence) = &evidence {
+        out = out.header(
+            crate::modi::AGID_JWT_TRACKING_EVIDENCE,
+            evidence.jws.as_str(),
+        );
+    }
+    if let Some(modi) = &f.modi {
+        // Signed now, after the voucher wait, so its short lifetime starts when it is sent.
+        match modi.sign_request(content_type.as_deref(), &body, state.clock.now()) {
+            Ok(Some(sig)) => {
+                out = out
+                    .header(crate::modi::DIGEST, sig.digest)
+                    .header(crate::modi::AGID_JWT_SIGNATURE, sig.agid_jwt_signature);
+            }
+            Ok(None) => {}
+            Err(e) => return signing_failure(&f.name, &e, &instance),
+        }
     }
     if !body.is_empty() {
         out = out.body(body);
@@ -434,10 +535,38 @@ pub async fn proxy(
             answer.append_header((*name, v.as_bytes()));
         }
     }
+    let received_headers: Vec<(String, String)> = match &f.modi {
+        Some(modi) if modi.verifies_response() => response
+            .headers()
+            .iter()
+            .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect(),
+        _ => Vec::new(),
+    };
     let bytes = match response.bytes().await {
         Ok(b) => b,
         Err(e) => return remote_failure(e),
     };
+    if let Some(modi) = &f.modi {
+        let headers: Vec<(&str, &str)> = received_headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        if let Err(e) = modi.check_response(status.as_u16(), &headers, &bytes, state.clock.now()) {
+            tracing::warn!(fruizione = f.name, status = status.as_u16(), error = %e, "remote answer failed ModI verification");
+            return problem(
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "The answer of fruizione `{}`'s remote e-service (HTTP {}) failed ModI verification: {e}.",
+                    f.name,
+                    status.as_u16()
+                ),
+                &instance,
+            )
+            .with_title("Remote answer not verified")
+            .into_response();
+        }
+    }
     tracing::debug!(
         fruizione = f.name,
         status = status.as_u16(),

@@ -2,7 +2,9 @@
 //!
 //! [`TokenClient`] does one exchange; this module decides *when* to do one. Vouchers are cached
 //! per (token endpoint, clientId, purposeId, digest): a voucher bound to a TrackingEvidence
-//! digest (AUDIT_REST_02) is good for that evidence only, so it gets its own entry. Rules:
+//! digest (AUDIT_REST_02) is good for that evidence only, so it gets its own entry; the proxy
+//! asks for those with [`VoucherCache::get_for_one_call`], which keeps the retries but stores
+//! nothing (an evidence accompanies one call, so nobody could reuse the voucher). Rules:
 //!
 //! - a voucher is served until `expires_at`; from `renew_at` (a configurable fraction of its
 //!   lifetime before expiry, 20 % by default) the first caller starts a renewal in the
@@ -294,6 +296,16 @@ impl VoucherCache {
             }
         }
         self.renew(&entry, spec).await
+    }
+
+    /// A voucher for a spec no other call will ask for again (AUDIT_REST_02: bound to the
+    /// digest of one tracking evidence): obtained now with the usual retries, never cached,
+    /// so per-call vouchers do not pile up in memory until they expire.
+    pub async fn get_for_one_call(
+        &self,
+        spec: &VoucherSpec,
+    ) -> Result<Arc<CachedVoucher>, VoucherError> {
+        self.obtain(spec).await.map(Arc::new)
     }
 
     /// One flight (the caller holds the entry's flight lock): obtain, record, answer.
