@@ -18,7 +18,7 @@ use crate::provider::jwks::JwksCache;
 use crate::provider::modi::{
     ModiSetupError, ModiShared, ModiStage, RequestChecks, ResponseSigning,
 };
-use crate::provider::purpose::{PurposeRegistry, PurposeStage, RegistryError};
+use crate::provider::purpose::{PurposeDb, PurposeRegistry, PurposeStage, RegistryError};
 use crate::provider::request_id;
 use crate::provider::voucher::VoucherStage;
 use actix_web::dev::{Server, ServerHandle};
@@ -422,7 +422,7 @@ pub async fn start(
             url: crate::config::redact_url(&config.audit.url),
             source,
         })?;
-    let audit = AuditLog::start(audit_store, config.audit.batch_max);
+    let audit = AuditLog::start(audit_store.clone(), config.audit.batch_max);
     let hasher = SubjectHasher::new(config.audit.hmac_secret.as_bytes()).map_err(|source| {
         StartError::Audit {
             url: crate::config::redact_url(&config.audit.url),
@@ -430,7 +430,18 @@ pub async fn start(
         }
     })?;
     let purposes = Arc::new(PurposeRegistry::from_file(&config.purposes.file)?);
-    crate::provider::purpose::spawn_reloader(purposes.clone());
+    let purpose_db = PurposeDb::open(audit_store.pool().clone())
+        .await
+        .map_err(|e| StartError::Audit {
+            url: crate::config::redact_url(&config.audit.url),
+            source: AuditError::Store(e),
+        })?;
+    if let Ok(rows) = purpose_db.load().await {
+        if let Err(e) = purposes.replace_db(rows) {
+            tracing::error!(error = %e, "purposes table invalid; only the file's purposes apply");
+        }
+    }
+    crate::provider::purpose::spawn_reloader(purposes.clone(), Some(purpose_db));
     let modi = Arc::new(ModiShared::from_config(config, http.clone())?);
     let state = PublicState::new(config, store, http, audit, hasher, purposes, modi)?;
     let health = state.health.clone();

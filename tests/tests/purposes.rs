@@ -189,3 +189,71 @@ fn remove_state_after(text: &str, marker: &str) -> String {
         this.replacen("state = \"active\"\n", "", 1)
     )
 }
+
+#[tokio::test]
+async fn purposes_from_the_database_apply_without_restart() {
+    let h = Harness::start().await;
+    let cf = h.sample_cf();
+    let key = h.authority_key_pem();
+    let kid = h.authority_kid();
+    let purpose_id = uuid::Uuid::new_v4().to_string();
+    let mut claims = h.good_claims(now());
+    claims["purposeId"] = json!(purpose_id);
+    let token = sign_rs256(voucher_header(&kid), &claims, &key);
+    let body = json!({"codiceFiscale": cf});
+    // Not in the file, not in the table: refused.
+    let (status, _) = call(&h, "/anagrafe/v1/residenza", &token, &body).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let store = gateway::provider::audit::AuditStore::connect(&h.env.config.audit.url)
+        .await
+        .expect("gateway db");
+    let pool = store.pool().clone();
+    let exec = |sql: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&pool)
+                .await
+                .expect("sql")
+        }
+    };
+    exec(format!(
+        "INSERT INTO purposes (purpose_id, consumer_name, eservice, operations, state) \
+         VALUES ('{purpose_id}', 'Ente di prova', 'anagrafe', 'generalita,residenza', 'active')"
+    ))
+    .await;
+    let wait_for = |expected: StatusCode| {
+        let (h, token, body) = (&h, token.clone(), body.clone());
+        async move {
+            for _ in 0..40 {
+                let (status, _) = call(h, "/anagrafe/v1/residenza", &token, &body).await;
+                if status == expected {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            false
+        }
+    };
+    assert!(
+        wait_for(StatusCode::OK).await,
+        "a purpose inserted in the table was not applied within 10 s"
+    );
+    // Granted operations only.
+    let (status, _) = call(&h, "/anagrafe/v1/stato-famiglia", &token, &body).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    exec(format!(
+        "UPDATE purposes SET state = 'suspended' WHERE purpose_id = '{purpose_id}'"
+    ))
+    .await;
+    assert!(
+        wait_for(StatusCode::FORBIDDEN).await,
+        "suspension in the table not applied within 10 s"
+    );
+    // An invalid row leaves the previous records in force (the suspension stays).
+    exec("INSERT INTO purposes (purpose_id, consumer_name, eservice, operations) VALUES ('not-a-uuid', 'x', 'anagrafe', 'residenza')".to_owned()).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (status, _) = call(&h, "/anagrafe/v1/residenza", &token, &body).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}

@@ -189,6 +189,11 @@ impl AuditStore {
         Ok(())
     }
 
+    /// The connection pool (the purposes table lives in the same database).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     /// Is the store reachable?
     pub async fn ping(&self) -> Result<(), AuditError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

@@ -108,6 +108,11 @@ pub enum Refusal {
 #[derive(Default)]
 pub struct PurposeRegistry {
     by_id: RwLock<Arc<HashMap<String, Purpose>>>,
+    /// The file's records and the database's, kept apart so that reloading one source keeps
+    /// the other; merged into `by_id` (the database wins for the same purposeId, since it is
+    /// the source operators change live).
+    from_file: RwLock<Vec<Purpose>>,
+    from_db: RwLock<Vec<Purpose>>,
     source: Option<PathBuf>,
     loaded_mtime: RwLock<Option<SystemTime>>,
 }
@@ -136,9 +141,30 @@ impl PurposeRegistry {
     }
 
     fn replace(&self, purposes: Vec<Purpose>) {
-        let map = purposes
-            .into_iter()
-            .map(|p| (p.purpose_id.to_ascii_lowercase(), p))
+        *self.from_file.write().unwrap_or_else(|p| p.into_inner()) = purposes;
+        self.merge();
+    }
+
+    /// Replaces the records that came from the database (see [`PurposeDb`]). Invalid records
+    /// are refused as a whole, like an invalid file.
+    pub fn replace_db(&self, purposes: Vec<Purpose>) -> Result<(), String> {
+        validate_purposes(&purposes)?;
+        let mut current = self.from_db.write().unwrap_or_else(|p| p.into_inner());
+        if *current != purposes {
+            *current = purposes;
+            drop(current);
+            self.merge();
+        }
+        Ok(())
+    }
+
+    fn merge(&self) {
+        let file = self.from_file.read().unwrap_or_else(|p| p.into_inner());
+        let db = self.from_db.read().unwrap_or_else(|p| p.into_inner());
+        let map = file
+            .iter()
+            .chain(db.iter())
+            .map(|p| (p.purpose_id.to_ascii_lowercase(), p.clone()))
             .collect();
         *self.by_id.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(map);
     }
@@ -246,33 +272,108 @@ fn load_file(path: &Path) -> Result<Vec<Purpose>, RegistryError> {
     };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
     let file: PurposeFile = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
-    for p in &file.purposes {
+    validate_purposes(&file.purposes).map_err(err)?;
+    Ok(file.purposes)
+}
+
+/// Checks what the types cannot: UUIDs, known e-services, operations of that e-service.
+fn validate_purposes(purposes: &[Purpose]) -> Result<(), String> {
+    for p in purposes {
         if uuid::Uuid::parse_str(&p.purpose_id).is_err() {
-            return Err(err(format!("purpose_id `{}` is not a UUID", p.purpose_id)));
+            return Err(format!("purpose_id `{}` is not a UUID", p.purpose_id));
         }
         let Some(eservice) = Eservice::all()
             .iter()
             .copied()
             .find(|e| e.id() == p.eservice)
         else {
-            return Err(err(format!(
+            return Err(format!(
                 "purpose {}: unknown e-service `{}`",
                 p.purpose_id, p.eservice
-            )));
+            ));
         };
         for op in &p.operations {
             if !Operation::all()
                 .iter()
                 .any(|o| o.id() == op && o.eservice() == eservice)
             {
-                return Err(err(format!(
+                return Err(format!(
                     "purpose {}: `{op}` is not an operation of {}",
                     p.purpose_id, p.eservice
-                )));
+                ));
             }
         }
     }
-    Ok(file.purposes)
+    Ok(())
+}
+
+/// Purposes kept in the gateway's database (table `purposes`, beside the audit trail), for
+/// comuni that manage approvals in an application rather than a file. Same fields as the
+/// file; `operations` is a comma-separated list.
+#[derive(Clone)]
+pub struct PurposeDb {
+    pool: sqlx::AnyPool,
+}
+
+const PURPOSES_TABLE: &str = "CREATE TABLE IF NOT EXISTS purposes (
+    purpose_id TEXT PRIMARY KEY,
+    consumer_name TEXT NOT NULL,
+    consumer_id TEXT,
+    eservice TEXT NOT NULL,
+    operations TEXT NOT NULL,
+    daily_quota BIGINT,
+    state TEXT NOT NULL DEFAULT 'active',
+    eservice_id TEXT,
+    descriptor_id TEXT,
+    producer_id TEXT
+)";
+
+impl PurposeDb {
+    /// Uses the pool of the audit store and creates the table if needed.
+    pub async fn open(pool: sqlx::AnyPool) -> Result<Self, sqlx::Error> {
+        sqlx::query(PURPOSES_TABLE).execute(&pool).await?;
+        Ok(PurposeDb { pool })
+    }
+
+    /// Every record of the table.
+    pub async fn load(&self) -> Result<Vec<Purpose>, String> {
+        use sqlx::Row;
+        let rows = sqlx::query(
+            "SELECT purpose_id, consumer_name, consumer_id, eservice, operations, daily_quota, \
+             state, eservice_id, descriptor_id, producer_id FROM purposes ORDER BY purpose_id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| e.to_string())?;
+        rows.iter()
+            .map(|r| {
+                let get = |c: &str| r.try_get::<Option<String>, _>(c).map_err(|e| e.to_string());
+                let state = match get("state")?.as_deref() {
+                    Some("suspended") => PurposeState::Suspended,
+                    Some("active") | None => PurposeState::Active,
+                    Some(other) => return Err(format!("unknown purpose state `{other}`")),
+                };
+                let quota: Option<i64> = r.try_get("daily_quota").map_err(|e| e.to_string())?;
+                Ok(Purpose {
+                    purpose_id: get("purpose_id")?.unwrap_or_default(),
+                    consumer_name: get("consumer_name")?.unwrap_or_default(),
+                    consumer_id: get("consumer_id")?,
+                    eservice: get("eservice")?.unwrap_or_default(),
+                    operations: get("operations")?
+                        .unwrap_or_default()
+                        .split(',')
+                        .map(|o| o.trim().to_owned())
+                        .filter(|o| !o.is_empty())
+                        .collect(),
+                    daily_quota: quota.and_then(|q| u64::try_from(q).ok()),
+                    state,
+                    eservice_id: get("eservice_id")?,
+                    descriptor_id: get("descriptor_id")?,
+                    producer_id: get("producer_id")?,
+                })
+            })
+            .collect()
+    }
 }
 
 /// The purpose stage of one e-service.
@@ -331,13 +432,26 @@ impl PurposeStage {
     }
 }
 
-/// Reloads the registry on SIGHUP and when its file changes (checked every 2 seconds).
-pub fn spawn_reloader(registry: Arc<PurposeRegistry>) {
+/// Reloads the registry on SIGHUP and when its file changes, and re-reads the database's
+/// records (both checked every 2 seconds).
+pub fn spawn_reloader(registry: Arc<PurposeRegistry>, db: Option<PurposeDb>) {
     let watched = registry.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
         loop {
             tick.tick().await;
+            if let Some(db) = &db {
+                match db.load().await {
+                    Ok(purposes) => {
+                        if let Err(e) = watched.replace_db(purposes) {
+                            tracing::error!(error = %e, "purposes table invalid; keeping its previous records");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "purposes table unreadable; keeping its previous records")
+                    }
+                }
+            }
             match watched.reload_if_changed() {
                 Ok(true) => {
                     tracing::info!(purposes = watched.len(), "purposes file changed: reloaded")
