@@ -96,13 +96,18 @@ pub fn document(eservice: Eservice, config: &Config) -> Value {
         if let Some(item) = item.as_object_mut() {
             for operation in item.values_mut() {
                 add_pipeline_responses(operation);
+                add_modi(operation, &published.modi);
             }
         }
     }
     paths.insert("/status".to_owned(), status_path(&config.pdnd.environment));
 
     let mut components = take_object(&mut base, "components");
-    components.insert("headers".to_owned(), shared_headers());
+    let mut headers = shared_headers();
+    if let Some(map) = headers.as_object_mut() {
+        map.extend(modi_headers());
+    }
+    components.insert("headers".to_owned(), headers);
     components.insert(
         "securitySchemes".to_owned(),
         json!({ VOUCHER_SCHEME: voucher_scheme() }),
@@ -353,6 +358,94 @@ fn add_pipeline_responses(operation: &mut Value) {
         if matches!(class, Some(b'2') | Some(b'4')) && status != "429" {
             for name in RATE_LIMIT_HEADERS {
                 set_header(response, name, header_ref(name));
+            }
+        }
+    }
+}
+
+/// The ModI headers (INTEGRITY_REST_01 / AUDIT_REST_0x), under `components.headers`.
+fn modi_headers() -> Map<String, Value> {
+    let string = |description: &str, max: u32| json!({ "description": description, "schema": { "type": "string", "maxLength": max } });
+    let mut headers = Map::new();
+    headers.insert(
+        "Digest".to_owned(),
+        string(
+            "RFC 3230 digest of the exact body bytes: `SHA-256=<base64>`.",
+            128,
+        ),
+    );
+    headers.insert(
+        "Agid-JWT-Signature".to_owned(),
+        string(
+            "ModI INTEGRITY_REST_01: a JWS (typ JWT, x5c of the comune's certificate chain) whose \
+             claims bind `digest` and `content-type` (signed_headers) to aud = the caller's clientId.",
+            16384,
+        ),
+    );
+    headers
+}
+
+/// Declares what the e-service's ModI configuration adds: signed answers (every answer to an
+/// accepted voucher carries `Digest` and `Agid-JWT-Signature`; required on 2xx, present on the
+/// pipeline's own 4xx too), and the request headers the e-service requires.
+fn add_modi(operation: &mut Value, modi: &crate::config::EserviceModiConfig) {
+    use crate::config::{AuditPattern, RequestIntegrity};
+    if modi.sign_responses {
+        if let Some(responses) = operation
+            .get_mut("responses")
+            .and_then(Value::as_object_mut)
+        {
+            for (status, response) in responses.iter_mut() {
+                let success = status.starts_with('2');
+                if !(success || (status.starts_with('4') && status != "401" && status != "429")) {
+                    continue;
+                }
+                for name in ["Digest", "Agid-JWT-Signature"] {
+                    // Required on success: inlined, since a $ref cannot carry `required`.
+                    let header = match modi_headers().get(name) {
+                        Some(inline) if success => {
+                            let mut inline = inline.clone();
+                            inline["required"] = json!(true);
+                            inline
+                        }
+                        _ => header_ref(name),
+                    };
+                    set_header(response, name, header);
+                }
+            }
+        }
+    }
+    let mut params: Vec<Value> = Vec::new();
+    let header_param = |name: &str, description: &str| {
+        json!({
+            "name": name, "in": "header", "required": true, "description": description,
+            "schema": { "type": "string", "maxLength": 16384 }
+        })
+    };
+    if !matches!(modi.request_integrity, RequestIntegrity::None) {
+        params.push(header_param(
+            "Digest",
+            "RFC 3230 digest of the exact body bytes: `SHA-256=<base64>`.",
+        ));
+        params.push(header_param(
+            "Agid-JWT-Signature",
+            "ModI INTEGRITY_REST_0x: JWS binding `digest` and `content-type` to this e-service's audience.",
+        ));
+    }
+    if !matches!(modi.audit, AuditPattern::None) {
+        params.push(header_param(
+            "Agid-JWT-TrackingEvidence",
+            "ModI AUDIT_REST_0x: who in the caller's domain asked (userID, userLocation, LoA); for \
+             AUDIT_REST_02 its SHA-256 is the voucher's digest claim.",
+        ));
+    }
+    if !params.is_empty() {
+        if let Some(op) = operation.as_object_mut() {
+            let list = op
+                .entry("parameters")
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Some(list) = list.as_array_mut() {
+                list.extend(params);
             }
         }
     }
@@ -643,6 +736,43 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn modi_headers_follow_the_e_service_configuration() {
+        use crate::config::{AuditPattern, RequestIntegrity};
+        let mut c = config();
+        let doc = document(Eservice::Anagrafe, &c);
+        let ok = &doc["paths"]["/residenza"]["post"]["responses"]["200"]["headers"];
+        assert_eq!(ok["Agid-JWT-Signature"]["required"], true, "{ok}");
+        assert_eq!(ok["Digest"]["required"], true);
+        assert!(
+            doc["paths"]["/residenza"]["post"]["responses"]["401"]["headers"]
+                .get("Agid-JWT-Signature")
+                .is_none()
+        );
+        assert!(doc["paths"]["/residenza"]["post"]
+            .get("parameters")
+            .is_none());
+
+        c.eservices.anagrafe.modi.sign_responses = false;
+        c.eservices.anagrafe.modi.request_integrity = RequestIntegrity::IntegrityRest02;
+        c.eservices.anagrafe.modi.audit = AuditPattern::AuditRest02;
+        let doc = document(Eservice::Anagrafe, &c);
+        let op = &doc["paths"]["/residenza"]["post"];
+        assert!(op["responses"]["200"]["headers"]
+            .get("Agid-JWT-Signature")
+            .is_none());
+        let names: Vec<&str> = op["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["Digest", "Agid-JWT-Signature", "Agid-JWT-TrackingEvidence"]
+        );
     }
 
     #[test]
