@@ -306,6 +306,16 @@ pub struct EservicesConfig {
     pub tributi: EserviceConfig,
 }
 
+impl EservicesConfig {
+    /// The configuration of one e-service.
+    pub fn get(&self, eservice: eservices::Eservice) -> &EserviceConfig {
+        match eservice {
+            eservices::Eservice::Anagrafe => &self.anagrafe,
+            eservices::Eservice::Tributi => &self.tributi,
+        }
+    }
+}
+
 /// One published e-service: where consumers reach it and what its vouchers must say.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

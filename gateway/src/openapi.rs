@@ -73,18 +73,11 @@ fn generated(eservice: Eservice) -> Value {
         .expect("utoipa's OpenApi model serialises to JSON (string keys, no non-finite numbers)")
 }
 
-fn eservice_config(config: &Config, eservice: Eservice) -> &EserviceConfig {
-    match eservice {
-        Eservice::Anagrafe => &config.eservices.anagrafe,
-        Eservice::Tributi => &config.eservices.tributi,
-    }
-}
-
 /// The complete OpenAPI document of one e-service, for a configuration.
 pub fn document(eservice: Eservice, config: &Config) -> Value {
     let mut base = generated(eservice);
     let id = identity(eservice);
-    let published = eservice_config(config, eservice);
+    let published = config.eservices.get(eservice);
 
     let base_info = base.get("info").cloned().unwrap_or(Value::Null);
     let title = base_info["title"].as_str().unwrap_or(eservice.id());

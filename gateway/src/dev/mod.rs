@@ -12,7 +12,6 @@ use crate::config::{ClientConfig, Config, FruizioneConfig};
 use crate::pdnd::authority::{Authority, AuthorityConfig, RegisteredClient, RegisteredPurpose};
 use crate::provider::purpose::{Purpose, PurposeFile, PurposeState};
 use data_dir::DataDir;
-use eservices::Eservice;
 
 /// The authority for a data directory and configuration: it signs with the directory's key
 /// and knows the sample client, registered for every sample purpose.
@@ -21,10 +20,7 @@ pub fn authority(config: &Config, data: &DataDir) -> Authority {
     let purposes = sample::PURPOSES
         .iter()
         .map(|p| {
-            let eservice = match p.eservice {
-                Eservice::Anagrafe => &config.eservices.anagrafe,
-                Eservice::Tributi => &config.eservices.tributi,
-            };
+            let eservice = config.eservices.get(p.eservice);
             RegisteredPurpose {
                 purpose_id: p.purpose_id.to_owned(),
                 eservice_id: eservice.eservice_id.clone().unwrap_or_default(),
@@ -143,10 +139,7 @@ pub fn purposes_toml(config: &Config) -> String {
     let purposes = sample::PURPOSES
         .iter()
         .map(|p| {
-            let eservice = match p.eservice {
-                Eservice::Anagrafe => &config.eservices.anagrafe,
-                Eservice::Tributi => &config.eservices.tributi,
-            };
+            let eservice = config.eservices.get(p.eservice);
             let operations = eservices::Operation::all()
                 .iter()
                 .filter(|o| o.eservice() == p.eservice)
