@@ -110,3 +110,41 @@ where
 pub(crate) fn key<T: Serialize>(request: &T) -> String {
     serde_json::to_string(request).unwrap_or_default()
 }
+
+/// The error answers every lookup operation shares, for the OpenAPI annotations
+/// (`responses((status = 200, ...), (status = 404, ...), LookupErrors)`); the answers themselves
+/// are built where the errors happen.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum LookupErrors {
+    #[response(
+        status = 400,
+        description = "Invalid request body",
+        content_type = "application/problem+json"
+    )]
+    BadRequest(crate::problem::Problem),
+    #[response(
+        status = 413,
+        description = "Body over 16 KiB",
+        content_type = "application/problem+json"
+    )]
+    TooLarge(crate::problem::Problem),
+    #[response(
+        status = 415,
+        description = "Body not application/json",
+        content_type = "application/problem+json"
+    )]
+    UnsupportedMediaType(crate::problem::Problem),
+    #[response(
+        status = 500,
+        description = "Internal error",
+        content_type = "application/problem+json"
+    )]
+    Internal(crate::problem::Problem),
+    #[response(
+        status = 503,
+        description = "Data store unavailable",
+        content_type = "application/problem+json"
+    )]
+    Unavailable(crate::problem::Problem),
+}

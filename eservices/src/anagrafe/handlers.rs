@@ -3,7 +3,7 @@
 
 use super::model::*;
 use crate::body::ValidJson;
-use crate::handler::{answer, key};
+use crate::handler::{answer, key, LookupErrors};
 use crate::problem::Problem;
 use crate::store::Persona;
 use crate::{EserviceState, Operation};
@@ -21,12 +21,8 @@ use actix_web::{post, web, HttpResponse};
                 ("X-Cache" = String, description = "`hit` when the answer came from the gateway's cache, `miss` otherwise"),
                 ("Cache-Control" = String, description = "Always `no-store`: the answer carries personal data, no cache may keep it"),
             )),
-        (status = 400, description = "Invalid request body", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown subject", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Internal error", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Data store unavailable", body = Problem, content_type = "application/problem+json"),
+        LookupErrors,
     )
 )]
 #[post("/residenza")]
@@ -71,12 +67,8 @@ pub async fn residenza(
                 ("X-Cache" = String, description = "`hit` when the answer came from the gateway's cache, `miss` otherwise"),
                 ("Cache-Control" = String, description = "Always `no-store`: the answer carries personal data, no cache may keep it"),
             )),
-        (status = 400, description = "Invalid request body", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown subject", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Internal error", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Data store unavailable", body = Problem, content_type = "application/problem+json"),
+        LookupErrors,
     )
 )]
 #[post("/generalita")]
@@ -127,12 +119,8 @@ pub async fn generalita(
                 ("X-Cache" = String, description = "`hit` when the answer came from the gateway's cache, `miss` otherwise"),
                 ("Cache-Control" = String, description = "Always `no-store`: the answer carries personal data, no cache may keep it"),
             )),
-        (status = 400, description = "Invalid request body", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown subject, or not in a family of the comune", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Internal error", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Data store unavailable", body = Problem, content_type = "application/problem+json"),
+        LookupErrors,
     )
 )]
 #[post("/stato-famiglia")]
@@ -177,12 +165,8 @@ pub async fn stato_famiglia(
                 ("X-Cache" = String, description = "`hit` when the answer came from the gateway's cache, `miss` otherwise"),
                 ("Cache-Control" = String, description = "Always `no-store`: the answer carries personal data, no cache may keep it"),
             )),
-        (status = 400, description = "Invalid request body", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown subject", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Internal error", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Data store unavailable", body = Problem, content_type = "application/problem+json"),
+        LookupErrors,
     )
 )]
 #[post("/esistenza-in-vita")]
@@ -223,12 +207,8 @@ pub async fn esistenza_in_vita(
                 ("X-Cache" = String, description = "`hit` when the answer came from the gateway's cache, `miss` otherwise"),
                 ("Cache-Control" = String, description = "Always `no-store`: the answer carries personal data, no cache may keep it"),
             )),
-        (status = 400, description = "Invalid request body", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown subject", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Internal error", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Data store unavailable", body = Problem, content_type = "application/problem+json"),
+        LookupErrors,
     )
 )]
 #[post("/verifica-residenza")]

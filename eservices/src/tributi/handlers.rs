@@ -3,7 +3,7 @@
 
 use super::model::*;
 use crate::body::ValidJson;
-use crate::handler::{answer, key};
+use crate::handler::{answer, key, LookupErrors};
 use crate::problem::Problem;
 use crate::wire::Importo;
 use crate::{EserviceState, Operation};
@@ -21,12 +21,8 @@ use actix_web::{post, web, HttpResponse};
                 ("X-Cache" = String, description = "`hit` when the answer came from the gateway's cache, `miss` otherwise"),
                 ("Cache-Control" = String, description = "Always `no-store`: the answer carries personal data, no cache may keep it"),
             )),
-        (status = 400, description = "Invalid request body", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown subject", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Internal error", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Data store unavailable", body = Problem, content_type = "application/problem+json"),
+        LookupErrors,
     )
 )]
 #[post("/imu/posizione")]
@@ -75,12 +71,8 @@ pub async fn imu_posizione(
                 ("X-Cache" = String, description = "`hit` when the answer came from the gateway's cache, `miss` otherwise"),
                 ("Cache-Control" = String, description = "Always `no-store`: the answer carries personal data, no cache may keep it"),
             )),
-        (status = 400, description = "Invalid request body", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown subject", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Internal error", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Data store unavailable", body = Problem, content_type = "application/problem+json"),
+        LookupErrors,
     )
 )]
 #[post("/tari/posizione")]
@@ -135,12 +127,8 @@ pub async fn tari_posizione(
                 ("X-Cache" = String, description = "`hit` when the answer came from the gateway's cache, `miss` otherwise"),
                 ("Cache-Control" = String, description = "Always `no-store`: the answer carries personal data, no cache may keep it"),
             )),
-        (status = 400, description = "Invalid request body", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown subject", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Internal error", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Data store unavailable", body = Problem, content_type = "application/problem+json"),
+        LookupErrors,
     )
 )]
 #[post("/regolarita")]
@@ -176,12 +164,8 @@ pub async fn regolarita(
                 ("X-Cache" = String, description = "`hit` when the answer came from the gateway's cache, `miss` otherwise"),
                 ("Cache-Control" = String, description = "Always `no-store`: the answer carries personal data, no cache may keep it"),
             )),
-        (status = 400, description = "Invalid request body", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown subject", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Internal error", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Data store unavailable", body = Problem, content_type = "application/problem+json"),
+        LookupErrors,
     )
 )]
 #[post("/pagamenti")]
