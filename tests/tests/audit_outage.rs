@@ -21,10 +21,8 @@ async fn audit_on_postgres_outage_gives_503_then_recovers() {
         .post("/anagrafe/v1/residenza", Some(&voucher), &body)
         .await;
     assert_eq!(resp.status(), StatusCode::OK);
-    let id = resp
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
+    let id = e2e::header(&resp, "x-request-id")
+        .as_deref()
         .expect("request id")
         .to_owned();
     // The record is in PostgreSQL.
@@ -44,9 +42,7 @@ async fn audit_on_postgres_outage_gives_503_then_recovers() {
         .await;
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
-        resp.headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok()),
+        e2e::header(&resp, "content-type").as_deref(),
         Some("application/problem+json")
     );
     let text = resp.text().await.expect("body");

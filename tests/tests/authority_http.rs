@@ -37,9 +37,7 @@ async fn post(h: &Harness, body: &TokenRequest) -> reqwest::Response {
 async fn assert_pdnd_refusal(resp: reqwest::Response) {
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     assert_eq!(
-        resp.headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok()),
+        e2e::header(&resp, "content-type").as_deref(),
         Some("application/problem+json")
     );
     let body: Value = resp.json().await.expect("json");
@@ -57,9 +55,7 @@ async fn token_endpoint_issues_pdnd_shaped_answers() {
     .await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(
-        resp.headers()
-            .get("cache-control")
-            .and_then(|v| v.to_str().ok()),
+        e2e::header(&resp, "cache-control").as_deref(),
         Some("no-cache, no-store")
     );
     let body: Value = resp.json().await.expect("json");

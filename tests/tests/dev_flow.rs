@@ -22,9 +22,7 @@ async fn voucher_then_residenza_then_tampered() {
         .await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(
-        resp.headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok()),
+        e2e::header(&resp, "content-type").as_deref(),
         Some("application/json")
     );
     let body: Value = resp.json().await.expect("json");
@@ -51,9 +49,7 @@ async fn voucher_then_residenza_then_tampered() {
         .await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
-        resp.headers()
-            .get("www-authenticate")
-            .and_then(|v| v.to_str().ok()),
+        e2e::header(&resp, "www-authenticate").as_deref(),
         Some("Bearer realm=\"pdnd-gateway\", error=\"invalid_token\"")
     );
 }
@@ -83,9 +79,7 @@ async fn bad_and_unknown_codice_fiscale() {
             .await;
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
         assert_eq!(
-            resp.headers()
-                .get("content-type")
-                .and_then(|v| v.to_str().ok()),
+            e2e::header(&resp, "content-type").as_deref(),
             Some("application/problem+json")
         );
         let body: Value = resp.json().await.expect("problem");
@@ -111,9 +105,7 @@ async fn bad_and_unknown_codice_fiscale() {
         .await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     assert_eq!(
-        resp.headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok()),
+        e2e::header(&resp, "content-type").as_deref(),
         Some("application/problem+json")
     );
 }
@@ -129,9 +121,7 @@ async fn status_request_id_and_unknown_paths() {
         let resp = h.http.get(&url).send().await.expect("status");
         assert_eq!(resp.status(), StatusCode::OK, "{url}");
         assert_eq!(
-            resp.headers()
-                .get("content-type")
-                .and_then(|v| v.to_str().ok()),
+            e2e::header(&resp, "content-type").as_deref(),
             Some("application/problem+json")
         );
         let body: Value = resp.json().await.expect("json");
@@ -146,9 +136,7 @@ async fn status_request_id_and_unknown_paths() {
         .await
         .expect("status");
     assert_eq!(
-        resp.headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok()),
+        e2e::header(&resp, "x-request-id").as_deref(),
         Some("abc-123")
     );
     let resp = h
@@ -158,10 +146,8 @@ async fn status_request_id_and_unknown_paths() {
         .send()
         .await
         .expect("status");
-    let id = resp
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
+    let id = e2e::header(&resp, "x-request-id")
+        .as_deref()
         .unwrap_or("")
         .to_owned();
     assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
@@ -177,9 +163,7 @@ async fn status_request_id_and_unknown_paths() {
         .expect("get");
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     assert_eq!(
-        resp.headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok()),
+        e2e::header(&resp, "content-type").as_deref(),
         Some("application/problem+json")
     );
 }

@@ -172,9 +172,8 @@ fn expectations() -> SignatureExpectations {
 }
 
 fn content_type(resp: &reqwest::Response) -> String {
-    resp.headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
+    e2e::header(resp, "content-type")
+        .as_deref()
         .unwrap_or("")
         .to_owned()
 }

@@ -10,9 +10,8 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 fn content_type(resp: &reqwest::Response) -> String {
-    resp.headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
+    e2e::header(resp, "content-type")
+        .as_deref()
         .unwrap_or("")
         .to_owned()
 }
@@ -267,12 +266,7 @@ async fn remote_failures_and_concurrency_limit() {
     }
     let resp = refused.expect("a second call while the slot is taken is refused");
     assert_eq!(content_type(&resp), "application/problem+json");
-    assert_eq!(
-        resp.headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok()),
-        Some("1")
-    );
+    assert_eq!(e2e::header(&resp, "retry-after").as_deref(), Some("1"));
     assert_eq!(first.await.expect("join"), StatusCode::GATEWAY_TIMEOUT);
     consumer.stop().await;
 }

@@ -20,9 +20,8 @@ async fn get(h: &Harness, path: &str) -> reqwest::Response {
 }
 
 fn content_type(resp: &reqwest::Response) -> String {
-    resp.headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
+    e2e::header(resp, "content-type")
+        .as_deref()
         .unwrap_or_default()
         .to_owned()
 }
@@ -165,7 +164,7 @@ async fn docs_page_works_offline_from_the_binary() {
         .expect("request sent");
     assert!(resp.status().is_redirection(), "{}", resp.status());
     assert_eq!(
-        resp.headers().get("location").and_then(|v| v.to_str().ok()),
+        e2e::header(&resp, "location").as_deref(),
         Some(openapi::DOCS_PATH)
     );
 }

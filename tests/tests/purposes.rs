@@ -12,10 +12,8 @@ use std::time::Duration;
 async fn call(h: &Harness, path: &str, token: &str, body: &Value) -> (StatusCode, Value) {
     let resp = h.post(path, Some(token), body).await;
     let status = resp.status();
-    let ctype = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
+    let ctype = e2e::header(&resp, "content-type")
+        .as_deref()
         .unwrap_or("")
         .to_owned();
     let body: Value = resp.json().await.unwrap_or(Value::Null);

@@ -201,16 +201,12 @@ async fn rejected_vouchers_get_401_problem_with_challenge() {
     for (name, auth) in &cases {
         let resp = call(&h, auth.clone(), &cf).await;
         let status = resp.status();
-        let challenge = resp
-            .headers()
-            .get("www-authenticate")
-            .and_then(|v| v.to_str().ok())
+        let challenge = e2e::header(&resp, "www-authenticate")
+            .as_deref()
             .unwrap_or("")
             .to_owned();
-        let ctype = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
+        let ctype = e2e::header(&resp, "content-type")
+            .as_deref()
             .unwrap_or("")
             .to_owned();
         let body: Value = resp.json().await.unwrap_or(Value::Null);

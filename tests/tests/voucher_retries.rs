@@ -228,9 +228,7 @@ async fn proxy_with_token_endpoint_down() {
     let resp = cold.call("anagrafe-remota", "residenza", &body).await;
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
-        resp.headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok()),
+        e2e::header(&resp, "content-type").as_deref(),
         Some("application/problem+json")
     );
     assert!(resp.headers().get("retry-after").is_some());
