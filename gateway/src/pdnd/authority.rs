@@ -1705,44 +1705,44 @@ mod tests {
 
     #[test]
     fn m2m_verification_refuses_e_service_vouchers_and_forgeries() {
-        let authority = api_authority();
-        let consumer = authority
+        let api = api_authority();
+        let consumer = api
             .issue(&request(forge(&header(), &claims())), NOW)
             .unwrap()
             .access_token;
         assert_eq!(
-            authority.verify_m2m_voucher(&consumer, NOW),
+            api.verify_m2m_voucher(&consumer, NOW),
             Err(M2mRefusal::Audience(Some(
                 "https://comune.example/anagrafe/v1,anagrafe-v1".into()
             )))
         );
-        let token = m2m_voucher(&authority, NOW);
+        let token = m2m_voucher(&api, NOW);
         // Same claims, signed by someone else under the authority's kid.
         let (h, c) = decode_unverified(&token).unwrap();
         let forged = jws::sign_rs256(&h, &c, test_keys::stranger()).unwrap();
         assert_eq!(
-            authority.verify_m2m_voucher(&forged, NOW),
+            api.verify_m2m_voucher(&forged, NOW),
             Err(M2mRefusal::Signature)
         );
         let mut wrong_role = c.clone();
         wrong_role["role"] = json!("admin");
         let wrong_role = jws::sign_rs256(&h, &wrong_role, test_keys::authority()).unwrap();
         assert_eq!(
-            authority.verify_m2m_voucher(&wrong_role, NOW),
+            api.verify_m2m_voucher(&wrong_role, NOW),
             Err(M2mRefusal::Role(Some("admin".into())))
         );
         assert!(matches!(
-            authority.verify_m2m_voucher("not-a-token", NOW),
+            api.verify_m2m_voucher("not-a-token", NOW),
             Err(M2mRefusal::Malformed(_))
         ));
         // An authority without API clients accepts no bearer at all.
         assert_eq!(
-            super::tests::authority().verify_m2m_voucher(&token, NOW),
+            authority().verify_m2m_voucher(&token, NOW),
             Err(M2mRefusal::NotConfigured)
         );
         // The API client's key is served like any client key.
         let kid = test_keys::stranger().kid();
-        assert_eq!(authority.client_key(&kid).unwrap()["kid"], kid.as_str());
+        assert_eq!(api.client_key(&kid).unwrap()["kid"], kid.as_str());
     }
 
     #[test]
