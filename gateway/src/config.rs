@@ -277,6 +277,14 @@ pub struct PdndConfig {
     /// Where a consumer's PDND-registered key is looked up by kid (ModI INTEGRITY_REST_02).
     #[serde(default)]
     pub keys_url: Option<String>,
+    /// The clientId of the comune's "API Interop" (M2M) client on PDND. The PDND API (hence
+    /// `keys_url`) answers only a voucher of such a client, obtained without `purposeId`.
+    /// Set together with `api_key_file`; neither in dev without authentication.
+    #[serde(default)]
+    pub api_client_id: Option<String>,
+    /// The PEM private key of the API Interop client (the public half registered on PDND).
+    #[serde(default)]
+    pub api_key_file: Option<PathBuf>,
     /// How long a fetched JWKS is trusted before it is fetched again.
     #[serde(default = "default_jwks_ttl")]
     pub jwks_cache_ttl_secs: u64,
@@ -651,6 +659,35 @@ impl Config {
         check_http_url("pdnd.jwks_url", &self.pdnd.jwks_url)?;
         if let Some(keys_url) = &self.pdnd.keys_url {
             check_http_url("pdnd.keys_url", keys_url)?;
+        }
+        match (&self.pdnd.api_client_id, &self.pdnd.api_key_file) {
+            (None, None) => {}
+            (Some(id), Some(file)) => {
+                if uuid::Uuid::parse_str(id).is_err() {
+                    return invalid(
+                        "pdnd.api_client_id",
+                        "must be the clientId of the PDND API Interop client, a UUID",
+                    );
+                }
+                if file.as_os_str().is_empty() {
+                    return invalid(
+                        "pdnd.api_key_file",
+                        "must name the client's private key file",
+                    );
+                }
+            }
+            (Some(_), None) => {
+                return invalid(
+                    "pdnd.api_key_file",
+                    "must be set together with pdnd.api_client_id",
+                )
+            }
+            (None, Some(_)) => {
+                return invalid(
+                    "pdnd.api_client_id",
+                    "must be set together with pdnd.api_key_file",
+                )
+            }
         }
         if self.pdnd.client_assertion_audience.trim().is_empty() {
             return invalid("pdnd.client_assertion_audience", "must not be empty");
@@ -1499,6 +1536,45 @@ mod tests {
         let bad = DEV_TOML.replace("sign_responses = true", "sign_responses = \"yes\"");
         let err = Config::from_toml_str(&bad).unwrap_err().to_string();
         assert!(err.contains("sign_responses"), "{err}");
+    }
+
+    #[test]
+    fn api_client_is_both_keys_or_neither() {
+        let err = |c: Config| c.validate().unwrap_err().to_string();
+        let mut c = dev();
+        c.pdnd.api_client_id = None;
+        c.pdnd.api_key_file = None;
+        c.validate().expect("valid without an API client");
+        let mut c = dev();
+        c.pdnd.api_client_id = Some("a7c1e2d3-4b5f-4a6e-8d7c-9b0a1c2d3e4f".into());
+        c.pdnd.api_key_file = Some("api-client-key.pem".into());
+        c.validate().expect("valid with both");
+        let mut c = dev();
+        c.pdnd.api_client_id = Some("a7c1e2d3-4b5f-4a6e-8d7c-9b0a1c2d3e4f".into());
+        c.pdnd.api_key_file = None;
+        assert!(err(c).contains("`pdnd.api_key_file`"));
+        let mut c = dev();
+        c.pdnd.api_client_id = None;
+        c.pdnd.api_key_file = Some("api-client-key.pem".into());
+        assert!(err(c).contains("`pdnd.api_client_id`"));
+        let mut c = dev();
+        c.pdnd.api_client_id = Some("not-a-uuid".into());
+        c.pdnd.api_key_file = Some("api-client-key.pem".into());
+        let e = err(c);
+        assert!(
+            e.contains("`pdnd.api_client_id`") && e.contains("UUID"),
+            "{e}"
+        );
+        let toml = DEV_TOML.replace(
+            "[pdnd]\n",
+            "[pdnd]\napi_client_id = \"a7c1e2d3-4b5f-4a6e-8d7c-9b0a1c2d3e4f\"\napi_key_file = \"k.pem\"\n",
+        );
+        let c = Config::from_toml_str(&toml).unwrap();
+        assert_eq!(
+            c.pdnd.api_client_id.as_deref(),
+            Some("a7c1e2d3-4b5f-4a6e-8d7c-9b0a1c2d3e4f")
+        );
+        assert_eq!(c.pdnd.api_key_file, Some(PathBuf::from("k.pem")));
     }
 
     #[test]

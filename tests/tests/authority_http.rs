@@ -128,9 +128,28 @@ async fn jwks_and_key_lookup() {
         .collect();
     assert!(kids.contains(&h.authority_kid().as_str()), "{jwks}");
     let client_kid = h.env.data.client.kid.clone();
+    // Like the PDND API, /keys answers the voucher of the API Interop client `dev` registers.
+    let api = &h.env.data.api_client;
+    let builder = ClientAssertionBuilder {
+        client_id: api.client_id.clone(),
+        audience: h.env.config.pdnd.client_assertion_audience.clone(),
+        purpose_id: None,
+        digest: None,
+        lifetime_secs: 300,
+    };
+    let signed = builder
+        .sign(&h.env.data.api_client_key, e2e::now())
+        .expect("signed");
+    let m2m: Value = post(&h, &TokenRequest::new(&api.client_id, &signed))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let bearer = format!("Bearer {}", m2m["access_token"].as_str().expect("token"));
     let resp = h
         .http
         .get(h.authority(&format!("/keys/{client_kid}")))
+        .header("authorization", &bearer)
         .send()
         .await
         .expect("get");
@@ -141,6 +160,7 @@ async fn jwks_and_key_lookup() {
     let resp = h
         .http
         .get(h.authority("/keys/unknown"))
+        .header("authorization", &bearer)
         .send()
         .await
         .expect("get");

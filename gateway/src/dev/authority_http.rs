@@ -2,7 +2,9 @@
 //!
 //! Same paths and answers as the real one: `POST /token.oauth2` (form fields),
 //! `GET /.well-known/jwks.json`, and `GET /keys/{kid}` (a client's registered key, which ModI
-//! INTEGRITY_REST_02 needs). A refused request gets PDND's opaque 400 `015-0008` body, exactly
+//! INTEGRITY_REST_02 needs). Like the PDND API, `/keys/{kid}` answers only a caller holding a
+//! valid M2M voucher of this authority (an API Interop client's, obtained without purposeId);
+//! anything else gets 401 problem+json. A refused request gets PDND's opaque 400 `015-0008` body, exactly
 //! like production; unlike production, the log line says which rule failed and why.
 //!
 //! It also counts token requests ([`TokenStats`], `GET /stats`): the proxy's promise of one
@@ -85,11 +87,39 @@ async fn jwks(authority: web::Data<Authority>) -> HttpResponse {
         .json(authority.jwks())
 }
 
+/// The PDND API's refusal of a caller without a valid M2M voucher.
+fn api_unauthorized(path: &str, error: Option<&str>) -> HttpResponse {
+    let challenge = match error {
+        Some(code) => format!("Bearer error=\"{code}\""),
+        None => "Bearer".to_owned(),
+    };
+    let problem = crate::problem::Problem::new(actix_web::http::StatusCode::UNAUTHORIZED)
+        .with_detail("The PDND API requires the voucher of an API Interop (M2M) client.")
+        .with_instance(path);
+    let mut builder = problem.response_builder();
+    builder.insert_header((header::WWW_AUTHENTICATE, challenge));
+    problem.into_response_with(builder)
+}
+
 async fn client_key(
     authority: web::Data<Authority>,
     kid: web::Path<String>,
     req: HttpRequest,
 ) -> HttpResponse {
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")));
+    let token = match bearer {
+        None => return api_unauthorized(req.path(), None),
+        Some(None) => return api_unauthorized(req.path(), Some("invalid_request")),
+        Some(Some(token)) => token.trim(),
+    };
+    let now = chrono::Utc::now().timestamp();
+    if let Err(reason) = authority.verify_m2m_voucher(token, now) {
+        tracing::warn!(%reason, path = req.path(), "PDND API call refused: not a valid M2M voucher");
+        return api_unauthorized(req.path(), Some("invalid_token"));
+    }
     match authority.client_key(&kid) {
         Some(jwk) => HttpResponse::Ok().json(jwk),
         None => crate::problem::Problem::not_found("No key with this kid is registered.")

@@ -31,7 +31,8 @@ pub const MODI_DIR: &str = "modi";
 /// The common name of the dev signing certificates.
 pub const MODI_COMMON_NAME: &str = "localhost";
 
-/// The sample consumer client, as stored in `client.json`.
+/// A dev PDND client, as stored in `client.json` (the sample consumer client) or
+/// `api-client.json` (the comune's API Interop client).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DevClient {
@@ -47,6 +48,9 @@ pub struct DataDir {
     pub authority_key: RsaPrivateKey,
     pub client: DevClient,
     pub client_key: RsaPrivateKey,
+    /// The comune's API Interop (M2M) client: its voucher opens the authority's `/keys/{kid}`.
+    pub api_client: DevClient,
+    pub api_client_key: RsaPrivateKey,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DataDirError + '_ {
@@ -83,48 +87,60 @@ fn load_or_create_key(path: &Path) -> Result<RsaPrivateKey, DataDirError> {
     Ok(key)
 }
 
+/// The client described by `root/json_name`, created (new clientId, key in `root/key_name`)
+/// when the file is missing.
+fn load_or_create_client(
+    root: &Path,
+    json_name: &str,
+    key_name: &str,
+) -> Result<(DevClient, RsaPrivateKey), DataDirError> {
+    let client_path = root.join(json_name);
+    if client_path.exists() {
+        let text = fs::read_to_string(&client_path).map_err(io(&client_path))?;
+        let client: DevClient =
+            serde_json::from_str(&text).map_err(|e| DataDirError::ClientFile {
+                path: client_path.clone(),
+                reason: e.to_string(),
+            })?;
+        let key = load_or_create_key(&root.join(&client.key_file))?;
+        if key.kid() != client.kid {
+            return Err(DataDirError::ClientFile {
+                path: client_path,
+                reason: "its kid does not match the key file".into(),
+            });
+        }
+        return Ok((client, key));
+    }
+    let key_file = key_name.to_owned();
+    let key = load_or_create_key(&root.join(&key_file))?;
+    let client = DevClient {
+        client_id: uuid::Uuid::new_v4().to_string(),
+        kid: key.kid(),
+        key_file,
+    };
+    let text = serde_json::to_string_pretty(&client).map_err(|e| DataDirError::ClientFile {
+        path: client_path.clone(),
+        reason: e.to_string(),
+    })?;
+    fs::write(&client_path, text).map_err(io(&client_path))?;
+    Ok((client, key))
+}
+
 impl DataDir {
     /// Opens the directory, creating what is missing.
     pub fn prepare(root: &Path) -> Result<DataDir, DataDirError> {
         fs::create_dir_all(root).map_err(io(root))?;
         let authority_key = load_or_create_key(&root.join("authority-key.pem"))?;
-        let client_path = root.join("client.json");
-        let (client, client_key) = if client_path.exists() {
-            let text = fs::read_to_string(&client_path).map_err(io(&client_path))?;
-            let client: DevClient =
-                serde_json::from_str(&text).map_err(|e| DataDirError::ClientFile {
-                    path: client_path.clone(),
-                    reason: e.to_string(),
-                })?;
-            let key = load_or_create_key(&root.join(&client.key_file))?;
-            if key.kid() != client.kid {
-                return Err(DataDirError::ClientFile {
-                    path: client_path,
-                    reason: "its kid does not match the key file".into(),
-                });
-            }
-            (client, key)
-        } else {
-            let key_file = "client-key.pem".to_owned();
-            let key = load_or_create_key(&root.join(&key_file))?;
-            let client = DevClient {
-                client_id: uuid::Uuid::new_v4().to_string(),
-                kid: key.kid(),
-                key_file,
-            };
-            let text =
-                serde_json::to_string_pretty(&client).map_err(|e| DataDirError::ClientFile {
-                    path: client_path.clone(),
-                    reason: e.to_string(),
-                })?;
-            fs::write(&client_path, text).map_err(io(&client_path))?;
-            (client, key)
-        };
+        let (client, client_key) = load_or_create_client(root, "client.json", "client-key.pem")?;
+        let (api_client, api_client_key) =
+            load_or_create_client(root, "api-client.json", "api-client-key.pem")?;
         Ok(DataDir {
             root: root.to_owned(),
             authority_key,
             client,
             client_key,
+            api_client,
+            api_client_key,
         })
     }
 
@@ -236,6 +252,11 @@ mod tests {
         assert_eq!(first.client_key.kid(), second.client_key.kid());
         assert_eq!(first.authority_key.kid(), second.authority_key.kid());
         assert_ne!(first.authority_key.kid(), first.client_key.kid());
+        assert_eq!(first.api_client.client_id, second.api_client.client_id);
+        assert_eq!(first.api_client_key.kid(), second.api_client_key.kid());
+        assert_eq!(first.api_client.kid, first.api_client_key.kid());
+        assert_ne!(first.api_client.client_id, first.client.client_id);
+        assert_ne!(first.api_client_key.kid(), first.client_key.kid());
         let key = first.internal_api_key().unwrap();
         assert_eq!(key.len(), 64);
         assert_eq!(second.internal_api_key().unwrap(), key);

@@ -9,12 +9,21 @@ pub mod data_dir;
 pub mod sample;
 
 use crate::config::{ClientConfig, Config, FruizioneConfig};
-use crate::pdnd::authority::{Authority, AuthorityConfig, RegisteredClient, RegisteredPurpose};
+use crate::pdnd::authority::{
+    Authority, AuthorityConfig, RegisteredApiClient, RegisteredClient, RegisteredPurpose,
+};
 use crate::provider::purpose::{Purpose, PurposeFile, PurposeState};
 use data_dir::DataDir;
 
-/// The authority for a data directory and configuration: it signs with the directory's key
-/// and knows the sample client, registered for every sample purpose.
+/// The `aud` of the dev authority's M2M (API Interop) vouchers, e.g. `dev.interop.local/m2m`
+/// (PDND's older M2M audience was `interop.pagopa.it/m2m`).
+pub fn m2m_audience(config: &Config) -> String {
+    format!("{}/m2m", config.dev.authority_issuer)
+}
+
+/// The authority for a data directory and configuration: it signs with the directory's key,
+/// knows the sample client, registered for every sample purpose, and the comune's API Interop
+/// client, whose voucher its `/keys/{kid}` requires.
 pub fn authority(config: &Config, data: &DataDir) -> Authority {
     let producer_id = config.comune.producer_id.clone().unwrap_or_default();
     let purposes = sample::PURPOSES
@@ -46,11 +55,19 @@ pub fn authority(config: &Config, data: &DataDir) -> Authority {
         },
         vec![client],
     )
+    .with_api_clients(
+        m2m_audience(config),
+        vec![RegisteredApiClient {
+            client_id: data.api_client.client_id.clone(),
+            organization_id: producer_id.clone(),
+            public_key: data.api_client_key.public().clone(),
+        }],
+    )
 }
 
 /// Fills in what `dev` derives from the data directory: the database, the comune's own
-/// client (the sample client, so the voucher CLI works with no arguments), and the
-/// authority's issuer as the accepted voucher issuer.
+/// client (the sample client, so the voucher CLI works with no arguments), its API Interop
+/// client (for the key lookups), and the authority's issuer as the accepted voucher issuer.
 pub fn complete_config(config: &mut Config, data: &DataDir) -> Result<(), DevError> {
     if config.database.url.is_empty() {
         config.database.url = data.database_url();
@@ -71,6 +88,10 @@ pub fn complete_config(config: &mut Config, data: &DataDir) -> Result<(), DevErr
         config.fruizioni.push(sample_fruizione(config));
     }
     complete_modi(config, data)?;
+    if config.pdnd.api_client_id.is_none() && config.pdnd.api_key_file.is_none() {
+        config.pdnd.api_client_id = Some(data.api_client.client_id.clone());
+        config.pdnd.api_key_file = Some(data.root.join(&data.api_client.key_file));
+    }
     if config.client.is_none() {
         config.client = Some(ClientConfig {
             client_id: data.client.client_id.clone(),

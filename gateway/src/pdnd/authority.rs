@@ -43,6 +43,17 @@ pub struct RegisteredClient {
     pub purposes: Vec<RegisteredPurpose>,
 }
 
+/// An "API Interop" (M2M) client: it calls the PDND API (e.g. `GET /keys/{kid}`), not an
+/// e-service, so its assertions carry no `purposeId` and its vouchers name its organisation
+/// and role instead of a purpose (interopTokenService.generateInteropApiToken).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisteredApiClient {
+    pub client_id: String,
+    /// The tenant the client belongs to: the voucher's `organizationId`.
+    pub organization_id: String,
+    pub public_key: RsaPublicKey,
+}
+
 /// What the authority is: its issuer name, the assertion audiences it answers to, and how long
 /// its vouchers last (on PDND, the producer's descriptor voucher lifespan).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -259,6 +270,63 @@ struct VoucherClaims<'a> {
     descriptor_id: &'a str,
 }
 
+/// The claims PDND puts in an API Interop voucher (generateInteropApiToken): no purpose, no
+/// e-service, the caller's organisation and role instead.
+#[derive(Serialize)]
+struct M2mVoucherClaims<'a> {
+    jti: String,
+    iss: &'a str,
+    aud: &'a str,
+    sub: &'a str,
+    iat: i64,
+    nbf: i64,
+    exp: i64,
+    client_id: &'a str,
+    #[serde(rename = "organizationId")]
+    organization_id: &'a str,
+    role: &'static str,
+}
+
+/// The `role` of an API Interop voucher of an ordinary (non-admin) M2M client.
+pub const M2M_ROLE: &str = "m2m";
+
+/// The caller named by a valid M2M voucher of this authority.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct M2mCaller {
+    pub client_id: String,
+    pub organization_id: String,
+}
+
+/// Why a bearer token is not a valid M2M voucher of this authority (what the PDND API answers
+/// with 401).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum M2mRefusal {
+    #[error("the authority has no API clients, so it issues no M2M vouchers")]
+    NotConfigured,
+    #[error("not a compact JWS: {0}")]
+    Malformed(String),
+    #[error("header {member} is {found:?}, expected {expected}")]
+    Header {
+        member: &'static str,
+        expected: String,
+        found: Option<String>,
+    },
+    #[error("the signature does not verify with the authority's key")]
+    Signature,
+    #[error("iss {0:?} is not this authority")]
+    Issuer(Option<String>),
+    #[error("aud {0:?} is not the M2M audience (an e-service voucher does not open the PDND API)")]
+    Audience(Option<String>),
+    #[error("role {0:?} is not an M2M role")]
+    Role(Option<String>),
+    #[error("claim {0} missing or not of the expected type")]
+    Claim(&'static str),
+    #[error("expired")]
+    Expired,
+    #[error("not valid yet (nbf in the future)")]
+    NotBefore,
+}
+
 /// A client assertion whose claims passed step 3 (nothing verified yet).
 struct DecodedAssertion<'a> {
     signing_input: &'a str,
@@ -279,6 +347,10 @@ pub struct Authority {
     config: AuthorityConfig,
     /// Each client with the thumbprint of its key, the `kid` its assertions must carry.
     clients: Vec<(String, RegisteredClient)>,
+    /// API Interop clients, each with the thumbprint of its key.
+    api_clients: Vec<(String, RegisteredApiClient)>,
+    /// The `aud` of M2M vouchers (PDND: GENERATED_INTEROP_TOKEN_M2M_AUDIENCE).
+    m2m_audience: Option<String>,
     strict_claims: bool,
 }
 
@@ -298,8 +370,32 @@ impl Authority {
             kid,
             config,
             clients,
+            api_clients: Vec::new(),
+            m2m_audience: None,
             strict_claims: false,
         }
+    }
+
+    /// Also registers API Interop (M2M) clients: they may omit `purposeId` and get vouchers
+    /// with `aud` = `m2m_audience` (e.g. `dev.interop.local/m2m`; on PDND
+    /// `api.interop.pagopa.it/v2`), `organizationId` and `role: "m2m"`, which
+    /// [`Authority::verify_m2m_voucher`] accepts for the PDND API routes.
+    pub fn with_api_clients(
+        mut self,
+        m2m_audience: impl Into<String>,
+        clients: Vec<RegisteredApiClient>,
+    ) -> Self {
+        self.m2m_audience = Some(m2m_audience.into());
+        self.api_clients = clients
+            .into_iter()
+            .map(|c| (c.public_key.thumbprint(), c))
+            .collect();
+        self
+    }
+
+    /// The `aud` of this authority's M2M vouchers, if it has API clients.
+    pub fn m2m_audience(&self) -> Option<&str> {
+        self.m2m_audience.as_deref()
     }
 
     /// Also refuse header members other than `kid, alg, typ` and claims other than `iss, sub,
@@ -324,12 +420,78 @@ impl Authority {
         JwkSet::single(&self.kid, self.signing_key.public())
     }
 
-    /// A registered client's public JWK by `kid` (PDND API `GET /keys/{kid}`).
+    /// A registered client's public JWK by `kid` (PDND API `GET /keys/{kid}`), consumer or
+    /// API client alike.
     pub fn client_key(&self, kid: &str) -> Option<Value> {
         self.clients
             .iter()
             .find(|(k, _)| k == kid)
             .map(|(k, c)| c.public_key.to_jwk(k))
+            .or_else(|| {
+                self.api_clients
+                    .iter()
+                    .find(|(k, _)| k == kid)
+                    .map(|(k, c)| c.public_key.to_jwk(k))
+            })
+    }
+
+    /// Checks a bearer token as the PDND API does before answering: a voucher this authority
+    /// signed (`typ: at+jwt`, RS256, its kid), its issuer, the M2M audience, an M2M role, and
+    /// `nbf`/`exp` against `now` with no tolerance. A consumer (e-service) voucher is refused
+    /// on its audience.
+    pub fn verify_m2m_voucher(&self, token: &str, now: i64) -> Result<M2mCaller, M2mRefusal> {
+        let audience = self
+            .m2m_audience
+            .as_deref()
+            .ok_or(M2mRefusal::NotConfigured)?;
+        let jws =
+            jws::CompactJws::parse(token).map_err(|e| M2mRefusal::Malformed(e.to_string()))?;
+        for (member, expected) in [
+            ("typ", "at+jwt"),
+            ("alg", "RS256"),
+            ("kid", self.kid.as_str()),
+        ] {
+            let found = jws.header_str(member);
+            if found != Some(expected) {
+                return Err(M2mRefusal::Header {
+                    member,
+                    expected: expected.to_owned(),
+                    found: found.map(str::to_owned),
+                });
+            }
+        }
+        if !jws.verify_rs256(self.signing_key.public()) {
+            return Err(M2mRefusal::Signature);
+        }
+        let text = |name: &str| jws.payload.get(name).and_then(Value::as_str);
+        if text("iss") != Some(self.config.issuer.as_str()) {
+            return Err(M2mRefusal::Issuer(text("iss").map(str::to_owned)));
+        }
+        // PDND serialises audiences as one comma-joined string.
+        if !text("aud").is_some_and(|aud| aud.split(',').any(|a| a == audience)) {
+            return Err(M2mRefusal::Audience(text("aud").map(str::to_owned)));
+        }
+        if !matches!(text("role"), Some("m2m" | "m2m-admin")) {
+            return Err(M2mRefusal::Role(text("role").map(str::to_owned)));
+        }
+        let number = |name: &'static str| {
+            jws.payload
+                .get(name)
+                .and_then(Value::as_i64)
+                .ok_or(M2mRefusal::Claim(name))
+        };
+        if number("exp")? <= now {
+            return Err(M2mRefusal::Expired);
+        }
+        if number("nbf")? > now {
+            return Err(M2mRefusal::NotBefore);
+        }
+        let client_id = text("client_id").ok_or(M2mRefusal::Claim("client_id"))?;
+        let organization_id = text("organizationId").ok_or(M2mRefusal::Claim("organizationId"))?;
+        Ok(M2mCaller {
+            client_id: client_id.to_owned(),
+            organization_id: organization_id.to_owned(),
+        })
     }
 
     /// Checks a token request as PDND does and, if every rule holds, issues a voucher.
@@ -350,17 +512,66 @@ impl Authority {
             .clients
             .iter()
             .find(|(kid, c)| c.client_id == client_id && *kid == assertion.kid)
-            .map(|(_, c)| c)
-            .ok_or_else(|| {
-                Rejection::one(AssertionRejection::EntryNotFound {
-                    client_id: client_id.to_owned(),
-                    kid: assertion.kid.clone(),
-                })
-            })?;
+            .map(|(_, c)| c);
+        let Some(client) = client else {
+            // PDND looks the key up by (clientId, kid) for API clients, and generates their
+            // token whatever the assertion says of purposes (validateClientKindAndPlatformState).
+            let api_client = self
+                .api_clients
+                .iter()
+                .find(|(kid, c)| c.client_id == client_id && *kid == assertion.kid)
+                .map(|(_, c)| c)
+                .ok_or_else(|| {
+                    Rejection::one(AssertionRejection::EntryNotFound {
+                        client_id: client_id.to_owned(),
+                        kid: assertion.kid.clone(),
+                    })
+                })?;
+            verify_signature(&assertion, &api_client.public_key, now)?;
+            return self.sign_m2m_voucher(api_client, now);
+        };
 
         verify_signature(&assertion, &client.public_key, now)?;
         let purpose = check_purpose(client, assertion.purpose_id.as_deref())?;
         self.sign_voucher(client, purpose, assertion.digest.as_ref(), now)
+    }
+
+    fn sign_m2m_voucher(
+        &self,
+        client: &RegisteredApiClient,
+        now: i64,
+    ) -> Result<TokenResponse, Rejection> {
+        let audience = self.m2m_audience.as_deref().ok_or_else(|| {
+            Rejection::one(AssertionRejection::VoucherSigning(
+                "API client registered without an M2M audience".to_owned(),
+            ))
+        })?;
+        let header = VoucherHeader {
+            alg: "RS256",
+            use_: "sig",
+            typ: "at+jwt",
+            kid: &self.kid,
+        };
+        let exp = now + self.config.voucher_lifetime_secs;
+        let claims = M2mVoucherClaims {
+            jti: uuid::Uuid::new_v4().to_string(),
+            iss: &self.config.issuer,
+            aud: audience,
+            sub: &client.client_id,
+            iat: now,
+            nbf: now,
+            exp,
+            client_id: &client.client_id,
+            organization_id: &client.organization_id,
+            role: M2M_ROLE,
+        };
+        let access_token = jws::sign_rs256(&header, &claims, &self.signing_key)
+            .map_err(|e| Rejection::one(AssertionRejection::VoucherSigning(e.to_string())))?;
+        Ok(TokenResponse {
+            access_token,
+            token_type: Some("Bearer".to_owned()),
+            expires_in: exp - now,
+        })
     }
 
     fn sign_voucher(
@@ -1368,6 +1579,170 @@ mod tests {
         assert_eq!(jwk["kid"], kid.as_str());
         assert_eq!(jwk["n"], test_keys::client().public().n.as_str());
         assert_eq!(authority.client_key(&test_keys::stranger().kid()), None);
+    }
+
+    // --- API Interop (M2M) clients ---
+
+    const API_CLIENT: &str = "a7c1e2d3-4b5f-4a6e-8d7c-9b0a1c2d3e4f";
+    const ORGANIZATION: &str = "b1a2b3c4-0000-4000-8000-000000000003";
+    const M2M_AUD: &str = "dev.interop.local/m2m";
+
+    fn api_authority() -> Authority {
+        authority().with_api_clients(
+            M2M_AUD,
+            vec![RegisteredApiClient {
+                client_id: API_CLIENT.into(),
+                organization_id: ORGANIZATION.into(),
+                public_key: test_keys::stranger().public().clone(),
+            }],
+        )
+    }
+
+    fn api_builder() -> ClientAssertionBuilder {
+        ClientAssertionBuilder {
+            client_id: API_CLIENT.into(),
+            audience: AUD.into(),
+            purpose_id: None,
+            digest: None,
+            lifetime_secs: 600,
+        }
+    }
+
+    fn m2m_voucher(authority: &Authority, now: i64) -> String {
+        let assertion = api_builder().sign(test_keys::stranger(), now).unwrap();
+        authority
+            .issue(&TokenRequest::new(API_CLIENT, &assertion), now)
+            .expect("an API client needs no purposeId")
+            .access_token
+    }
+
+    #[test]
+    fn api_client_without_purpose_gets_an_m2m_voucher() {
+        let authority = api_authority();
+        let token = m2m_voucher(&authority, NOW);
+        let (header, claims) = decode_unverified(&token).unwrap();
+        assert_eq!(
+            header,
+            json!({"alg": "RS256", "use": "sig", "typ": "at+jwt", "kid": test_keys::authority().kid()})
+        );
+        let claims = claims.as_object().unwrap();
+        let mut names: Vec<&str> = claims.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "aud",
+                "client_id",
+                "exp",
+                "iat",
+                "iss",
+                "jti",
+                "nbf",
+                "organizationId",
+                "role",
+                "sub"
+            ]
+        );
+        assert_eq!(claims["aud"], M2M_AUD);
+        assert_eq!(claims["iss"], "uat.interop.pagopa.it");
+        assert_eq!(claims["sub"], API_CLIENT);
+        assert_eq!(claims["client_id"], API_CLIENT);
+        assert_eq!(claims["organizationId"], ORGANIZATION);
+        assert_eq!(claims["role"], "m2m");
+        assert_eq!(claims["iat"], NOW);
+        assert_eq!(claims["exp"], NOW + 600);
+        assert!(CompactJws::parse(&token)
+            .unwrap()
+            .verify_rs256(test_keys::authority().public()));
+        assert_eq!(
+            authority.verify_m2m_voucher(&token, NOW + 1),
+            Ok(M2mCaller {
+                client_id: API_CLIENT.into(),
+                organization_id: ORGANIZATION.into()
+            })
+        );
+        assert_eq!(
+            authority.verify_m2m_voucher(&token, NOW + 600),
+            Err(M2mRefusal::Expired)
+        );
+        assert_eq!(
+            authority.verify_m2m_voucher(&token, NOW - 1),
+            Err(M2mRefusal::NotBefore)
+        );
+    }
+
+    #[test]
+    fn consumer_client_without_purpose_still_refused_beside_api_clients() {
+        let authority = api_authority();
+        let mut c = claims();
+        c.as_object_mut().unwrap().remove("purposeId");
+        let refused = authority
+            .issue(&request(forge(&header(), &c)), NOW)
+            .expect_err("a consumer client needs a purposeId");
+        assert_eq!(refused.errors, [R::PurposeIdNotProvided]);
+    }
+
+    #[test]
+    fn api_client_with_a_foreign_key_is_unknown() {
+        // The API client's id with the consumer client's key: no (clientId, kid) entry.
+        let assertion = api_builder().sign(test_keys::client(), NOW).unwrap();
+        let refused = api_authority()
+            .issue(&TokenRequest::new(API_CLIENT, &assertion), NOW)
+            .expect_err("wrong key");
+        assert_eq!(
+            refused.errors,
+            [R::EntryNotFound {
+                client_id: API_CLIENT.into(),
+                kid: test_keys::client().kid()
+            }]
+        );
+        // Without with_api_clients the same client does not exist at all.
+        let assertion = api_builder().sign(test_keys::stranger(), NOW).unwrap();
+        assert!(authority()
+            .issue(&TokenRequest::new(API_CLIENT, &assertion), NOW)
+            .is_err());
+    }
+
+    #[test]
+    fn m2m_verification_refuses_e_service_vouchers_and_forgeries() {
+        let api = api_authority();
+        let consumer = api
+            .issue(&request(forge(&header(), &claims())), NOW)
+            .unwrap()
+            .access_token;
+        assert_eq!(
+            api.verify_m2m_voucher(&consumer, NOW),
+            Err(M2mRefusal::Audience(Some(
+                "https://comune.example/anagrafe/v1,anagrafe-v1".into()
+            )))
+        );
+        let token = m2m_voucher(&api, NOW);
+        // Same claims, signed by someone else under the authority's kid.
+        let (h, c) = decode_unverified(&token).unwrap();
+        let forged = jws::sign_rs256(&h, &c, test_keys::stranger()).unwrap();
+        assert_eq!(
+            api.verify_m2m_voucher(&forged, NOW),
+            Err(M2mRefusal::Signature)
+        );
+        let mut wrong_role = c.clone();
+        wrong_role["role"] = json!("admin");
+        let wrong_role = jws::sign_rs256(&h, &wrong_role, test_keys::authority()).unwrap();
+        assert_eq!(
+            api.verify_m2m_voucher(&wrong_role, NOW),
+            Err(M2mRefusal::Role(Some("admin".into())))
+        );
+        assert!(matches!(
+            api.verify_m2m_voucher("not-a-token", NOW),
+            Err(M2mRefusal::Malformed(_))
+        ));
+        // An authority without API clients accepts no bearer at all.
+        assert_eq!(
+            authority().verify_m2m_voucher(&token, NOW),
+            Err(M2mRefusal::NotConfigured)
+        );
+        // The API client's key is served like any client key.
+        let kid = test_keys::stranger().kid();
+        assert_eq!(api.client_key(&kid).unwrap()["kid"], kid.as_str());
     }
 
     #[test]

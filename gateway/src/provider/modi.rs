@@ -21,11 +21,17 @@
 use super::audit::TrackingInfo;
 use super::request_id;
 use crate::config::{AuditPattern, Config, EserviceModiConfig, RequestIntegrity};
+use crate::consumer::token_client::TokenClient;
+use crate::consumer::voucher_cache::{
+    CachePolicy, Clock, RetryPolicy, SystemClock, VoucherCache, VoucherError, VoucherSpec,
+};
 use crate::modi::{
     self, InMemoryReplayGuard, KeySource, KidResolver, ModiError, ReplayGuard, SignatureClaims,
     SignatureExpectations, SigningMaterial, TrustStore, VerifiedSignature, AGID_JWT_SIGNATURE,
     AGID_JWT_TRACKING_EVIDENCE,
 };
+use crate::pdnd::client_assertion::ClientAssertionBuilder;
+use crate::pdnd::jwk::RsaPrivateKey;
 use crate::pdnd::voucher::Voucher;
 use crate::problem::Problem;
 use actix_web::body::{BodyStream, BoxBody, MessageBody};
@@ -65,16 +71,73 @@ pub enum ModiSetupError {
     Missing(&'static str),
 }
 
+/// The voucher the PDND API asks of its callers: one of the comune's "API Interop" (M2M)
+/// client, requested without `purposeId`.
+///
+/// It lives in a [`VoucherCache`] of its own (cached, renewed ahead of expiry, one request at
+/// a time). A voucher the API refuses although it has not expired (client revoked, key
+/// rotated, authority restarted) is dropped by replacing that cache: only the first of the
+/// callers that saw the refusal replaces it, the others find the new cache and share its one
+/// request.
+pub struct ApiVoucher {
+    token: TokenClient,
+    clock: Arc<dyn Clock>,
+    policy: CachePolicy,
+    spec: VoucherSpec,
+    cache: std::sync::Mutex<Arc<VoucherCache>>,
+}
+
+impl ApiVoucher {
+    pub fn new(
+        token: TokenClient,
+        clock: Arc<dyn Clock>,
+        policy: CachePolicy,
+        spec: VoucherSpec,
+    ) -> Self {
+        let cache = VoucherCache::new(token.clone(), clock.clone(), policy);
+        ApiVoucher {
+            token,
+            clock,
+            policy,
+            spec,
+            cache: std::sync::Mutex::new(cache),
+        }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, Arc<VoucherCache>> {
+        // Poisoning only means a panic elsewhere while swapping an Arc: the value is whole.
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The `Authorization` value to send, with the cache it came from (for [`Self::drop_from`]).
+    pub async fn authorization(&self) -> Result<(String, Arc<VoucherCache>), VoucherError> {
+        let cache = self.cache().clone();
+        let voucher = cache.get(&self.spec).await?;
+        Ok((voucher.authorization(), cache))
+    }
+
+    /// Forgets the voucher obtained from `used`, unless another caller already did.
+    pub fn drop_from(&self, used: &Arc<VoucherCache>) {
+        let mut cache = self.cache();
+        if Arc::ptr_eq(&cache, used) {
+            *cache = VoucherCache::new(self.token.clone(), self.clock.clone(), self.policy);
+        }
+    }
+}
+
 /// Looks up a caller's PDND-registered key by kid (`GET {keys_url}/{kid}`), cached.
 ///
 /// Found keys stay for the configured TTL, unknown kids for [`UNKNOWN_KID_TTL`]; concurrent
 /// lookups of one kid share one request (moka). An unreachable key service is not cached: the
-/// next request asks again.
+/// next request asks again. With an [`ApiVoucher`] every request carries it as `Authorization`
+/// (PDND's API answers nothing without one); a 401 drops it and the request is sent once more
+/// with a fresh one.
 pub struct PdndKeySource {
     base_url: String,
     http: reqwest::Client,
     cache: moka::future::Cache<String, Option<Arc<Jwk>>>,
     fetches: AtomicU64,
+    voucher: Option<ApiVoucher>,
 }
 
 struct KidExpiry {
@@ -106,7 +169,14 @@ impl PdndKeySource {
                 .expire_after(KidExpiry { known: ttl })
                 .build(),
             fetches: AtomicU64::new(0),
+            voucher: None,
         }
+    }
+
+    /// Sends `voucher` with every lookup.
+    pub fn with_api_voucher(mut self, voucher: ApiVoucher) -> Self {
+        self.voucher = Some(voucher);
+        self
     }
 
     /// Requests sent to the key service since start (for metrics and tests).
@@ -133,16 +203,47 @@ impl PdndKeySource {
             .map_err(|e| (*e).clone())
     }
 
+    /// `GET url`, with the API voucher when there is one; a 401 is answered once by dropping
+    /// the voucher and asking again with a fresh one.
+    async fn send(&self, url: &str) -> Result<reqwest::Response, ModiError> {
+        let unavailable = |reason: String| ModiError::KeyUnavailable(format!("{url}: {reason}"));
+        let mut retried = false;
+        loop {
+            self.fetches.fetch_add(1, Ordering::Relaxed);
+            let mut request = self.http.get(url);
+            let mut used = None;
+            if let Some(voucher) = &self.voucher {
+                let (authorization, cache) = voucher
+                    .authorization()
+                    .await
+                    .map_err(|e| unavailable(format!("no PDND API voucher: {e}")))?;
+                request = request.header(reqwest::header::AUTHORIZATION, authorization);
+                used = Some(cache);
+            }
+            let response = request
+                .send()
+                .await
+                .map_err(|e| unavailable(e.to_string()))?;
+            match (&self.voucher, used) {
+                (Some(voucher), Some(cache))
+                    if response.status() == reqwest::StatusCode::UNAUTHORIZED && !retried =>
+                {
+                    tracing::warn!(
+                        url,
+                        "the PDND API refused its voucher; asking for a new one"
+                    );
+                    voucher.drop_from(&cache);
+                    retried = true;
+                }
+                _ => return Ok(response),
+            }
+        }
+    }
+
     async fn fetch(&self, kid: &str) -> Result<Option<Arc<Jwk>>, ModiError> {
-        self.fetches.fetch_add(1, Ordering::Relaxed);
         let url = format!("{}/{kid}", self.base_url);
         let unavailable = |reason: String| ModiError::KeyUnavailable(format!("{url}: {reason}"));
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
+        let response = self.send(&url).await?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -261,12 +362,13 @@ impl ModiShared {
         } else {
             None
         };
+        let voucher = api_voucher(config, http.clone())?;
         let keys = config.pdnd.keys_url.as_deref().map(|url| {
-            Arc::new(PdndKeySource::new(
-                url,
-                http,
-                Duration::from_secs(m.key_cache_ttl_secs),
-            ))
+            let source = PdndKeySource::new(url, http, Duration::from_secs(m.key_cache_ttl_secs));
+            Arc::new(match voucher {
+                Some(v) => source.with_api_voucher(v),
+                None => source,
+            })
         });
         Ok(ModiShared {
             signer,
@@ -277,6 +379,54 @@ impl ModiShared {
             max_peer_lifetime_secs: m.max_peer_token_lifetime_secs,
         })
     }
+}
+
+/// The API Interop voucher of `[pdnd] api_client_id` / `api_key_file`, when configured: same
+/// token endpoint and assertion audience as every voucher, no purpose, the fruizioni's retry
+/// policy.
+fn api_voucher(
+    config: &Config,
+    http: reqwest::Client,
+) -> Result<Option<ApiVoucher>, ModiSetupError> {
+    let (Some(client_id), Some(key_file)) = (&config.pdnd.api_client_id, &config.pdnd.api_key_file)
+    else {
+        return Ok(None);
+    };
+    let bad_key = |reason: String| ModiSetupError::Material {
+        key: "pdnd.api_key_file",
+        source: ModiError::KeyMaterial(format!("{}: {reason}", key_file.display())),
+    };
+    let pem = std::fs::read_to_string(key_file).map_err(|e| bad_key(e.to_string()))?;
+    let key = RsaPrivateKey::from_pem(&pem).map_err(|e| bad_key(e.to_string()))?;
+    let vc = &config.voucher_client;
+    let policy = CachePolicy {
+        renew_margin_fraction: vc.renew_margin_fraction,
+        retry: RetryPolicy {
+            max_attempts: vc.max_attempts,
+            max_elapsed: Duration::from_millis(vc.max_retry_ms),
+            initial_backoff: Duration::from_millis(vc.initial_backoff_ms),
+            max_backoff: Duration::from_millis(vc.max_backoff_ms),
+        },
+    };
+    let spec = VoucherSpec {
+        builder: ClientAssertionBuilder {
+            client_id: client_id.clone(),
+            audience: config.pdnd.client_assertion_audience.clone(),
+            purpose_id: None,
+            digest: None,
+            lifetime_secs: config
+                .client
+                .as_ref()
+                .map_or(300, |c| c.assertion_lifetime_secs),
+        },
+        key: Arc::new(key),
+    };
+    Ok(Some(ApiVoucher::new(
+        TokenClient::new(http, config.pdnd.token_endpoint.clone()),
+        Arc::new(SystemClock),
+        policy,
+        spec,
+    )))
 }
 
 /// One e-service's ModI configuration, used by both of its stages.
@@ -776,6 +926,134 @@ mod tests {
         assert_eq!(err.http_status(), 503);
         let _ = down.lookup("known-kid").await;
         assert_eq!(down.fetch_count(), 2);
+    }
+
+    /// A PDND API stand-in: a token endpoint numbering its vouchers `v1`, `v2`, ... and a key
+    /// service that answers only `Bearer vN` with N >= `accept_from` (401 otherwise).
+    struct GuardedApi {
+        url: String,
+        tokens: Arc<AtomicUsize>,
+        hits: Arc<AtomicUsize>,
+        handle: actix_web::dev::ServerHandle,
+    }
+
+    async fn guarded_api(accept_from: usize) -> GuardedApi {
+        let tokens = Arc::new(AtomicUsize::new(0));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (t, h) = (tokens.clone(), hits.clone());
+        let server = HttpServer::new(move || {
+            let (t, t2, h) = (t.clone(), t.clone(), h.clone());
+            App::new()
+                .route(
+                    "/token.oauth2",
+                    web::post().to(move || {
+                        let n = t.fetch_add(1, Ordering::SeqCst) + 1;
+                        async move {
+                            HttpResponse::Ok().json(serde_json::json!({
+                                "access_token": format!("v{n}"), "token_type": "Bearer", "expires_in": 600
+                            }))
+                        }
+                    }),
+                )
+                .route(
+                    "/keys/{kid}",
+                    web::get().to(move |req: actix_web::HttpRequest| {
+                        h.fetch_add(1, Ordering::SeqCst);
+                        let issued = t2.load(Ordering::SeqCst);
+                        let accepted = req
+                            .headers()
+                            .get("authorization")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.strip_prefix("Bearer v"))
+                            .and_then(|n| n.parse::<usize>().ok())
+                            .is_some_and(|n| n >= accept_from && n <= issued);
+                        async move {
+                            if accepted {
+                                HttpResponse::NotFound().finish()
+                            } else {
+                                HttpResponse::Unauthorized().finish()
+                            }
+                        }
+                    }),
+                )
+        })
+        .workers(1)
+        .bind("127.0.0.1:0")
+        .expect("bind");
+        let addr = server.addrs()[0];
+        let server = server.run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        GuardedApi {
+            url: format!("http://{addr}"),
+            tokens,
+            hits,
+            handle,
+        }
+    }
+
+    fn api_source(api: &GuardedApi) -> PdndKeySource {
+        let spec = VoucherSpec {
+            builder: ClientAssertionBuilder {
+                client_id: "a7c1e2d3-4b5f-4a6e-8d7c-9b0a1c2d3e4f".into(),
+                audience: "auth.dev.interop.local/client-assertion".into(),
+                purpose_id: None,
+                digest: None,
+                lifetime_secs: 300,
+            },
+            key: Arc::new(crate::pdnd::test_keys::client().clone()),
+        };
+        let voucher = ApiVoucher::new(
+            TokenClient::new(reqwest::Client::new(), format!("{}/token.oauth2", api.url)),
+            Arc::new(SystemClock),
+            CachePolicy::default(),
+            spec,
+        );
+        PdndKeySource::new(
+            &format!("{}/keys", api.url),
+            reqwest::Client::new(),
+            Duration::from_secs(60),
+        )
+        .with_api_voucher(voucher)
+    }
+
+    #[tokio::test]
+    async fn lookups_carry_the_api_voucher_and_renew_it_once_on_401() {
+        // v1 is refused (as if revoked): one 401, a new voucher, the same request again.
+        let api = guarded_api(2).await;
+        let source = api_source(&api);
+        assert!(source.lookup("kid-a").await.unwrap().is_none());
+        assert_eq!(api.tokens.load(Ordering::SeqCst), 2, "voucher dropped once");
+        assert_eq!(api.hits.load(Ordering::SeqCst), 2, "request sent once more");
+        // The new voucher is cached: another kid costs one request and no token.
+        assert!(source.lookup("kid-b").await.unwrap().is_none());
+        assert_eq!(api.tokens.load(Ordering::SeqCst), 2);
+        assert_eq!(api.hits.load(Ordering::SeqCst), 3);
+        assert_eq!(source.fetch_count(), 3);
+        api.handle.stop(true).await;
+    }
+
+    #[tokio::test]
+    async fn a_key_service_refusing_every_voucher_is_asked_twice_then_unavailable() {
+        let api = guarded_api(usize::MAX).await;
+        let source = api_source(&api);
+        let err = source.lookup("kid-a").await.unwrap_err();
+        assert!(
+            matches!(&err, ModiError::KeyUnavailable(m) if m.contains("401")),
+            "{err}"
+        );
+        assert_eq!(api.tokens.load(Ordering::SeqCst), 2);
+        assert_eq!(api.hits.load(Ordering::SeqCst), 2, "retried once, not more");
+        // Without a voucher the same service refuses at once, and nothing is retried.
+        let bare = PdndKeySource::new(
+            &format!("{}/keys", api.url),
+            reqwest::Client::new(),
+            Duration::from_secs(60),
+        );
+        assert!(bare.lookup("kid-c").await.is_err());
+        assert_eq!(api.hits.load(Ordering::SeqCst), 3);
+        assert_eq!(api.tokens.load(Ordering::SeqCst), 2);
+        api.handle.stop(true).await;
     }
 
     #[test]
