@@ -22,11 +22,15 @@ fi
 
 dev_pid=""
 # start_dev DATA_DIR LOG [VAR=value ...]: starts `dev` and waits until it serves (seeding a large
-# database on first run can take minutes).
+# database on first run can take minutes). DEV_CONFIG, if set, is a TOML file layered over the
+# embedded dev configuration (`dev --config`); SERVER_CPUS, if set, pins it with taskset.
 start_dev() {
   local data=$1 log=$2
   shift 2
-  env "$@" "$bin" dev --data-dir "$data" >"$log" 2>&1 &
+  local config_args=() pin=()
+  [ -n "${DEV_CONFIG:-}" ] && config_args=(--config "$DEV_CONFIG")
+  [ -n "${SERVER_CPUS:-}" ] && pin=(taskset -c "$SERVER_CPUS")
+  env "$@" "${pin[@]}" "$bin" dev --data-dir "$data" "${config_args[@]}" >"$log" 2>&1 &
   dev_pid=$!
   for _ in $(seq 1 6000); do
     curl -sf "http://$internal/status" >/dev/null 2>&1 && return 0
@@ -44,14 +48,31 @@ stop_dev() {
   dev_pid=""
 }
 
-# run_wrk NAME URL HEADER LUA: one wrk run, its output kept in $work/NAME.txt.
+# run_wrk NAME URL HEADER LUA: one wrk run, its output kept in $work/NAME.txt. WRK_CPUS, if
+# set, pins wrk with taskset.
 run_wrk() {
-  echo "== $1: wrk -t$threads -c$connections -d$duration --latency $2" >&2
-  wrk -t"$threads" -c"$connections" -d"$duration" --latency -s "$4" -H "$3" "$2" | tee "$work/$1.txt" >&2
+  local pin=()
+  [ -n "${WRK_CPUS:-}" ] && pin=(taskset -c "$WRK_CPUS")
+  echo "== $1: ${pin[*]} wrk -t$threads -c$connections -d$duration --latency $2" >&2
+  "${pin[@]}" wrk -t"$threads" -c"$connections" -d"$duration" --latency -s "$4" -H "$3" "$2" | tee "$work/$1.txt" >&2
+}
+
+# wrk_percentiles LUA: appends a done() that prints `pct P MICROSECONDS` lines for p50, p90, p99
+# and p99.9 (wrk's --latency table stops at p99); read them with xpct.
+wrk_percentiles() {
+  cat >>"$1" <<'LUA'
+function done(summary, latency, requests)
+  for _, p in ipairs({50, 90, 99, 99.9}) do
+    io.write(string.format("pct %g %d\n", p, latency:percentile(p)))
+  end
+end
+LUA
 }
 
 to_ms() { awk '{ v=$1; if (v ~ /us$/) { sub(/us$/,"",v); print v/1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v); print v } else if (v ~ /s$/) { sub(/s$/,"",v); print v*1000 } }'; }
 # pct NAME PERCENT: that percentile of run NAME, in ms.
 pct() { grep -E "^ +$2%" "$work/$1.txt" | awk '{print $2}' | to_ms; }
+# xpct NAME PERCENT: that percentile (50, 90, 99, 99.9) of run NAME from wrk_percentiles, in ms.
+xpct() { awk -v p="$2" '$1 == "pct" && $2 == p { printf "%.3f\n", $3 / 1000 }' "$work/$1.txt"; }
 rps() { grep Requests/sec "$work/$1.txt" | awk '{print $2}'; }
 errors() { grep -E 'Non-2xx|Socket errors' "$work/$1.txt" || true; }
