@@ -21,6 +21,22 @@ use std::pin::Pin;
 /// The largest body an operation accepts; every valid request is far below it.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
+/// How long reading a whole request body may take (app data; [`DEFAULT_BODY_READ_DEADLINE`]
+/// when none is registered). A client that sends its headers and then trickles the body, or
+/// stops, would otherwise hold a worker for as long as the connection lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyReadDeadline(pub std::time::Duration);
+
+/// The deadline when the application registers none.
+pub const DEFAULT_BODY_READ_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn too_slow(deadline: std::time::Duration) -> Problem {
+    Problem::new(StatusCode::REQUEST_TIMEOUT).with_detail(format!(
+        "The request body was not received within {} ms.",
+        deadline.as_millis()
+    ))
+}
+
 /// A request body that names its data subject (the person or body the lookup is about).
 pub trait RequestBody {
     fn data_subject(&self) -> &str;
@@ -104,16 +120,26 @@ where
             if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
                 return Err(too_large());
             }
-            let mut body =
-                web::BytesMut::with_capacity(declared.unwrap_or(1024).min(MAX_BODY_BYTES));
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk
-                    .map_err(|_| Problem::bad_request("The request body could not be read."))?;
-                if body.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(too_large());
+            let deadline = req
+                .app_data::<BodyReadDeadline>()
+                .map(|d| d.0)
+                .unwrap_or(DEFAULT_BODY_READ_DEADLINE);
+            let read = async {
+                let mut body =
+                    web::BytesMut::with_capacity(declared.unwrap_or(1024).min(MAX_BODY_BYTES));
+                while let Some(chunk) = payload.next().await {
+                    let chunk = chunk
+                        .map_err(|_| Problem::bad_request("The request body could not be read."))?;
+                    if body.len() + chunk.len() > MAX_BODY_BYTES {
+                        return Err(too_large());
+                    }
+                    body.extend_from_slice(&chunk);
                 }
-                body.extend_from_slice(&chunk);
-            }
+                Ok(body)
+            };
+            let body = tokio::time::timeout(deadline, read)
+                .await
+                .map_err(|_| too_slow(deadline))??;
             let value: T = parse_body(&body)?;
             req.extensions_mut()
                 .insert(DataSubject(value.data_subject().to_owned()));

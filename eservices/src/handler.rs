@@ -6,6 +6,7 @@
 
 use crate::cache::CachedAnswer;
 use crate::problem::{Problem, PROBLEM_JSON};
+use crate::route::Resolved;
 use crate::store::StoreError;
 use crate::{EserviceState, Operation};
 use actix_web::http::{header, StatusCode};
@@ -60,11 +61,15 @@ fn problem_response(problem: Problem) -> HttpResponse {
 
 /// Runs `lookup` (or takes its answer from the cache) and builds the response.
 ///
-/// `key` is the normalised request; `lookup` yields `Some(answer)` or `None` for an unknown
-/// subject.
+/// `resolved` is the router's decision for this request and is what the cache key and the logs
+/// use; `expected` is the operation the handler implements. They are equal by construction
+/// (each handler is mounted only at its own operation's resource); if a wiring error ever made
+/// them differ, the answer is 500 and no lookup runs. `key` is the normalised request;
+/// `lookup` yields `Some(answer)` or `None` for an unknown subject.
 pub(crate) async fn answer<A, F, Fut>(
     state: &EserviceState,
-    op: Operation,
+    resolved: Resolved,
+    expected: Operation,
     key: String,
     lookup: F,
 ) -> HttpResponse
@@ -73,6 +78,15 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<Option<A>, StoreError>>,
 {
+    let op = resolved.operation();
+    if op != expected {
+        tracing::error!(
+            resolved = op.id(),
+            handler = expected.id(),
+            "routing decision and handler disagree; refusing"
+        );
+        return problem_response(Problem::internal());
+    }
     let compute = async move {
         let found = lookup().await?;
         let (status, body) = match found {
@@ -123,6 +137,12 @@ pub enum LookupErrors {
         content_type = "application/problem+json"
     )]
     BadRequest(crate::problem::Problem),
+    #[response(
+        status = 408,
+        description = "Body not received in time",
+        content_type = "application/problem+json"
+    )]
+    Timeout(crate::problem::Problem),
     #[response(
         status = 413,
         description = "Body over 16 KiB",

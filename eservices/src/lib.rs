@@ -12,11 +12,12 @@ pub mod cache;
 pub mod codice_fiscale;
 mod handler;
 pub mod problem;
+pub mod route;
 pub mod store;
 pub mod tributi;
 pub mod wire;
 
-pub use body::{json_config, ValidJson, MAX_BODY_BYTES};
+pub use body::{json_config, BodyReadDeadline, ValidJson, MAX_BODY_BYTES};
 pub use cache::{CacheConfig, EserviceState};
 pub use codice_fiscale::{CodiceFiscale, IdentifierError, PartitaIva, Soggetto};
 
@@ -122,18 +123,6 @@ impl Operation {
         ]
     }
 
-    /// The operation at `path` (relative to the e-service base; a trailing `/` is tolerated).
-    pub fn from_path(eservice: Eservice, path: &str) -> Option<Operation> {
-        let path = match path.strip_suffix('/') {
-            Some(p) if !p.is_empty() => p,
-            _ => path,
-        };
-        Operation::all()
-            .iter()
-            .copied()
-            .find(|op| op.eservice() == eservice && op.path() == path)
-    }
-
     /// The operation with this id.
     pub fn from_id(id: &str) -> Option<Operation> {
         Operation::all().iter().copied().find(|op| op.id() == id)
@@ -158,21 +147,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paths_and_ids_round_trip() {
+    fn ids_round_trip() {
         for op in Operation::all() {
-            assert_eq!(Operation::from_path(op.eservice(), op.path()), Some(*op));
             assert_eq!(Operation::from_id(op.id()), Some(*op));
-            let other = match op.eservice() {
-                Eservice::Anagrafe => Eservice::Tributi,
-                Eservice::Tributi => Eservice::Anagrafe,
-            };
-            assert_eq!(Operation::from_path(other, op.path()), None);
         }
-        assert_eq!(
-            Operation::from_path(Eservice::Tributi, "/imu/posizione/"),
-            Some(Operation::ImuPosizione)
-        );
-        assert_eq!(Operation::from_path(Eservice::Tributi, "/imu"), None);
         assert_eq!(Operation::all().len(), 9);
     }
 

@@ -253,10 +253,18 @@ pub struct ServerConfig {
     /// HTTP worker threads per listener.
     #[serde(default = "default_workers")]
     pub workers: usize,
+    /// Longest time to receive a request's whole body once its headers arrived (ms); slower
+    /// bodies get 408, so a trickling client cannot hold a worker.
+    #[serde(default = "default_body_read_timeout_ms")]
+    pub body_read_timeout_ms: u64,
 }
 
 fn default_workers() -> usize {
     2
+}
+
+fn default_body_read_timeout_ms() -> u64 {
+    5_000
 }
 
 /// Which PDND environment the gateway talks to and how it checks vouchers.
@@ -530,6 +538,14 @@ pub struct AuditConfig {
     /// Most records committed in one transaction.
     #[serde(default = "default_batch_max")]
     pub batch_max: usize,
+    /// Longest wait for an audit commit (ms); beyond it the request answers 503, so a hung
+    /// database cannot hang the requests waiting on it.
+    #[serde(default = "default_commit_timeout_ms")]
+    pub commit_timeout_ms: u64,
+    /// Records per second of requests refused before the voucher check, written without
+    /// making their answer wait (best effort; the excess is counted in the log).
+    #[serde(default = "default_best_effort_per_sec")]
+    pub best_effort_per_sec: u32,
 }
 
 impl std::fmt::Debug for AuditConfig {
@@ -538,6 +554,8 @@ impl std::fmt::Debug for AuditConfig {
             .field("url", &redact_url(&self.url))
             .field("hmac_secret", &"<redacted>")
             .field("batch_max", &self.batch_max)
+            .field("commit_timeout_ms", &self.commit_timeout_ms)
+            .field("best_effort_per_sec", &self.best_effort_per_sec)
             .finish()
     }
 }
@@ -555,6 +573,14 @@ pub fn redact_url(url: &str) -> String {
 
 fn default_batch_max() -> usize {
     256
+}
+
+fn default_commit_timeout_ms() -> u64 {
+    5_000
+}
+
+fn default_best_effort_per_sec() -> u32 {
+    200
 }
 
 /// The approved purposes.
@@ -760,6 +786,21 @@ impl Config {
         }
         if !(1..=10_000).contains(&self.audit.batch_max) {
             return invalid("audit.batch_max", "must be between 1 and 10000");
+        }
+        if !(100..=120_000).contains(&self.server.body_read_timeout_ms) {
+            return invalid(
+                "server.body_read_timeout_ms",
+                "must be between 100 and 120000 milliseconds",
+            );
+        }
+        if !(50..=60_000).contains(&self.audit.commit_timeout_ms) {
+            return invalid(
+                "audit.commit_timeout_ms",
+                "must be between 50 and 60000 milliseconds",
+            );
+        }
+        if !(1..=100_000).contains(&self.audit.best_effort_per_sec) {
+            return invalid("audit.best_effort_per_sec", "must be between 1 and 100000");
         }
         if self.purposes.file.as_os_str().is_empty() {
             return invalid("purposes.file", "must name the purposes file");

@@ -13,7 +13,9 @@ use crate::pdnd::authority::Authority;
 use crate::pdnd::voucher::VoucherPolicy;
 use crate::problem::{Problem, PROBLEM_JSON};
 use crate::provider;
-use crate::provider::audit::{AuditError, AuditLog, AuditStage, AuditStore, SubjectHasher};
+use crate::provider::audit::{
+    AuditError, AuditLog, AuditSettings, AuditStage, AuditStore, SubjectHasher,
+};
 use crate::provider::jwks::JwksCache;
 use crate::provider::modi::{
     ModiSetupError, ModiShared, ModiStage, RequestChecks, ResponseSigning,
@@ -75,6 +77,8 @@ pub struct PublicState {
     pub purposes: Arc<PurposeRegistry>,
     /// The e-services' OpenAPI documents, rendered once.
     pub documents: web::Data<Documents>,
+    /// How long a request body may take to arrive.
+    pub body_read_deadline: eservices::BodyReadDeadline,
 }
 
 /// What `/status` reports on.
@@ -156,6 +160,9 @@ impl PublicState {
             }),
             purposes: purposes.clone(),
             documents: web::Data::new(Documents::new(config)?),
+            body_read_deadline: eservices::BodyReadDeadline(Duration::from_millis(
+                config.server.body_read_timeout_ms,
+            )),
         })
     }
 }
@@ -216,24 +223,32 @@ pub fn public_app(
         .app_data(state.eservices.clone())
         .app_data(state.health.clone())
         .app_data(eservices::json_config())
+        .app_data(state.body_read_deadline)
         .route("/status", web::get().to(status))
         .route("/anagrafe/v1/status", web::get().to(status))
         .route("/tributi/v1/status", web::get().to(status))
         // The contracts and their documentation page: public, like /status.
         .configure(openapi::routes(state.documents.clone()))
-        .service(
-            eservice_scope(Eservice::Anagrafe, &state.anagrafe)
-                .configure(eservices::anagrafe::routes),
-        )
-        .service(
-            eservice_scope(Eservice::Tributi, &state.tributi).configure(eservices::tributi::routes),
-        )
+        .service(eservice_scope(Eservice::Anagrafe, &state.anagrafe))
+        .service(eservice_scope(Eservice::Tributi, &state.tributi))
         .default_service(web::to(not_found))
 }
 
-/// One e-service's scope with its pipeline. actix runs the last `wrap` first, so the stages
-/// are listed here innermost first; a request meets them as: audit -> voucher -> modi-out
-/// (signs whatever comes back, refusals of the later stages included) -> purpose -> modi-in.
+/// One e-service's scope with its pipeline.
+///
+/// The routing decision is made once, by the router: every operation is its own resource
+/// (built from [`eservices::Operation::path`]) and the stages that authorise and serve it are
+/// wrapped around that resource, so they run only for a request the router really matched to
+/// that operation, and all of them read the same [`eservices::route::Resolved`] value that
+/// [`eservices::route::mark`] records first. A request that matches no operation (an unknown
+/// path, any spelling the router does not take for an operation's path, a method an operation
+/// does not declare) falls to the scope's default service: 404 or 405 problem+json, before any
+/// stage that touches data. Only the audit stage wraps the whole scope, so it records those
+/// refusals too.
+///
+/// actix runs the last `wrap` first, so the stages are listed innermost first; a request meets
+/// them as: audit -> mark -> voucher -> modi-out (signs whatever comes back, refusals of the
+/// later stages included) -> purpose -> modi-in -> handler.
 fn eservice_scope(
     eservice: Eservice,
     stages: &EserviceStages,
@@ -246,12 +261,24 @@ fn eservice_scope(
         InitError = (),
     >,
 > {
-    web::scope(eservice.base_path())
-        .wrap(from_fn(provider::middleware(stages.modi_in.clone())))
-        .wrap(from_fn(provider::middleware(stages.purpose.clone())))
-        .wrap(from_fn(provider::middleware(stages.modi_out.clone())))
-        .wrap(from_fn(provider::middleware(stages.voucher.clone())))
+    let mut scope = web::scope(eservice.base_path())
         .wrap(from_fn(provider::middleware(stages.audit.clone())))
+        .default_service(web::to(move |req: HttpRequest| {
+            eservices::route::no_operation(eservice, req)
+        }));
+    for op in eservices::route::operations(eservice) {
+        scope = scope.service(
+            web::resource(op.path())
+                .guard(actix_web::guard::Method(eservices::route::OPERATION_METHOD))
+                .wrap(from_fn(provider::middleware(stages.modi_in.clone())))
+                .wrap(from_fn(provider::middleware(stages.purpose.clone())))
+                .wrap(from_fn(provider::middleware(stages.modi_out.clone())))
+                .wrap(from_fn(provider::middleware(stages.voucher.clone())))
+                .wrap(from_fn(eservices::route::mark(op)))
+                .route(eservices::route::handler(op)),
+        );
+    }
+    scope
 }
 
 /// Everything the internal listener's apps share.
@@ -422,7 +449,14 @@ pub async fn start(
             url: crate::config::redact_url(&config.audit.url),
             source,
         })?;
-    let audit = AuditLog::start(audit_store.clone(), config.audit.batch_max);
+    let audit = AuditLog::start_with(
+        audit_store.clone(),
+        AuditSettings {
+            batch_max: config.audit.batch_max,
+            commit_timeout: Duration::from_millis(config.audit.commit_timeout_ms),
+            best_effort_per_sec: config.audit.best_effort_per_sec,
+        },
+    );
     let hasher = SubjectHasher::new(config.audit.hmac_secret.as_bytes()).map_err(|source| {
         StartError::Audit {
             url: crate::config::redact_url(&config.audit.url),

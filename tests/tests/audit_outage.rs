@@ -129,3 +129,66 @@ async fn audit_queries_on_postgres_match_sqlite() {
     assert_eq!(refused.len(), 1);
     assert!(refused[0].client_id.is_none());
 }
+
+#[tokio::test]
+async fn a_hung_postgres_gives_503_within_the_commit_timeout_not_a_hung_request() {
+    use sqlx::Connection;
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.url.clone();
+    let h = Harness::start_with(move |c| {
+        c.audit.url = url;
+        c.audit.commit_timeout_ms = 500;
+    })
+    .await;
+    let voucher = h.voucher(sample::ANAGRAFE_FULL.purpose_id).await;
+    let body = json!({"codiceFiscale": h.sample_cf()});
+    let resp = h
+        .post("/anagrafe/v1/residenza", Some(&voucher), &body)
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // A lock nobody releases: PostgreSQL waits for ever (no busy timeout as in SQLite).
+    let mut blocker = sqlx::PgConnection::connect(&pg.url).await.expect("pg");
+    sqlx::query("BEGIN")
+        .execute(&mut blocker)
+        .await
+        .expect("begin");
+    sqlx::query("LOCK TABLE audit_log IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut blocker)
+        .await
+        .expect("lock");
+    // The client gives up after 30 s; the gateway must answer long before.
+    let resp = h
+        .http
+        .post(h.public("/anagrafe/v1/residenza"))
+        .bearer_auth(&voucher)
+        .json(&body)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .expect("an answer, not a hung request");
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let text = resp.text().await.expect("body");
+    assert!(!text.contains("residente"), "no data in a 503: {text}");
+
+    sqlx::query("ROLLBACK")
+        .execute(&mut blocker)
+        .await
+        .expect("unlock");
+    drop(blocker);
+    let mut recovered = false;
+    for _ in 0..60 {
+        let r = h
+            .post("/anagrafe/v1/residenza", Some(&voucher), &body)
+            .await;
+        if r.status() == StatusCode::OK {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        recovered,
+        "service did not resume after the lock was released"
+    );
+}

@@ -5,11 +5,14 @@ use super::model::*;
 use crate::body::ValidJson;
 use crate::handler::{answer, key, LookupErrors};
 use crate::problem::Problem;
+use crate::route::Resolved;
 use crate::store::Persona;
 use crate::{EserviceState, Operation};
-use actix_web::{post, web, HttpResponse};
+use actix_web::{web, HttpResponse};
 
 #[utoipa::path(
+    post,
+    path = "/residenza",
     tag = "anagrafe",
     operation_id = "residenza",
     summary = "Residence of a person",
@@ -25,37 +28,45 @@ use actix_web::{post, web, HttpResponse};
         LookupErrors,
     )
 )]
-#[post("/residenza")]
 pub async fn residenza(
+    resolved: Resolved,
     state: web::Data<EserviceState>,
     body: ValidJson<CodiceFiscaleRequest>,
 ) -> HttpResponse {
     let req = body.into_inner();
     let store = state.store().clone();
-    answer(&state, Operation::Residenza, key(&req), || async move {
-        let Some(stato) = store.residenza(&req.codice_fiscale).await? else {
-            return Ok(None);
-        };
-        let data_aggiornamento = store.data_aggiornamento().await?;
-        Ok(Some(match stato.residenza {
-            Some(r) => ResidenzaResponse {
-                residente: true,
-                indirizzo: Some(r.indirizzo),
-                data_decorrenza: Some(r.data_decorrenza),
-                data_aggiornamento,
-            },
-            None => ResidenzaResponse {
-                residente: false,
-                indirizzo: None,
-                data_decorrenza: None,
-                data_aggiornamento,
-            },
-        }))
-    })
+    answer(
+        &state,
+        resolved,
+        Operation::Residenza,
+        key(&req),
+        || async move {
+            let Some(stato) = store.residenza(&req.codice_fiscale).await? else {
+                return Ok(None);
+            };
+            let data_aggiornamento = store.data_aggiornamento().await?;
+            Ok(Some(match stato.residenza {
+                Some(r) => ResidenzaResponse {
+                    residente: true,
+                    indirizzo: Some(r.indirizzo),
+                    data_decorrenza: Some(r.data_decorrenza),
+                    data_aggiornamento,
+                },
+                None => ResidenzaResponse {
+                    residente: false,
+                    indirizzo: None,
+                    data_decorrenza: None,
+                    data_aggiornamento,
+                },
+            }))
+        },
+    )
     .await
 }
 
 #[utoipa::path(
+    post,
+    path = "/generalita",
     tag = "anagrafe",
     operation_id = "generalita",
     summary = "Personal details of a person",
@@ -71,43 +82,51 @@ pub async fn residenza(
         LookupErrors,
     )
 )]
-#[post("/generalita")]
 pub async fn generalita(
+    resolved: Resolved,
     state: web::Data<EserviceState>,
     body: ValidJson<CodiceFiscaleRequest>,
 ) -> HttpResponse {
     let req = body.into_inner();
     let store = state.store().clone();
-    answer(&state, Operation::Generalita, key(&req), || async move {
-        let Some(p) = store.persona(&req.codice_fiscale).await? else {
-            return Ok(None);
-        };
-        let data_aggiornamento = store.data_aggiornamento().await?;
-        let Persona {
-            cognome,
-            nome,
-            sesso,
-            data_nascita,
-            comune_nascita,
-            codice_catastale_nascita,
-            ..
-        } = p;
-        Ok(Some(GeneralitaResponse {
-            cognome,
-            nome,
-            sesso,
-            data_nascita,
-            luogo_nascita: LuogoNascita {
-                comune: comune_nascita,
-                codice_catastale: codice_catastale_nascita,
-            },
-            data_aggiornamento,
-        }))
-    })
+    answer(
+        &state,
+        resolved,
+        Operation::Generalita,
+        key(&req),
+        || async move {
+            let Some(p) = store.persona(&req.codice_fiscale).await? else {
+                return Ok(None);
+            };
+            let data_aggiornamento = store.data_aggiornamento().await?;
+            let Persona {
+                cognome,
+                nome,
+                sesso,
+                data_nascita,
+                comune_nascita,
+                codice_catastale_nascita,
+                ..
+            } = p;
+            Ok(Some(GeneralitaResponse {
+                cognome,
+                nome,
+                sesso,
+                data_nascita,
+                luogo_nascita: LuogoNascita {
+                    comune: comune_nascita,
+                    codice_catastale: codice_catastale_nascita,
+                },
+                data_aggiornamento,
+            }))
+        },
+    )
     .await
 }
 
 #[utoipa::path(
+    post,
+    path = "/stato-famiglia",
     tag = "anagrafe",
     operation_id = "statoFamiglia",
     summary = "Family of a person",
@@ -123,37 +142,45 @@ pub async fn generalita(
         LookupErrors,
     )
 )]
-#[post("/stato-famiglia")]
 pub async fn stato_famiglia(
+    resolved: Resolved,
     state: web::Data<EserviceState>,
     body: ValidJson<CodiceFiscaleRequest>,
 ) -> HttpResponse {
     let req = body.into_inner();
     let store = state.store().clone();
-    answer(&state, Operation::StatoFamiglia, key(&req), || async move {
-        let Some(f) = store.famiglia(&req.codice_fiscale).await? else {
-            return Ok(None);
-        };
-        let data_aggiornamento = store.data_aggiornamento().await?;
-        Ok(Some(StatoFamigliaResponse {
-            id_famiglia: f.id_famiglia,
-            componenti: f
-                .componenti
-                .into_iter()
-                .map(|c| ComponenteFamiglia {
-                    codice_fiscale: c.codice_fiscale,
-                    cognome: c.cognome,
-                    nome: c.nome,
-                    relazione_intestatario: c.relazione,
-                })
-                .collect(),
-            data_aggiornamento,
-        }))
-    })
+    answer(
+        &state,
+        resolved,
+        Operation::StatoFamiglia,
+        key(&req),
+        || async move {
+            let Some(f) = store.famiglia(&req.codice_fiscale).await? else {
+                return Ok(None);
+            };
+            let data_aggiornamento = store.data_aggiornamento().await?;
+            Ok(Some(StatoFamigliaResponse {
+                id_famiglia: f.id_famiglia,
+                componenti: f
+                    .componenti
+                    .into_iter()
+                    .map(|c| ComponenteFamiglia {
+                        codice_fiscale: c.codice_fiscale,
+                        cognome: c.cognome,
+                        nome: c.nome,
+                        relazione_intestatario: c.relazione,
+                    })
+                    .collect(),
+                data_aggiornamento,
+            }))
+        },
+    )
     .await
 }
 
 #[utoipa::path(
+    post,
+    path = "/esistenza-in-vita",
     tag = "anagrafe",
     operation_id = "esistenzaInVita",
     summary = "Whether a person is alive",
@@ -169,8 +196,8 @@ pub async fn stato_famiglia(
         LookupErrors,
     )
 )]
-#[post("/esistenza-in-vita")]
 pub async fn esistenza_in_vita(
+    resolved: Resolved,
     state: web::Data<EserviceState>,
     body: ValidJson<CodiceFiscaleRequest>,
 ) -> HttpResponse {
@@ -178,6 +205,7 @@ pub async fn esistenza_in_vita(
     let store = state.store().clone();
     answer(
         &state,
+        resolved,
         Operation::EsistenzaInVita,
         key(&req),
         || async move {
@@ -196,6 +224,8 @@ pub async fn esistenza_in_vita(
 }
 
 #[utoipa::path(
+    post,
+    path = "/verifica-residenza",
     tag = "anagrafe",
     operation_id = "verificaResidenza",
     summary = "Check a declared residence",
@@ -211,8 +241,8 @@ pub async fn esistenza_in_vita(
         LookupErrors,
     )
 )]
-#[post("/verifica-residenza")]
 pub async fn verifica_residenza(
+    resolved: Resolved,
     state: web::Data<EserviceState>,
     body: ValidJson<VerificaResidenzaRequest>,
 ) -> HttpResponse {
@@ -220,6 +250,7 @@ pub async fn verifica_residenza(
     let store = state.store().clone();
     answer(
         &state,
+        resolved,
         Operation::VerificaResidenza,
         key(&req),
         || async move {

@@ -13,13 +13,10 @@ use crate::problem::Problem;
 use actix_web::web;
 use utoipa::OpenApi;
 
-/// Registers the anagrafe operations (relative paths).
+/// Registers the anagrafe operations (relative paths), each at its own resource with its routing
+/// decision recorded first (see [`crate::route`]).
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(residenza)
-        .service(generalita)
-        .service(stato_famiglia)
-        .service(esistenza_in_vita)
-        .service(verifica_residenza);
+    crate::route::routes(crate::Eservice::Anagrafe)(cfg)
 }
 
 #[derive(OpenApi)]

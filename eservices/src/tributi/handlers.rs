@@ -5,11 +5,14 @@ use super::model::*;
 use crate::body::ValidJson;
 use crate::handler::{answer, key, LookupErrors};
 use crate::problem::Problem;
+use crate::route::Resolved;
 use crate::wire::Importo;
 use crate::{EserviceState, Operation};
-use actix_web::{post, web, HttpResponse};
+use actix_web::{web, HttpResponse};
 
 #[utoipa::path(
+    post,
+    path = "/imu/posizione",
     tag = "tributi",
     operation_id = "imuPosizione",
     summary = "IMU position of a subject in a year",
@@ -25,41 +28,49 @@ use actix_web::{post, web, HttpResponse};
         LookupErrors,
     )
 )]
-#[post("/imu/posizione")]
 pub async fn imu_posizione(
+    resolved: Resolved,
     state: web::Data<EserviceState>,
     body: ValidJson<SoggettoAnnoRequest>,
 ) -> HttpResponse {
     let req = body.into_inner();
     let store = state.store().clone();
-    answer(&state, Operation::ImuPosizione, key(&req), || async move {
-        let Some(p) = store.posizione_imu(&req.soggetto, req.anno).await? else {
-            return Ok(None);
-        };
-        let data_aggiornamento = store.data_aggiornamento().await?;
-        Ok(Some(ImuPosizioneResponse {
-            immobili: p
-                .immobili
-                .into_iter()
-                .map(|i| ImmobileImu {
-                    foglio: i.foglio,
-                    particella: i.particella,
-                    subalterno: i.subalterno,
-                    categoria: i.categoria,
-                    rendita: i.rendita,
-                    quota: i.quota,
-                })
-                .collect(),
-            dovuto: p.dovuto,
-            versato: p.versato,
-            saldo: Importo(p.dovuto.cents() - p.versato.cents()),
-            data_aggiornamento,
-        }))
-    })
+    answer(
+        &state,
+        resolved,
+        Operation::ImuPosizione,
+        key(&req),
+        || async move {
+            let Some(p) = store.posizione_imu(&req.soggetto, req.anno).await? else {
+                return Ok(None);
+            };
+            let data_aggiornamento = store.data_aggiornamento().await?;
+            Ok(Some(ImuPosizioneResponse {
+                immobili: p
+                    .immobili
+                    .into_iter()
+                    .map(|i| ImmobileImu {
+                        foglio: i.foglio,
+                        particella: i.particella,
+                        subalterno: i.subalterno,
+                        categoria: i.categoria,
+                        rendita: i.rendita,
+                        quota: i.quota,
+                    })
+                    .collect(),
+                dovuto: p.dovuto,
+                versato: p.versato,
+                saldo: Importo(p.dovuto.cents() - p.versato.cents()),
+                data_aggiornamento,
+            }))
+        },
+    )
     .await
 }
 
 #[utoipa::path(
+    post,
+    path = "/tari/posizione",
     tag = "tributi",
     operation_id = "tariPosizione",
     summary = "TARI position of a subject in a year",
@@ -75,47 +86,55 @@ pub async fn imu_posizione(
         LookupErrors,
     )
 )]
-#[post("/tari/posizione")]
 pub async fn tari_posizione(
+    resolved: Resolved,
     state: web::Data<EserviceState>,
     body: ValidJson<SoggettoAnnoRequest>,
 ) -> HttpResponse {
     let req = body.into_inner();
     let store = state.store().clone();
-    answer(&state, Operation::TariPosizione, key(&req), || async move {
-        let Some(p) = store.posizione_tari(&req.soggetto, req.anno).await? else {
-            return Ok(None);
-        };
-        let data_aggiornamento = store.data_aggiornamento().await?;
-        Ok(Some(TariPosizioneResponse {
-            utenze: p
-                .utenze
-                .into_iter()
-                .map(|u| UtenzaTari {
-                    indirizzo: u.indirizzo,
-                    superficie_mq: u.superficie_mq,
-                    occupanti: u.occupanti,
-                    categoria: u.categoria,
-                })
-                .collect(),
-            importo: p.importo,
-            pagato: p.pagato,
-            scadenze: p
-                .scadenze
-                .into_iter()
-                .map(|s| ScadenzaTari {
-                    rata: s.rata,
-                    data_scadenza: s.data_scadenza,
-                    importo: s.importo,
-                })
-                .collect(),
-            data_aggiornamento,
-        }))
-    })
+    answer(
+        &state,
+        resolved,
+        Operation::TariPosizione,
+        key(&req),
+        || async move {
+            let Some(p) = store.posizione_tari(&req.soggetto, req.anno).await? else {
+                return Ok(None);
+            };
+            let data_aggiornamento = store.data_aggiornamento().await?;
+            Ok(Some(TariPosizioneResponse {
+                utenze: p
+                    .utenze
+                    .into_iter()
+                    .map(|u| UtenzaTari {
+                        indirizzo: u.indirizzo,
+                        superficie_mq: u.superficie_mq,
+                        occupanti: u.occupanti,
+                        categoria: u.categoria,
+                    })
+                    .collect(),
+                importo: p.importo,
+                pagato: p.pagato,
+                scadenze: p
+                    .scadenze
+                    .into_iter()
+                    .map(|s| ScadenzaTari {
+                        rata: s.rata,
+                        data_scadenza: s.data_scadenza,
+                        importo: s.importo,
+                    })
+                    .collect(),
+                data_aggiornamento,
+            }))
+        },
+    )
     .await
 }
 
 #[utoipa::path(
+    post,
+    path = "/regolarita",
     tag = "tributi",
     operation_id = "regolarita",
     summary = "Tax regularity of a subject",
@@ -131,28 +150,36 @@ pub async fn tari_posizione(
         LookupErrors,
     )
 )]
-#[post("/regolarita")]
 pub async fn regolarita(
+    resolved: Resolved,
     state: web::Data<EserviceState>,
     body: ValidJson<SoggettoRequest>,
 ) -> HttpResponse {
     let req = body.into_inner();
     let store = state.store().clone();
-    answer(&state, Operation::Regolarita, key(&req), || async move {
-        let Some(anni) = store.anni_con_debito(&req.soggetto).await? else {
-            return Ok(None);
-        };
-        let data_aggiornamento = store.data_aggiornamento().await?;
-        Ok(Some(RegolaritaResponse {
-            regolare: anni.is_empty(),
-            anni_con_debito_aperto: anni,
-            data_aggiornamento,
-        }))
-    })
+    answer(
+        &state,
+        resolved,
+        Operation::Regolarita,
+        key(&req),
+        || async move {
+            let Some(anni) = store.anni_con_debito(&req.soggetto).await? else {
+                return Ok(None);
+            };
+            let data_aggiornamento = store.data_aggiornamento().await?;
+            Ok(Some(RegolaritaResponse {
+                regolare: anni.is_empty(),
+                anni_con_debito_aperto: anni,
+                data_aggiornamento,
+            }))
+        },
+    )
     .await
 }
 
 #[utoipa::path(
+    post,
+    path = "/pagamenti",
     tag = "tributi",
     operation_id = "pagamenti",
     summary = "pagoPA payments of a subject for a tax year",
@@ -168,30 +195,36 @@ pub async fn regolarita(
         LookupErrors,
     )
 )]
-#[post("/pagamenti")]
 pub async fn pagamenti(
+    resolved: Resolved,
     state: web::Data<EserviceState>,
     body: ValidJson<SoggettoAnnoRequest>,
 ) -> HttpResponse {
     let req = body.into_inner();
     let store = state.store().clone();
-    answer(&state, Operation::Pagamenti, key(&req), || async move {
-        let Some(list) = store.pagamenti(&req.soggetto, req.anno).await? else {
-            return Ok(None);
-        };
-        let data_aggiornamento = store.data_aggiornamento().await?;
-        Ok(Some(PagamentiResponse {
-            pagamenti: list
-                .into_iter()
-                .map(|p| PagamentoPagoPa {
-                    iuv: p.iuv,
-                    tributo: p.tributo,
-                    importo: p.importo,
-                    data: p.data,
-                })
-                .collect(),
-            data_aggiornamento,
-        }))
-    })
+    answer(
+        &state,
+        resolved,
+        Operation::Pagamenti,
+        key(&req),
+        || async move {
+            let Some(list) = store.pagamenti(&req.soggetto, req.anno).await? else {
+                return Ok(None);
+            };
+            let data_aggiornamento = store.data_aggiornamento().await?;
+            Ok(Some(PagamentiResponse {
+                pagamenti: list
+                    .into_iter()
+                    .map(|p| PagamentoPagoPa {
+                        iuv: p.iuv,
+                        tributo: p.tributo,
+                        importo: p.importo,
+                        data: p.data,
+                    })
+                    .collect(),
+                data_aggiornamento,
+            }))
+        },
+    )
     .await
 }

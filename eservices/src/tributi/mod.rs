@@ -13,12 +13,10 @@ use crate::problem::Problem;
 use actix_web::web;
 use utoipa::OpenApi;
 
-/// Registers the tributi operations (relative paths).
+/// Registers the tributi operations (relative paths), each at its own resource with its routing
+/// decision recorded first (see [`crate::route`]).
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(imu_posizione)
-        .service(tari_posizione)
-        .service(regolarita)
-        .service(pagamenti);
+    crate::route::routes(crate::Eservice::Tributi)(cfg)
 }
 
 #[derive(OpenApi)]

@@ -16,7 +16,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -33,6 +34,9 @@ pub enum AuditError {
     Commit(String),
     #[error("audit secret must be at least 32 bytes")]
     WeakSecret,
+    /// The record was not committed within the configured time (a hung database).
+    #[error("audit commit not confirmed within {0:?}")]
+    Timeout(Duration),
 }
 
 /// One audit record.
@@ -292,7 +296,33 @@ pub struct AuditQuery {
     pub limit: Option<u32>,
 }
 
-type Pending = (AuditRecord, oneshot::Sender<Result<(), String>>);
+/// A queued record and, when somebody waits for its commit, where to say how it went.
+type Pending = (AuditRecord, Option<oneshot::Sender<Result<(), String>>>);
+
+/// How the writer commits and how long anybody waits for it.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditSettings {
+    /// Most records committed in one transaction.
+    pub batch_max: usize,
+    /// Longest wait for a commit, in the writer and in [`AuditLog::record`]: a hung database
+    /// turns into 503 answers instead of requests that hang with it.
+    pub commit_timeout: Duration,
+    /// Records per second accepted by [`AuditLog::record_best_effort`] (with a burst of as
+    /// many), so that a flood of refused requests cannot crowd out the records of served ones.
+    pub best_effort_per_sec: u32,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            batch_max: 256,
+            commit_timeout: Duration::from_secs(5),
+            best_effort_per_sec: 200,
+        }
+    }
+}
+
+type Limiter = governor::DefaultDirectRateLimiter;
 
 /// The handle the pipeline uses: `record(..).await` returns once the record is committed.
 #[derive(Clone)]
@@ -300,29 +330,95 @@ pub struct AuditLog {
     tx: mpsc::Sender<Pending>,
     healthy: Arc<AtomicBool>,
     store: AuditStore,
+    commit_timeout: Duration,
+    best_effort: Arc<Limiter>,
+    /// Best-effort records not written (over the rate, or the queue full), for the log.
+    dropped: Arc<AtomicU64>,
 }
 
 impl AuditLog {
-    /// Starts the writer task on the current runtime.
+    /// Starts the writer task on the current runtime with the default settings but `batch_max`.
     pub fn start(store: AuditStore, batch_max: usize) -> AuditLog {
-        let (tx, rx) = mpsc::channel::<Pending>(batch_max.max(1) * 8);
-        let healthy = Arc::new(AtomicBool::new(true));
-        tokio::spawn(writer(store.clone(), rx, batch_max.max(1), healthy.clone()));
-        AuditLog { tx, healthy, store }
+        Self::start_with(
+            store,
+            AuditSettings {
+                batch_max,
+                ..AuditSettings::default()
+            },
+        )
     }
 
-    /// Queues a record and waits for its commit.
+    /// Starts the writer task on the current runtime.
+    pub fn start_with(store: AuditStore, settings: AuditSettings) -> AuditLog {
+        let batch_max = settings.batch_max.max(1);
+        let (tx, rx) = mpsc::channel::<Pending>(batch_max * 8);
+        let healthy = Arc::new(AtomicBool::new(true));
+        let commit_timeout = settings.commit_timeout.max(Duration::from_millis(1));
+        tokio::spawn(writer(
+            store.clone(),
+            rx,
+            batch_max,
+            commit_timeout,
+            healthy.clone(),
+        ));
+        let rate = NonZeroU32::new(settings.best_effort_per_sec).unwrap_or(NonZeroU32::MIN);
+        AuditLog {
+            tx,
+            healthy,
+            store,
+            commit_timeout,
+            best_effort: Arc::new(governor::RateLimiter::direct(governor::Quota::per_second(
+                rate,
+            ))),
+            dropped: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Queues a record and waits for its commit, at most the commit timeout.
     pub async fn record(&self, record: AuditRecord) -> Result<(), AuditError> {
         let (done_tx, done_rx) = oneshot::channel();
-        self.tx
-            .send((record, done_tx))
-            .await
-            .map_err(|_| AuditError::WriterGone)?;
-        match done_rx.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(reason)) => Err(AuditError::Commit(reason)),
-            Err(_) => Err(AuditError::WriterGone),
+        let wait = async {
+            self.tx
+                .send((record, Some(done_tx)))
+                .await
+                .map_err(|_| AuditError::WriterGone)?;
+            match done_rx.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(reason)) => Err(AuditError::Commit(reason)),
+                Err(_) => Err(AuditError::WriterGone),
+            }
+        };
+        match tokio::time::timeout(self.commit_timeout, wait).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.healthy.store(false, Ordering::Relaxed);
+                Err(AuditError::Timeout(self.commit_timeout))
+            }
         }
+    }
+
+    /// Queues a record without waiting for its commit, for requests refused before the
+    /// voucher check: they served nothing, so their answer need not wait on the database,
+    /// and an unauthenticated flood must not be able to make the trail (and with it every
+    /// served answer) slow. Rate-limited; what is over the rate or finds the queue full is
+    /// counted and reported in the log, not written. Returns whether it was queued.
+    pub fn record_best_effort(&self, record: AuditRecord) -> bool {
+        let queued = self.best_effort.check().is_ok() && self.tx.try_send((record, None)).is_ok();
+        if !queued {
+            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if dropped.is_power_of_two() {
+                tracing::warn!(
+                    dropped,
+                    "audit records of refused unauthenticated requests not written (rate limit)"
+                );
+            }
+        }
+        queued
+    }
+
+    /// Best-effort records not written so far.
+    pub fn best_effort_dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// False after a failed commit, until a commit or a ping succeeds again.
@@ -346,6 +442,7 @@ async fn writer(
     store: AuditStore,
     mut rx: mpsc::Receiver<Pending>,
     batch_max: usize,
+    commit_timeout: Duration,
     healthy: Arc<AtomicBool>,
 ) {
     let mut batch: Vec<Pending> = Vec::with_capacity(batch_max);
@@ -358,13 +455,22 @@ async fn writer(
             }
         }
         let records: Vec<AuditRecord> = batch.iter().map(|(r, _)| r.clone()).collect();
-        let result = store.insert_batch(&records).await;
+        // A commit that does not finish in time counts as failed: its waiters answer 503. If
+        // the database completes it later, the trail holds a record of an answer never sent,
+        // which errs on the side the trail must err on.
+        let result = match tokio::time::timeout(commit_timeout, store.insert_batch(&records)).await
+        {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("commit not finished within {commit_timeout:?}")),
+        };
         healthy.store(result.is_ok(), Ordering::Relaxed);
         if let Err(e) = &result {
             tracing::error!(error = %e, records = records.len(), "audit commit failed");
         }
         for (_, done) in batch.drain(..) {
-            let _ = done.send(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+            if let Some(done) = done {
+                let _ = done.send(result.as_ref().map(|_| ()).map_err(Clone::clone));
+            }
         }
     }
 }
@@ -409,8 +515,11 @@ impl AuditStage {
             purpose_id: voucher.map(|v| v.purpose_id().to_owned()),
             voucher_jti: voucher.map(|v| v.jti().to_owned()),
             eservice: self.eservice.id().to_owned(),
-            operation: super::purpose::operation_of(self.eservice, req.path())
-                .map(|o| o.id().to_owned()),
+            // The router's decision, never the raw path: the record names the operation that
+            // actually ran (none for a request no operation's resource matched).
+            operation: ext
+                .get::<eservices::route::Resolved>()
+                .map(|r| r.operation().id().to_owned()),
             status: res.status().as_u16(),
             latency_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
             subject_hash: subject.map(|s| self.hasher.hash(&s.0)),
@@ -429,6 +538,15 @@ impl AuditStage {
         let res = next.call(req).await?;
         let record = self.record_for(&res, started);
         let request_id = record.request_id.clone();
+        // Refused before the voucher check (no voucher, a bad one, no such operation): nothing
+        // was served, so the answer does not wait on the commit. Anything else, a 2xx above
+        // all, is sent only once its record is committed.
+        let authenticated = actix_web::HttpMessage::extensions(res.request())
+            .contains::<crate::pdnd::voucher::Voucher>();
+        if !authenticated && !res.status().is_success() {
+            self.log.record_best_effort(record);
+            return Ok(res);
+        }
         match self.log.record(record).await {
             Ok(()) => Ok(res),
             Err(e) => {
@@ -554,6 +672,87 @@ mod tests {
         store.close().await;
         assert!(log.record(record(1, None)).await.is_err());
         assert!(!log.is_healthy());
+        let _ = std::fs::remove_file(&path);
+    }
+
+    async fn temp_store() -> (AuditStore, std::path::PathBuf, String) {
+        let path = std::env::temp_dir().join(format!("pdndgw-audit-{}.db", uuid::Uuid::new_v4()));
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let store = AuditStore::connect(&url).await.unwrap();
+        (store, path, url)
+    }
+
+    #[tokio::test]
+    async fn a_hung_database_fails_the_waiting_request_within_the_timeout() {
+        use sqlx::Connection;
+        let (store, path, url) = temp_store().await;
+        let log = AuditLog::start_with(
+            store.clone(),
+            AuditSettings {
+                batch_max: 8,
+                commit_timeout: Duration::from_millis(300),
+                best_effort_per_sec: 10,
+            },
+        );
+        log.record(record(0, None)).await.unwrap();
+        // Another connection holds the write lock: the commit cannot finish (SQLite's own busy
+        // timeout is longer than ours).
+        let mut blocker = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("BEGIN EXCLUSIVE")
+            .execute(&mut blocker)
+            .await
+            .unwrap();
+        let err = log.record(record(1, None)).await.unwrap_err();
+        assert!(
+            matches!(err, AuditError::Timeout(_) | AuditError::Commit(_)),
+            "{err}"
+        );
+        assert!(!log.is_healthy());
+        sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+        drop(blocker);
+        // The writer is not stuck: the next record commits.
+        let mut committed = false;
+        for i in 2..40 {
+            if log.record(record(i, None)).await.is_ok() {
+                committed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            committed,
+            "the trail did not recover after the lock was released"
+        );
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[tokio::test]
+    async fn best_effort_records_are_rate_limited_and_written_without_waiting() {
+        let (store, path, _) = temp_store().await;
+        let log = AuditLog::start_with(
+            store.clone(),
+            AuditSettings {
+                batch_max: 8,
+                commit_timeout: Duration::from_secs(5),
+                best_effort_per_sec: 5,
+            },
+        );
+        let queued = (0..50)
+            .filter(|&i| log.record_best_effort(record(i, None)))
+            .count();
+        // A burst of the per-second rate, perhaps one more as time passes; never the flood.
+        assert!((5..=7).contains(&queued), "queued {queued}");
+        assert_eq!(log.best_effort_dropped(), (50 - queued) as u64);
+        // Queued ones are written by the writer on its own.
+        let mut written = 0;
+        for _ in 0..50 {
+            written = store.count().await.unwrap();
+            if written == queued as i64 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(written, queued as i64);
         let _ = std::fs::remove_file(&path);
     }
 }

@@ -18,6 +18,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpResponse};
+use eservices::route::Resolved;
 use eservices::{Eservice, Operation};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -100,8 +101,6 @@ pub enum Refusal {
         expected: String,
         found: Option<String>,
     },
-    #[error("no operation is published at this path")]
-    NoOperation,
 }
 
 /// The purposes in force, swapped whole on reload.
@@ -382,12 +381,6 @@ pub struct PurposeStage {
     pub registry: Arc<PurposeRegistry>,
 }
 
-/// The operation a request calls, from its path within the e-service.
-pub fn operation_of(eservice: Eservice, path: &str) -> Option<Operation> {
-    let rest = path.strip_prefix(eservice.base_path())?;
-    Operation::from_path(eservice, rest)
-}
-
 fn forbidden(operation: Option<Operation>, request_id: Option<&str>) -> HttpResponse {
     let detail = match operation {
         Some(op) => format!(
@@ -410,11 +403,16 @@ impl PurposeStage {
         next: Next<BoxBody>,
     ) -> Result<ServiceResponse<BoxBody>, Error> {
         let request_id = super::request_id::of(&req);
-        let Some(operation) = operation_of(self.eservice, req.path()) else {
-            // Not an operation: the router answers 404/405 without touching data.
-            return next.call(req).await;
+        // The router's decision, recorded at the resource that matched (see
+        // `eservices::route`). This stage only ever runs inside an operation's resource; if it
+        // ran without a decision it would be a wiring error, and it refuses rather than guess.
+        let Some(operation) = Resolved::of(&req).map(Resolved::operation) else {
+            tracing::error!(
+                request_id,
+                "purpose stage reached without a routing decision"
+            );
+            return Ok(req.into_response(forbidden(None, request_id.as_deref())));
         };
-        req.extensions_mut().insert(operation);
         let Some(voucher) = super::voucher::of(&req) else {
             tracing::error!(request_id, "purpose stage reached without a voucher");
             return Ok(req.into_response(forbidden(Some(operation), request_id.as_deref())));
