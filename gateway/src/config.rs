@@ -465,6 +465,19 @@ pub struct ModiConfig {
     /// How long a PDND key fetched by kid is kept.
     #[serde(default = "default_key_cache_ttl")]
     pub key_cache_ttl_secs: u64,
+    /// Most jtis one client (the voucher's client id) may hold in the replay memory at once;
+    /// beyond it that client alone gets 429 until its oldest jti expires. At most
+    /// `replay_cache_capacity`.
+    #[serde(default = "default_replay_per_client")]
+    pub replay_cache_per_client: usize,
+    /// How long a kid that PDND answered 404 for is remembered as unknown (not asked again).
+    #[serde(default = "default_unknown_kid_ttl")]
+    pub unknown_kid_ttl_secs: u64,
+    /// Most lookups of uncached kids sent to `pdnd.keys_url` per minute, all callers together
+    /// (a token bucket holding as many); beyond it a request needing one gets 503 with
+    /// Retry-After and PDND is not asked. Bounds the PDND API quota forged kids can burn.
+    #[serde(default = "default_kid_lookups_per_minute")]
+    pub kid_lookups_per_minute: u32,
 }
 
 impl Default for ModiConfig {
@@ -479,6 +492,9 @@ impl Default for ModiConfig {
             max_peer_token_lifetime_secs: default_peer_lifetime(),
             replay_cache_capacity: default_replay_capacity(),
             key_cache_ttl_secs: default_key_cache_ttl(),
+            replay_cache_per_client: default_replay_per_client(),
+            unknown_kid_ttl_secs: default_unknown_kid_ttl(),
+            kid_lookups_per_minute: default_kid_lookups_per_minute(),
         }
     }
 }
@@ -494,6 +510,15 @@ fn default_replay_capacity() -> usize {
 }
 fn default_key_cache_ttl() -> u64 {
     600
+}
+fn default_replay_per_client() -> usize {
+    10_000
+}
+fn default_unknown_kid_ttl() -> u64 {
+    300
+}
+fn default_kid_lookups_per_minute() -> u32 {
+    60
 }
 
 /// Who the comune is on PDND.
@@ -970,6 +995,21 @@ impl Config {
         }
         if modi.key_cache_ttl_secs == 0 {
             return invalid("modi.key_cache_ttl_secs", "must be at least 1 second");
+        }
+        if !(1..=modi.replay_cache_capacity).contains(&modi.replay_cache_per_client) {
+            return invalid(
+                "modi.replay_cache_per_client",
+                "must be between 1 and modi.replay_cache_capacity",
+            );
+        }
+        if !(1..=86_400).contains(&modi.unknown_kid_ttl_secs) {
+            return invalid(
+                "modi.unknown_kid_ttl_secs",
+                "must be between 1 and 86400 seconds",
+            );
+        }
+        if !(1..=6_000).contains(&modi.kid_lookups_per_minute) {
+            return invalid("modi.kid_lookups_per_minute", "must be between 1 and 6000");
         }
         for (key, m) in services {
             if m.request_integrity == RequestIntegrity::IntegrityRest01
@@ -1661,6 +1701,39 @@ mod tests {
         let mut c = dev();
         c.modi.replay_cache_capacity = 0;
         assert!(err(c).contains("modi.replay_cache_capacity"));
+    }
+
+    #[test]
+    fn modi_bounds_have_safe_defaults_and_refuse_hostile_values() {
+        let err = |c: Config| c.validate().unwrap_err().to_string();
+        let c = dev();
+        assert_eq!(c.modi.replay_cache_per_client, 10_000);
+        assert_eq!(c.modi.unknown_kid_ttl_secs, 300);
+        assert_eq!(c.modi.kid_lookups_per_minute, 60);
+        assert_eq!(c.server.body_read_timeout_ms, 5_000);
+        // A per-client share larger than the whole memory means no share at all.
+        let mut c = dev();
+        c.modi.replay_cache_capacity = 1_000;
+        c.modi.replay_cache_per_client = 1_001;
+        assert!(err(c).contains("modi.replay_cache_per_client"));
+        let mut c = dev();
+        c.modi.replay_cache_per_client = 0;
+        assert!(err(c).contains("modi.replay_cache_per_client"));
+        let mut c = dev();
+        c.modi.unknown_kid_ttl_secs = 0;
+        assert!(err(c).contains("modi.unknown_kid_ttl_secs"));
+        let mut c = dev();
+        c.modi.kid_lookups_per_minute = 0;
+        assert!(err(c).contains("modi.kid_lookups_per_minute"));
+        let mut c = dev();
+        c.modi.kid_lookups_per_minute = 1_000_000;
+        assert!(err(c).contains("modi.kid_lookups_per_minute"));
+        // No body deadline, or one that holds a connection for minutes.
+        for ms in [0, 600_000] {
+            let mut c = dev();
+            c.server.body_read_timeout_ms = ms;
+            assert!(err(c).contains("server.body_read_timeout_ms"), "{ms}");
+        }
     }
 
     #[test]

@@ -421,22 +421,32 @@ async fn integrity_rest_01_requests_accepted_and_refused() {
     assert_eq!(resp.status(), StatusCode::OK);
 }
 
-/// A TrackingEvidence signed by the sample client's PDND key.
-fn tracking_evidence(h: &Harness, aud: &str, user: &str) -> String {
+/// Tracking claims of the sample client for `purpose`.
+fn evidence_claims(h: &Harness, aud: &str, user: &str, purpose: &str) -> TrackingClaims {
     let t = now();
+    TrackingClaims {
+        iss: h.env.data.client.client_id.clone(),
+        aud: aud.to_owned(),
+        user_id: user.to_owned(),
+        user_location: "ufficio-anagrafe-3".to_owned(),
+        loa: "substantial".to_owned(),
+        iat: t,
+        exp: t + 120,
+        jti: uuid::Uuid::new_v4().to_string(),
+        purpose_id: Some(purpose.to_owned()),
+    }
+}
+
+/// A TrackingEvidence signed by the sample client's PDND key, for the full anagrafe purpose.
+fn tracking_evidence(h: &Harness, aud: &str, user: &str) -> String {
+    tracking_evidence_for(h, aud, user, sample::ANAGRAFE_FULL.purpose_id)
+}
+
+/// A TrackingEvidence signed by the sample client's PDND key, for `purpose`.
+fn tracking_evidence_for(h: &Harness, aud: &str, user: &str, purpose: &str) -> String {
     modi::build_tracking_evidence(
         &h.client_material(),
-        &TrackingClaims {
-            iss: h.env.data.client.client_id.clone(),
-            aud: aud.to_owned(),
-            user_id: user.to_owned(),
-            user_location: "ufficio-anagrafe-3".to_owned(),
-            loa: "substantial".to_owned(),
-            iat: t,
-            exp: t + 120,
-            jti: uuid::Uuid::new_v4().to_string(),
-            purpose_id: Some(sample::ANAGRAFE_FULL.purpose_id.to_owned()),
-        },
+        &evidence_claims(h, aud, user, purpose),
     )
     .expect("tracking evidence signs")
 }
@@ -568,6 +578,81 @@ async fn audit_rest_02_end_to_end_into_the_audit_trail() {
     assert_eq!(records[0].user_id, None);
 }
 
+#[tokio::test]
+async fn tracking_evidence_must_speak_for_the_voucher_client_and_purpose() {
+    let h =
+        Harness::start_with(|c| c.eservices.anagrafe.modi.audit = AuditPattern::AuditRest01).await;
+    let aud = h.env.config.eservices.anagrafe.audiences[0].clone();
+    let purpose = sample::ANAGRAFE_FULL.purpose_id;
+    let voucher = h.voucher(purpose).await;
+    let material = h.client_material();
+    let sign = |claims: &TrackingClaims| {
+        modi::build_tracking_evidence(&material, claims).expect("tracking evidence signs")
+    };
+
+    // iss = the voucher's client, purposeId = the voucher's: accepted.
+    let good = sign(&evidence_claims(&h, &aud, "utente-1", purpose));
+    let resp = send_with_evidence(&h, &voucher, Some(&good), "te-bound").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // Without purposeId: accepted (AgID does not require it; the voucher carries the purpose).
+    let mut claims = evidence_claims(&h, &aud, "utente-2", purpose);
+    claims.purpose_id = None;
+    let resp = send_with_evidence(&h, &voucher, Some(&sign(&claims)), "te-no-purpose").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // Signed with the client's registered key but in another client's name.
+    let mut claims = evidence_claims(&h, &aud, "utente-3", purpose);
+    claims.iss = "0f0e0d0c-0b0a-4908-8706-050403020100".into();
+    let resp = send_with_evidence(&h, &voucher, Some(&sign(&claims)), "te-other-iss").await;
+    assert_refused(
+        resp,
+        StatusCode::UNAUTHORIZED,
+        "is not the voucher's client id",
+        "iss of another client",
+    )
+    .await;
+
+    // No iss at all.
+    let t = now();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.typ = Some("JWT".into());
+    header.kid = Some(h.env.data.client.kid.clone());
+    let no_iss = e2e::sign_rs256(
+        header,
+        &json!({
+            "aud": aud, "iat": t, "exp": t + 60, "jti": uuid::Uuid::new_v4().to_string(),
+            "userID": "utente-4", "userLocation": "x", "LoA": "low", "purposeId": purpose,
+        }),
+        &h.env.data.client_key.to_pem(),
+    );
+    let resp = send_with_evidence(&h, &voucher, Some(&no_iss), "te-no-iss").await;
+    assert_refused(
+        resp,
+        StatusCode::UNAUTHORIZED,
+        "iss (absent) is not the voucher's client id",
+        "evidence without iss",
+    )
+    .await;
+
+    // Another purpose than the voucher's (one the same client holds, for verifica).
+    let other = sample::ANAGRAFE_VERIFICA.purpose_id;
+    let evidence = sign(&evidence_claims(&h, &aud, "utente-5", other));
+    let resp = send_with_evidence(&h, &voucher, Some(&evidence), "te-other-purpose").await;
+    assert_refused(
+        resp,
+        StatusCode::UNAUTHORIZED,
+        "is not the voucher's purposeId",
+        "purposeId of another purpose",
+    )
+    .await;
+
+    // The refused requests did not burn the jti of a fresh good one.
+    let good = sign(&evidence_claims(&h, &aud, "utente-6", purpose));
+    let resp = send_with_evidence(&h, &voucher, Some(&good), "te-bound-again").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
 fn hex_sha256(bytes: &[u8]) -> String {
     openssl::sha::sha256(bytes)
         .iter()
@@ -643,7 +728,12 @@ async fn integrity_rest_02_and_audit_rest_01_with_pdnd_keys() {
     let resp = regolarita(
         &h,
         &tributi_voucher,
-        &tracking_evidence(&h, &tributi_aud, "utente-7"),
+        &tracking_evidence_for(
+            &h,
+            &tributi_aud,
+            "utente-7",
+            sample::TRIBUTI_FULL.purpose_id,
+        ),
     )
     .await;
     assert_eq!(resp.status(), StatusCode::OK);

@@ -8,7 +8,8 @@
 //! like production; unlike production, the log line says which rule failed and why.
 //!
 //! It also counts token requests ([`TokenStats`], `GET /stats`): the proxy's promise of one
-//! request per purpose at a time is checked against these numbers.
+//! request per purpose at a time is checked against these numbers, and the gateway's bounds on
+//! key lookups against the count of `/keys/{kid}` requests.
 
 use crate::pdnd::authority::{pdnd_error_body, Authority};
 use crate::pdnd::client_assertion::TokenRequest;
@@ -21,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct TokenStats {
     requests: AtomicU64,
     issued: AtomicU64,
+    key_requests: AtomicU64,
 }
 
 impl TokenStats {
@@ -33,13 +35,21 @@ impl TokenStats {
     pub fn issued(&self) -> u64 {
         self.issued.load(Ordering::SeqCst)
     }
+
+    /// Every `GET /keys/{kid}`, whatever the outcome.
+    pub fn key_requests(&self) -> u64 {
+        self.key_requests.load(Ordering::SeqCst)
+    }
 }
 
 async fn stats(stats: Option<web::Data<TokenStats>>) -> HttpResponse {
-    let (requests, issued) = stats.map_or((0, 0), |s| (s.requests(), s.issued()));
+    let (requests, issued, keys) =
+        stats.map_or((0, 0, 0), |s| (s.requests(), s.issued(), s.key_requests()));
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(serde_json::json!({ "tokenRequests": requests, "vouchersIssued": issued }))
+        .json(serde_json::json!({
+            "tokenRequests": requests, "vouchersIssued": issued, "keyRequests": keys
+        }))
 }
 
 fn refused(correlation_id: &str) -> HttpResponse {
@@ -103,9 +113,13 @@ fn api_unauthorized(path: &str, error: Option<&str>) -> HttpResponse {
 
 async fn client_key(
     authority: web::Data<Authority>,
+    stats: Option<web::Data<TokenStats>>,
     kid: web::Path<String>,
     req: HttpRequest,
 ) -> HttpResponse {
+    if let Some(s) = &stats {
+        s.key_requests.fetch_add(1, Ordering::SeqCst);
+    }
     let bearer = req
         .headers()
         .get(header::AUTHORIZATION)

@@ -96,9 +96,40 @@ pub enum ModiError {
     #[error("replay cache full")]
     ReplayCacheFull,
 
+    /// This caller already holds its whole share of the replay memory: its own jtis are
+    /// remembered until they expire, so it may send again in `retry_after_secs` seconds. Other
+    /// callers are not affected.
+    #[error("too many unexpired jtis from this client; retry in {retry_after_secs}s")]
+    ReplayQuotaExceeded { retry_after_secs: u64 },
+
+    /// Too many lookups of unknown kids right now: the request is refused without asking PDND
+    /// (whose API quota the lookups spend); retry in `retry_after_secs` seconds.
+    #[error("too many lookups of unknown key ids; retry in {retry_after_secs}s")]
+    KeyLookupsThrottled { retry_after_secs: u64 },
+
+    /// The `x5c` leaf certificate may not be used to verify digital signatures (its keyUsage
+    /// extension lacks digitalSignature), or its extensions cannot be read.
+    #[error("leaf certificate not for digital signatures: {0}")]
+    CertificateUsage(String),
+
     /// The Agid-JWT-TrackingEvidence does not hash to the voucher's `digest.value`.
     #[error("tracking evidence not bound to the voucher digest")]
     TrackingEvidenceNotBound,
+
+    /// The Agid-JWT-TrackingEvidence `iss` is absent or is not the voucher's client id: the
+    /// evidence speaks for another consumer than the one PDND authorised.
+    #[error(
+        "tracking evidence iss {} is not the voucher's client id {expected}",
+        found.as_deref().unwrap_or("(absent)")
+    )]
+    TrackingIssuerMismatch {
+        expected: String,
+        found: Option<String>,
+    },
+
+    /// The Agid-JWT-TrackingEvidence `purposeId` is not the voucher's `purposeId`.
+    #[error("tracking evidence purposeId {found} is not the voucher's purposeId {expected}")]
+    TrackingPurposeMismatch { expected: String, found: String },
 
     /// Our own key or certificate material is unusable (configuration error, not the peer's).
     #[error("signing material: {0}")]
@@ -143,9 +174,25 @@ impl ModiError {
             | ModiError::NotYetValid { .. }
             | ModiError::LifetimeTooLong { .. }
             | ModiError::Replayed(_)
-            | ModiError::TrackingEvidenceNotBound => 401,
-            ModiError::KeyUnavailable(_) | ModiError::ReplayCacheFull => 503,
+            | ModiError::CertificateUsage(_)
+            | ModiError::TrackingEvidenceNotBound
+            | ModiError::TrackingIssuerMismatch { .. }
+            | ModiError::TrackingPurposeMismatch { .. } => 401,
+            ModiError::ReplayQuotaExceeded { .. } => 429,
+            ModiError::KeyUnavailable(_)
+            | ModiError::ReplayCacheFull
+            | ModiError::KeyLookupsThrottled { .. } => 503,
             ModiError::KeyMaterial(_) | ModiError::Pki(_) => 500,
+        }
+    }
+
+    /// Seconds after which the same request may succeed, for a `Retry-After` header: only
+    /// for refusals caused by load, not by the message.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            ModiError::ReplayQuotaExceeded { retry_after_secs }
+            | ModiError::KeyLookupsThrottled { retry_after_secs } => Some(*retry_after_secs),
+            _ => None,
         }
     }
 
@@ -190,5 +237,51 @@ mod tests {
         assert_eq!(ModiError::Replayed("j".into()).http_status(), 401);
         assert_eq!(ModiError::KeyUnavailable("down".into()).http_status(), 503);
         assert_eq!(ModiError::KeyMaterial("bad".into()).http_status(), 500);
+        assert_eq!(
+            ModiError::ReplayQuotaExceeded {
+                retry_after_secs: 7
+            }
+            .http_status(),
+            429
+        );
+        assert_eq!(
+            ModiError::KeyLookupsThrottled {
+                retry_after_secs: 2
+            }
+            .http_status(),
+            503
+        );
+        assert_eq!(ModiError::CertificateUsage("x".into()).http_status(), 401);
+        assert_eq!(
+            ModiError::TrackingPurposeMismatch {
+                expected: "a".into(),
+                found: "b".into()
+            }
+            .http_status(),
+            401
+        );
+    }
+
+    #[test]
+    fn only_load_refusals_carry_a_retry_after() {
+        assert_eq!(
+            ModiError::ReplayQuotaExceeded {
+                retry_after_secs: 7
+            }
+            .retry_after_secs(),
+            Some(7)
+        );
+        assert_eq!(
+            ModiError::KeyLookupsThrottled {
+                retry_after_secs: 2
+            }
+            .retry_after_secs(),
+            Some(2)
+        );
+        assert_eq!(ModiError::Replayed("j".into()).retry_after_secs(), None);
+        assert_eq!(
+            ModiError::KeyUnavailable("x".into()).retry_after_secs(),
+            None
+        );
     }
 }

@@ -416,6 +416,7 @@ impl TrustStore {
         if !ok {
             return Err(ModiError::UntrustedChain(result.error_string().to_string()));
         }
+        check_leaf_usage(leaf_der)?;
         let key = leaf
             .public_key()
             .map_err(|e| ModiError::UnusableKey(format!("leaf public key: {e}")))?;
@@ -435,6 +436,28 @@ impl TrustStore {
             serial,
             fingerprint_sha256: fingerprint,
         })
+    }
+}
+
+/// The leaf of an `x5c` chain signs messages, so it must be a certificate for digital
+/// signatures: when it has a keyUsage extension (RFC 5280 §4.2.1.3), digitalSignature must be
+/// in it. A CA's key (keyCertSign only) or an encryption key (keyEncipherment only) that
+/// chains to a trusted CA is still not an identity for signing requests; OpenSSL's chain check
+/// does not look at the leaf's keyUsage without a purpose, so it is checked here. A leaf whose
+/// extensions cannot be read (e.g. keyUsage twice) is refused too. No keyUsage extension at
+/// all means no restriction.
+fn check_leaf_usage(der: &[u8]) -> Result<(), ModiError> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(der)
+        .map_err(|e| ModiError::CertificateUsage(format!("leaf unreadable: {e}")))?;
+    match cert.key_usage() {
+        Ok(None) => Ok(()),
+        Ok(Some(usage)) if usage.value.digital_signature() => Ok(()),
+        Ok(Some(usage)) => Err(ModiError::CertificateUsage(format!(
+            "keyUsage is {} without digitalSignature",
+            usage.value
+        ))),
+        Err(e) => Err(ModiError::CertificateUsage(format!("keyUsage: {e}"))),
     }
 }
 

@@ -41,7 +41,8 @@ pub use signature::{
     VerifiedSignature, AGID_JWT_SIGNATURE, DIGEST,
 };
 pub use tracking::{
-    binds_to_voucher, build_tracking_evidence, check_voucher_binding, tracking_evidence_digest,
-    verify_tracking_evidence, TrackingClaims, TrackingEvidence, AGID_JWT_TRACKING_EVIDENCE,
+    binds_to_voucher, build_tracking_evidence, check_voucher_binding, check_voucher_identity,
+    tracking_evidence_digest, verify_tracking_evidence, TrackingClaims, TrackingEvidence,
+    AGID_JWT_TRACKING_EVIDENCE,
 };
 pub use trust::{InMemoryKidResolver, KeySource, KidResolver, Signer};

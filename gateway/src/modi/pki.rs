@@ -191,6 +191,26 @@ pub(crate) fn issue_leaf(
     common_name: &str,
     validity: Validity,
 ) -> Result<String, ModiError> {
+    issue_leaf_with_usages(
+        ca_cert_pem,
+        ca_key_pem,
+        leaf_key_pem,
+        common_name,
+        validity,
+        vec![KeyUsagePurpose::DigitalSignature],
+    )
+}
+
+/// [`issue_leaf`] with the given keyUsage bits (none: no keyUsage extension), for tests of
+/// what a verifier accepts.
+pub(crate) fn issue_leaf_with_usages(
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+    leaf_key_pem: &str,
+    common_name: &str,
+    validity: Validity,
+    key_usages: Vec<KeyUsagePurpose>,
+) -> Result<String, ModiError> {
     let ca_key = KeyPair::from_pem(ca_key_pem).map_err(pki_err)?;
     let issuer = Issuer::from_ca_cert_pem(ca_cert_pem, ca_key).map_err(pki_err)?;
     let public_pem = openssl::pkey::PKey::private_key_from_pem(leaf_key_pem.as_bytes())
@@ -200,7 +220,7 @@ pub(crate) fn issue_leaf(
     let spki = SubjectPublicKeyInfo::from_pem(&public_pem).map_err(pki_err)?;
     let mut params = base_params(common_name, validity)?;
     params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.key_usages = key_usages;
     params.use_authority_key_identifier_extension = true;
     let cert = params.signed_by(&spki, &issuer).map_err(pki_err)?;
     Ok(cert.pem())

@@ -11,7 +11,7 @@
 //!
 //! PDND vouchers are deliberately NOT subject to this: they are reusable until `exp`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use super::jws::MAX_JTI_LEN;
@@ -22,6 +22,20 @@ pub trait ReplayGuard: Send + Sync {
     /// Records `jti` until `expires_at` (unix seconds). Fails with [`ModiError::Replayed`] if
     /// it is already recorded and not yet expired at `now`.
     fn check_and_store(&self, jti: &str, expires_at: i64, now: i64) -> Result<(), ModiError>;
+
+    /// [`ReplayGuard::check_and_store`] on behalf of `client` (the PDND client id of the
+    /// voucher the token came with), so that a guard can give each client a share of its
+    /// memory. The default ignores the client.
+    fn check_and_store_for(
+        &self,
+        client: &str,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<(), ModiError> {
+        let _ = client;
+        self.check_and_store(jti, expires_at, now)
+    }
 }
 
 /// A bounded in-process [`ReplayGuard`].
@@ -30,24 +44,70 @@ pub trait ReplayGuard: Send + Sync {
 /// full of live entries it refuses new ones with [`ModiError::ReplayCacheFull`] (503) rather
 /// than evicting: evicting a live jti would re-open the replay window it guards. Size it as
 /// (requests per second) x (max token lifetime + leeway).
+///
+/// A client may hold at most `per_client` live entries ([`Self::with_per_client_cap`]): one
+/// consumer sending unique jtis as fast as it can then fills its own share, not the memory
+/// everybody needs. Over its share that client alone is refused with
+/// [`ModiError::ReplayQuotaExceeded`] (**429**, with the time its oldest jti expires as
+/// `Retry-After`): the limit is its own rate, the service is not unavailable (503 stays for
+/// the whole memory being full), and the status tells a well-behaved client to slow down.
+/// Entries stored without a client ([`ReplayGuard::check_and_store`]) count only globally.
 #[derive(Debug)]
 pub struct InMemoryReplayGuard {
     capacity: usize,
+    per_client: usize,
     state: Mutex<State>,
 }
 
 #[derive(Debug, Default)]
 struct State {
-    seen: HashMap<String, i64>,
+    /// jti -> (expires_at, client).
+    seen: HashMap<String, (i64, Option<String>)>,
     by_expiry: BTreeSet<(i64, String)>,
+    /// client -> live entries per expiry second (the first key is when it next gets room).
+    by_client: HashMap<String, BTreeMap<i64, usize>>,
+}
+
+impl State {
+    fn client_len(&self, client: &str) -> usize {
+        self.by_client
+            .get(client)
+            .map_or(0, |expiries| expiries.values().sum())
+    }
+
+    fn forget(&mut self, jti: &str) {
+        let Some((expires_at, Some(client))) = self.seen.remove(jti) else {
+            return;
+        };
+        if let Some(expiries) = self.by_client.get_mut(&client) {
+            if let Some(count) = expiries.get_mut(&expires_at) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    expiries.remove(&expires_at);
+                }
+            }
+            if expiries.is_empty() {
+                self.by_client.remove(&client);
+            }
+        }
+    }
 }
 
 impl InMemoryReplayGuard {
+    /// A guard for at most `capacity` live jtis, with no share per client beyond that.
     pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
         InMemoryReplayGuard {
-            capacity: capacity.max(1),
+            capacity,
+            per_client: capacity,
             state: Mutex::new(State::default()),
         }
+    }
+
+    /// Lets one client hold at most `per_client` live jtis (at least 1, at most the capacity).
+    pub fn with_per_client_cap(mut self, per_client: usize) -> Self {
+        self.per_client = per_client.clamp(1, self.capacity);
+        self
     }
 
     /// Live entries (for metrics).
@@ -59,17 +119,26 @@ impl InMemoryReplayGuard {
         self.len() == 0
     }
 
+    /// Live entries stored on behalf of `client`.
+    pub fn len_for(&self, client: &str) -> usize {
+        self.lock().client_len(client)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave the two maps inconsistent in a way that
+        // A panic while holding the lock cannot leave the maps inconsistent in a way that
         // would accept a replay (inserts go to `seen` first), so keep serving.
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-}
 
-impl ReplayGuard for InMemoryReplayGuard {
-    fn check_and_store(&self, jti: &str, expires_at: i64, now: i64) -> Result<(), ModiError> {
+    fn store(
+        &self,
+        client: Option<&str>,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<(), ModiError> {
         if jti.is_empty() || jti.len() > MAX_JTI_LEN {
             return Err(ModiError::malformed("claim", "jti empty or too long"));
         }
@@ -80,7 +149,7 @@ impl ReplayGuard for InMemoryReplayGuard {
                 break;
             }
             if let Some((_, key)) = state.by_expiry.pop_first() {
-                state.seen.remove(&key);
+                state.forget(&key);
             }
         }
         if state.seen.contains_key(jti) {
@@ -90,12 +159,51 @@ impl ReplayGuard for InMemoryReplayGuard {
             // Already past its lifetime: the verifier refuses such a token, nothing to keep.
             return Ok(());
         }
+        if let Some(client) = client {
+            if state.client_len(client) >= self.per_client {
+                let next_room = state
+                    .by_client
+                    .get(client)
+                    .and_then(|expiries| expiries.keys().next().copied())
+                    .unwrap_or(now);
+                let wait = next_room.saturating_sub(now).max(1);
+                return Err(ModiError::ReplayQuotaExceeded {
+                    retry_after_secs: u64::try_from(wait).unwrap_or(1),
+                });
+            }
+        }
         if state.seen.len() >= self.capacity {
             return Err(ModiError::ReplayCacheFull);
         }
-        state.seen.insert(jti.to_string(), expires_at);
+        state
+            .seen
+            .insert(jti.to_string(), (expires_at, client.map(str::to_owned)));
         state.by_expiry.insert((expires_at, jti.to_string()));
+        if let Some(client) = client {
+            *state
+                .by_client
+                .entry(client.to_owned())
+                .or_default()
+                .entry(expires_at)
+                .or_default() += 1;
+        }
         Ok(())
+    }
+}
+
+impl ReplayGuard for InMemoryReplayGuard {
+    fn check_and_store(&self, jti: &str, expires_at: i64, now: i64) -> Result<(), ModiError> {
+        self.store(None, jti, expires_at, now)
+    }
+
+    fn check_and_store_for(
+        &self,
+        client: &str,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<(), ModiError> {
+        self.store(Some(client), jti, expires_at, now)
     }
 }
 
@@ -163,5 +271,69 @@ mod tests {
             guard.check_and_store(&long, 1100, 1000),
             Err(ModiError::Malformed { .. })
         ));
+    }
+
+    #[test]
+    fn one_client_over_its_share_is_refused_alone() {
+        let guard = InMemoryReplayGuard::new(10).with_per_client_cap(3);
+        for (jti, exp) in [("f1", 1100), ("f2", 1050), ("f3", 1200)] {
+            assert_eq!(guard.check_and_store_for("flood", jti, exp, 1000), Ok(()));
+        }
+        // The fourth unique jti of the same client: 429, retry when its oldest (1050) expires.
+        let err = guard
+            .check_and_store_for("flood", "f4", 1200, 1000)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ModiError::ReplayQuotaExceeded {
+                retry_after_secs: 50
+            }
+        );
+        assert_eq!(err.http_status(), 429);
+        assert_eq!(guard.len_for("flood"), 3);
+        // A replay is still a replay, not a quota refusal.
+        assert_eq!(
+            guard.check_and_store_for("flood", "f1", 1100, 1001),
+            Err(ModiError::Replayed("f1".into()))
+        );
+        // Everybody else keeps working, up to their own share.
+        for jti in ["o1", "o2", "o3"] {
+            assert_eq!(guard.check_and_store_for("other", jti, 1200, 1001), Ok(()));
+        }
+        assert_eq!(guard.check_and_store("unscoped", 1200, 1001), Ok(()));
+        assert_eq!(guard.len(), 7);
+        // Once f2 expires the flooding client has room for one more, and only one.
+        assert_eq!(guard.check_and_store_for("flood", "f4", 1200, 1050), Ok(()));
+        assert!(matches!(
+            guard.check_and_store_for("flood", "f5", 1200, 1050),
+            Err(ModiError::ReplayQuotaExceeded { .. })
+        ));
+        assert_eq!(guard.len_for("flood"), 3);
+        // All of its entries expired (pruned by any later call): its bookkeeping goes too.
+        assert_eq!(guard.check_and_store_for("other", "o4", 1300, 1250), Ok(()));
+        assert_eq!(guard.len_for("flood"), 0);
+    }
+
+    #[test]
+    fn the_global_bound_still_holds_across_clients() {
+        let guard = InMemoryReplayGuard::new(4).with_per_client_cap(3);
+        assert_eq!(guard.check_and_store_for("a", "a1", 1100, 1000), Ok(()));
+        assert_eq!(guard.check_and_store_for("a", "a2", 1100, 1000), Ok(()));
+        assert_eq!(guard.check_and_store_for("b", "b1", 1100, 1000), Ok(()));
+        assert_eq!(guard.check_and_store_for("c", "c1", 1100, 1000), Ok(()));
+        assert_eq!(
+            guard.check_and_store_for("d", "d1", 1100, 1000),
+            Err(ModiError::ReplayCacheFull)
+        );
+        // The cap is clamped to the capacity.
+        let guard = InMemoryReplayGuard::new(2).with_per_client_cap(50);
+        assert_eq!(guard.check_and_store_for("a", "a1", 1100, 1000), Ok(()));
+        assert_eq!(guard.check_and_store_for("a", "a2", 1100, 1000), Ok(()));
+        assert_eq!(
+            guard.check_and_store_for("a", "a3", 1100, 1000),
+            Err(ModiError::ReplayQuotaExceeded {
+                retry_after_secs: 100
+            })
+        );
     }
 }

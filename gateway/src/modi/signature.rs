@@ -189,6 +189,16 @@ impl VerifiedSignature {
     pub fn check_replay(&self, guard: &dyn ReplayGuard, now: i64) -> Result<(), ModiError> {
         guard.check_and_store(&self.jti, self.replay_expires_at, now)
     }
+
+    /// [`Self::check_replay`], counted against `client`'s share of the guard's memory.
+    pub fn check_replay_for(
+        &self,
+        guard: &dyn ReplayGuard,
+        client: &str,
+        now: i64,
+    ) -> Result<(), ModiError> {
+        guard.check_and_store_for(client, &self.jti, self.replay_expires_at, now)
+    }
 }
 
 /// Verifies an `Agid-JWT-Signature` against the message it came with.

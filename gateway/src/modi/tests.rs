@@ -9,7 +9,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use super::keys::rsa_thumbprint_of;
-use super::pki::{issue_ca, issue_leaf, new_ec_key, new_rsa_key, Validity};
+use super::pki::{issue_ca, issue_leaf, issue_leaf_with_usages, new_ec_key, new_rsa_key, Validity};
 use super::signature::encode;
 use super::*;
 
@@ -611,6 +611,57 @@ fn x5c_not_chained_to_the_trust_store() {
 }
 
 #[test]
+fn x5c_leaf_must_allow_digital_signatures() {
+    use rcgen::KeyUsagePurpose as U;
+    let v = Validity::DEV_DEFAULT;
+    let (ca_pem, ca_key) = issue_ca("Key usage test CA", v).expect("CA");
+    let trust = TrustStore::from_pem(ca_pem.as_bytes()).expect("trust");
+    let check = |usages: Vec<U>, jti: &str| {
+        let key_pem = new_ec_key().expect("key");
+        let leaf =
+            issue_leaf_with_usages(&ca_pem, &ca_key, &key_pem, "fruitore.example", v, usages)
+                .expect("leaf");
+        let material = SigningMaterial::from_pem(
+            key_pem.as_bytes(),
+            format!("{leaf}{ca_pem}").as_bytes(),
+            SigningAlgorithm::ES256,
+        )
+        .expect("material");
+        let jws = signed(&material, jti);
+        verify(
+            &jws,
+            &KeySource::X5c(&trust),
+            &expect(),
+            &json_headers(&jws),
+            BODY,
+        )
+    };
+
+    // Accepted: digitalSignature alone, with other bits, or no keyUsage extension at all.
+    for (usages, jti) in [
+        (vec![U::DigitalSignature], "ku-ds"),
+        (vec![U::DigitalSignature, U::KeyEncipherment], "ku-ds-ke"),
+        (vec![], "ku-none"),
+    ] {
+        assert!(check(usages, jti).is_ok(), "{jti}");
+    }
+
+    // Refused although the chain is trusted: a CA-style key or an encryption-only key.
+    for (usages, jti) in [
+        (vec![U::KeyCertSign], "ku-certsign"),
+        (vec![U::KeyEncipherment], "ku-encipher"),
+        (vec![U::KeyAgreement, U::CrlSign], "ku-agree"),
+    ] {
+        let err = check(usages, jti).unwrap_err();
+        assert!(
+            matches!(&err, ModiError::CertificateUsage(m) if m.contains("without digitalSignature")),
+            "{jti}: {err}"
+        );
+        assert_eq!(err.http_status(), 401);
+    }
+}
+
+#[test]
 fn certificate_validity_is_checked_at_now() {
     let f = fixture();
     let old_trust = TrustStore::from_pem(f.old_ca_pem.as_bytes()).expect("old CA");
@@ -1089,6 +1140,68 @@ fn tracking_evidence_digest_not_matching_the_voucher() {
         check_voucher_binding(&jws, Some(&voucher_digest)),
         Err(ModiError::TrackingEvidenceNotBound)
     );
+}
+
+#[test]
+fn tracking_evidence_speaks_for_the_voucher_client_and_purpose() {
+    const CLIENT: &str = "8e9f24ca-78f5-4c69-9e4f-0efbeac7bb2b";
+    const PURPOSE: &str = "34f1624b-91cb-4b05-b8c0-cad208a30222";
+    let (resolver, m) = tracking_setup();
+    let verified = |c: &TrackingClaims| {
+        let jws = build_tracking_evidence(&m, c).expect("builds");
+        verify_tracking_evidence(&jws, &resolver, &expect()).expect("verifies")
+    };
+
+    // iss = client id, purposeId = the voucher's: bound.
+    let good = verified(&tracking_claims("id-1"));
+    assert_eq!(check_voucher_identity(&good, CLIENT, PURPOSE), Ok(()));
+
+    // No purposeId at all: AgID's AUDIT_REST_01 does not require it.
+    let mut c = tracking_claims("id-2");
+    c.purpose_id = None;
+    assert_eq!(
+        check_voucher_identity(&verified(&c), CLIENT, PURPOSE),
+        Ok(())
+    );
+
+    // Another client's id in iss.
+    assert_eq!(
+        check_voucher_identity(&good, "another-client", PURPOSE),
+        Err(ModiError::TrackingIssuerMismatch {
+            expected: "another-client".into(),
+            found: Some(CLIENT.into()),
+        })
+    );
+
+    // Another purpose than the voucher's.
+    let other_purpose = "0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d";
+    let err = check_voucher_identity(&good, CLIENT, other_purpose).unwrap_err();
+    assert_eq!(
+        err,
+        ModiError::TrackingPurposeMismatch {
+            expected: other_purpose.into(),
+            found: PURPOSE.into(),
+        }
+    );
+    assert_eq!(err.http_status(), 401);
+
+    // Evidence without iss: signed by a registered key, but for nobody in particular.
+    let payload = json!({
+        "aud": AUD, "iat": NOW - 5, "exp": NOW + 60, "jti": "id-3",
+        "userID": "u", "userLocation": "l", "LoA": "low", "purposeId": PURPOSE,
+    });
+    let jws = encode(&m, &payload).expect("signs");
+    let no_iss = verify_tracking_evidence(&jws, &resolver, &expect()).expect("verifies");
+    assert_eq!(no_iss.iss, None);
+    let err = check_voucher_identity(&no_iss, CLIENT, PURPOSE).unwrap_err();
+    assert_eq!(
+        err,
+        ModiError::TrackingIssuerMismatch {
+            expected: CLIENT.into(),
+            found: None,
+        }
+    );
+    assert_eq!(err.http_status(), 401);
 }
 
 #[test]

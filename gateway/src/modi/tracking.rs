@@ -120,6 +120,16 @@ impl TrackingEvidence {
     pub fn check_replay(&self, guard: &dyn ReplayGuard, now: i64) -> Result<(), ModiError> {
         guard.check_and_store(&self.jti, self.replay_expires_at, now)
     }
+
+    /// [`Self::check_replay`], counted against `client`'s share of the guard's memory.
+    pub fn check_replay_for(
+        &self,
+        guard: &dyn ReplayGuard,
+        client: &str,
+        now: i64,
+    ) -> Result<(), ModiError> {
+        guard.check_and_store_for(client, &self.jti, self.replay_expires_at, now)
+    }
 }
 
 /// Claims interpreted by [`verify_tracking_evidence`]; the rest go to `other_claims`.
@@ -212,6 +222,40 @@ pub fn tracking_evidence_digest(jws: &str) -> String {
 pub fn binds_to_voucher(jws: &str, voucher_digest_value: &str) -> bool {
     let ours = tracking_evidence_digest(jws);
     ours.len() == voucher_digest_value.len() && ours.eq_ignore_ascii_case(voucher_digest_value)
+}
+
+/// Checks that a verified tracking evidence speaks for the caller PDND authorised (AUDIT_REST_01
+/// and _02 alike): `iss` is required and must be the voucher's client id, and `purposeId`, when
+/// present, must be the voucher's `purposeId`.
+///
+/// `iss` is required because the evidence is a statement by the consumer about its own user:
+/// without it, or with another client's id, a consumer could file evidence in somebody else's
+/// name in our audit trail, signed with any key PDND holds for it.
+///
+/// `purposeId` is optional because AgID's AUDIT_REST_01 schema (and GovWay's, the reference
+/// implementation) names only `userID`, `userLocation` and `LoA` besides the standard claims;
+/// only the IT-Wallet profile requires it. Refusing evidence without it would refuse
+/// conforming consumers, and the voucher (checked before) already carries the purpose. But an
+/// evidence that declares another purpose than the voucher's contradicts the authorisation the
+/// request runs under, so a present one must match.
+pub fn check_voucher_identity(
+    evidence: &TrackingEvidence,
+    voucher_client_id: &str,
+    voucher_purpose_id: &str,
+) -> Result<(), ModiError> {
+    if evidence.iss.as_deref() != Some(voucher_client_id) {
+        return Err(ModiError::TrackingIssuerMismatch {
+            expected: voucher_client_id.to_owned(),
+            found: evidence.iss.clone(),
+        });
+    }
+    match &evidence.purpose_id {
+        Some(found) if found != voucher_purpose_id => Err(ModiError::TrackingPurposeMismatch {
+            expected: voucher_purpose_id.to_owned(),
+            found: found.clone(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// [`binds_to_voucher`] as a check: a voucher without `digest` cannot vouch for any evidence.

@@ -13,6 +13,13 @@
 //!   AUDIT_REST_02) are verified, their jtis recorded against replay, the body put back for the
 //!   handler and the tracking claims handed to the audit record ([`TrackingInfo`]).
 //!
+//! What a caller can make these stages hold or spend is bounded: the body is read within
+//! `server.body_read_timeout_ms` (then 408), one client holds at most
+//! `modi.replay_cache_per_client` jtis of the replay memory (then 429 for it alone), and kids
+//! not in the key cache are looked up on PDND at most `modi.kid_lookups_per_minute` times a
+//! minute (then 503 with Retry-After, nothing sent), a 404 being remembered for
+//! `modi.unknown_kid_ttl_secs`.
+//!
 //! The protocol rules live in [`crate::modi`]; this module only moves bytes between HTTP and
 //! those functions, supplies `now` and fetches PDND keys. The caller holds a valid voucher, so
 //! refusals say precisely what was wrong (a PA integrating with us needs that); they are always
@@ -45,6 +52,7 @@ use actix_web::web::Bytes;
 use actix_web::{Error, HttpMessage, HttpResponse};
 use eservices::Eservice;
 use jsonwebtoken::jwk::Jwk;
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,9 +61,6 @@ use std::time::{Duration, Instant};
 pub const MAX_REQUEST_BODY: usize = eservices::MAX_BODY_BYTES;
 /// Largest response body buffered for signing; our answers are a few KiB.
 pub const MAX_RESPONSE_BODY: usize = 4 * 1024 * 1024;
-/// How long a kid PDND does not know is remembered as unknown: long enough that a flood of
-/// forged kids does not become a flood towards PDND, short enough for a key just registered.
-const UNKNOWN_KID_TTL: Duration = Duration::from_secs(30);
 /// Longest kid looked up; PDND kids are 43-character thumbprints.
 const MAX_KID_LEN: usize = 128;
 
@@ -125,23 +130,51 @@ impl ApiVoucher {
     }
 }
 
+/// How much a stream of kids nobody registered may cost: every such kid is a request to the
+/// PDND API, spending the comune's quota there, so both the repeat and the rate are bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyLookupBounds {
+    /// How long a kid the key service answered 404 for is remembered as unknown: long enough
+    /// that one forged kid sent again and again is one request, short enough for a key just
+    /// registered on PDND.
+    pub unknown_kid_ttl: Duration,
+    /// Lookups of uncached kids per minute, all callers together (a token bucket that holds
+    /// as many, refilled evenly).
+    pub lookups_per_minute: NonZeroU32,
+}
+
+impl Default for KeyLookupBounds {
+    fn default() -> Self {
+        KeyLookupBounds {
+            unknown_kid_ttl: Duration::from_secs(300),
+            lookups_per_minute: NonZeroU32::MIN.saturating_add(59),
+        }
+    }
+}
+
 /// Looks up a caller's PDND-registered key by kid (`GET {keys_url}/{kid}`), cached.
 ///
-/// Found keys stay for the configured TTL, unknown kids for [`UNKNOWN_KID_TTL`]; concurrent
-/// lookups of one kid share one request (moka). An unreachable key service is not cached: the
-/// next request asks again. With an [`ApiVoucher`] every request carries it as `Authorization`
-/// (PDND's API answers nothing without one); a 401 drops it and the request is sent once more
-/// with a fresh one.
+/// Found keys stay for the configured TTL, unknown kids for
+/// [`KeyLookupBounds::unknown_kid_ttl`]; concurrent lookups of one kid share one request (moka).
+/// A kid in neither cache needs a token of the lookup bucket
+/// ([`KeyLookupBounds::lookups_per_minute`]); with none left the lookup fails at once with
+/// [`ModiError::KeyLookupsThrottled`] (503 + Retry-After) and nothing is sent, so kids made up
+/// per request cost PDND at most that rate. Cached kids never wait for the bucket. An
+/// unreachable key service is not cached: the next request asks again. With an
+/// [`ApiVoucher`] every request carries it as `Authorization` (PDND's API answers nothing
+/// without one); a 401 drops it and the request is sent once more with a fresh one.
 pub struct PdndKeySource {
     base_url: String,
     http: reqwest::Client,
     cache: moka::future::Cache<String, Option<Arc<Jwk>>>,
+    lookups: governor::DefaultDirectRateLimiter,
     fetches: AtomicU64,
     voucher: Option<ApiVoucher>,
 }
 
 struct KidExpiry {
     known: Duration,
+    unknown: Duration,
 }
 
 impl moka::Expiry<String, Option<Arc<Jwk>>> for KidExpiry {
@@ -154,20 +187,37 @@ impl moka::Expiry<String, Option<Arc<Jwk>>> for KidExpiry {
         Some(if value.is_some() {
             self.known
         } else {
-            UNKNOWN_KID_TTL
+            self.unknown
         })
     }
 }
 
 impl PdndKeySource {
+    /// A key source keeping found keys for `ttl`, with the default [`KeyLookupBounds`].
     pub fn new(base_url: &str, http: reqwest::Client, ttl: Duration) -> Self {
+        Self::bounded(base_url, http, ttl, KeyLookupBounds::default())
+    }
+
+    /// A key source keeping found keys for `ttl`, unknown kids and lookups as `bounds` says.
+    pub fn bounded(
+        base_url: &str,
+        http: reqwest::Client,
+        ttl: Duration,
+        bounds: KeyLookupBounds,
+    ) -> Self {
         PdndKeySource {
             base_url: base_url.trim_end_matches('/').to_owned(),
             http,
             cache: moka::future::Cache::builder()
                 .max_capacity(10_000)
-                .expire_after(KidExpiry { known: ttl })
+                .expire_after(KidExpiry {
+                    known: ttl,
+                    unknown: bounds.unknown_kid_ttl,
+                })
                 .build(),
+            lookups: governor::RateLimiter::direct(governor::Quota::per_minute(
+                bounds.lookups_per_minute,
+            )),
             fetches: AtomicU64::new(0),
             voucher: None,
         }
@@ -240,7 +290,20 @@ impl PdndKeySource {
         }
     }
 
+    /// Takes a token of the lookup bucket, or says when the next one comes.
+    fn admit(&self) -> Result<(), ModiError> {
+        use governor::clock::Clock as _;
+        self.lookups.check().map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            ModiError::KeyLookupsThrottled {
+                retry_after_secs: wait.as_secs().saturating_add(1),
+            }
+        })
+    }
+
     async fn fetch(&self, kid: &str) -> Result<Option<Arc<Jwk>>, ModiError> {
+        // Only reached on a cache miss (moka runs this as the entry's initialiser).
+        self.admit()?;
         let url = format!("{}/{kid}", self.base_url);
         let unavailable = |reason: String| ModiError::KeyUnavailable(format!("{url}: {reason}"));
         let response = self.send(&url).await?;
@@ -308,6 +371,8 @@ pub struct ModiShared {
     pub replay: Arc<dyn ReplayGuard>,
     pub leeway_secs: i64,
     pub max_peer_lifetime_secs: i64,
+    /// How long the request body may take to arrive (then 408).
+    pub body_read_timeout: Duration,
 }
 
 impl ModiShared {
@@ -363,8 +428,18 @@ impl ModiShared {
             None
         };
         let voucher = api_voucher(config, http.clone())?;
+        let bounds = KeyLookupBounds {
+            unknown_kid_ttl: Duration::from_secs(m.unknown_kid_ttl_secs),
+            lookups_per_minute: NonZeroU32::new(m.kid_lookups_per_minute)
+                .ok_or(ModiSetupError::Missing("modi.kid_lookups_per_minute"))?,
+        };
         let keys = config.pdnd.keys_url.as_deref().map(|url| {
-            let source = PdndKeySource::new(url, http, Duration::from_secs(m.key_cache_ttl_secs));
+            let source = PdndKeySource::bounded(
+                url,
+                http,
+                Duration::from_secs(m.key_cache_ttl_secs),
+                bounds,
+            );
             Arc::new(match voucher {
                 Some(v) => source.with_api_voucher(v),
                 None => source,
@@ -374,8 +449,12 @@ impl ModiShared {
             signer,
             trust,
             keys,
-            replay: Arc::new(InMemoryReplayGuard::new(m.replay_cache_capacity)),
+            replay: Arc::new(
+                InMemoryReplayGuard::new(m.replay_cache_capacity)
+                    .with_per_client_cap(m.replay_cache_per_client),
+            ),
             leeway_secs: config.pdnd.leeway_secs,
+            body_read_timeout: Duration::from_millis(config.server.body_read_timeout_ms),
             max_peer_lifetime_secs: m.max_peer_token_lifetime_secs,
         })
     }
@@ -456,12 +535,12 @@ pub enum ModiRefusal {
     },
     #[error("Agid-JWT-TrackingEvidence: {0}")]
     Tracking(ModiError),
-    #[error("Agid-JWT-TrackingEvidence: iss {found} is not the voucher's client id {expected}")]
-    TrackingIssuer { expected: String, found: String },
     #[error("the request body exceeds {MAX_REQUEST_BODY} bytes")]
     BodyTooLarge,
     #[error("the request body could not be read")]
     BodyUnreadable,
+    #[error("the request body did not arrive within {0} ms")]
+    BodyTimeout(u128),
     #[error("no validated voucher reached the ModI checks")]
     NoVoucher,
 }
@@ -470,9 +549,10 @@ impl ModiRefusal {
     pub fn status(&self) -> StatusCode {
         let code = match self {
             ModiRefusal::Signature(e) | ModiRefusal::Tracking(e) => e.http_status(),
-            ModiRefusal::SignatureIssuer { .. } | ModiRefusal::TrackingIssuer { .. } => 401,
+            ModiRefusal::SignatureIssuer { .. } => 401,
             ModiRefusal::BodyTooLarge => 413,
             ModiRefusal::BodyUnreadable => 400,
+            ModiRefusal::BodyTimeout(_) => 408,
             ModiRefusal::NoVoucher => 500,
         };
         StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
@@ -490,7 +570,23 @@ impl ModiRefusal {
         if let Some(id) = request_id {
             problem = problem.with_instance(id);
         }
-        problem.into_response()
+        let mut builder = problem.response_builder();
+        if let Some(secs) = self.retry_after_secs() {
+            builder.insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()));
+        }
+        if matches!(self, ModiRefusal::BodyTimeout(_)) {
+            // The rest of the body may still be on its way: this connection carries no
+            // further request.
+            builder.force_close();
+        }
+        problem.into_response_with(builder)
+    }
+
+    fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            ModiRefusal::Signature(e) | ModiRefusal::Tracking(e) => e.retry_after_secs(),
+            _ => None,
+        }
     }
 }
 
@@ -503,8 +599,10 @@ fn header_pairs(req: &ServiceRequest) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Reads the request body (bounded), leaving it in the request for the handler.
-async fn take_body(req: &mut ServiceRequest) -> Result<Bytes, ModiRefusal> {
+/// Reads the request body (bounded in size and in time), leaving it in the request for the
+/// handler. A client that sends its headers and then trickles (or stalls) the body gets 408
+/// after `deadline` instead of holding the connection and its task for as long as it likes.
+async fn take_body(req: &mut ServiceRequest, deadline: Duration) -> Result<Bytes, ModiRefusal> {
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -514,12 +612,13 @@ async fn take_body(req: &mut ServiceRequest) -> Result<Bytes, ModiRefusal> {
         return Err(ModiRefusal::BodyTooLarge);
     }
     let payload = req.take_payload();
-    let body =
-        match actix_web::body::to_bytes_limited(BodyStream::new(payload), MAX_REQUEST_BODY).await {
-            Err(_) => return Err(ModiRefusal::BodyTooLarge),
-            Ok(Err(_)) => return Err(ModiRefusal::BodyUnreadable),
-            Ok(Ok(body)) => body,
-        };
+    let read = actix_web::body::to_bytes_limited(BodyStream::new(payload), MAX_REQUEST_BODY);
+    let body = match tokio::time::timeout(deadline, read).await {
+        Err(_) => return Err(ModiRefusal::BodyTimeout(deadline.as_millis())),
+        Ok(Err(_)) => return Err(ModiRefusal::BodyTooLarge),
+        Ok(Ok(Err(_))) => return Err(ModiRefusal::BodyUnreadable),
+        Ok(Ok(Ok(body))) => body,
+    };
     req.set_payload(Payload::from(body.clone()));
     Ok(body)
 }
@@ -576,7 +675,7 @@ impl ModiStage {
         if pattern == RequestIntegrity::None {
             return Ok(None);
         }
-        let body = take_body(req).await?;
+        let body = take_body(req, self.shared.body_read_timeout).await?;
         let owned = header_pairs(req);
         let headers: Vec<(&str, &str)> = owned
             .iter()
@@ -656,14 +755,8 @@ impl ModiStage {
                 modi::verify_tracking_evidence(&jws, &resolver, expect)
             })
             .map_err(ModiRefusal::Tracking)?;
-        if let Some(iss) = &evidence.iss {
-            if iss != voucher.client_id() {
-                return Err(ModiRefusal::TrackingIssuer {
-                    expected: voucher.client_id().to_owned(),
-                    found: iss.clone(),
-                });
-            }
-        }
+        modi::check_voucher_identity(&evidence, voucher.client_id(), voucher.purpose_id())
+            .map_err(ModiRefusal::Tracking)?;
         if pattern == AuditPattern::AuditRest02 {
             let bound = voucher
                 .digest()
@@ -685,14 +778,17 @@ impl ModiStage {
         let signature = self.check_signature(req, voucher, now).await?;
         let evidence = self.check_tracking(req, voucher, now).await?;
         let replay = self.shared.replay.as_ref();
+        // Counted against the voucher's client: the identity PDND vouches for, which every
+        // request here has, whichever key signed the ModI tokens.
+        let client = voucher.client_id();
         if let Some(signature) = &signature {
             signature
-                .check_replay(replay, now)
+                .check_replay_for(replay, client, now)
                 .map_err(ModiRefusal::Signature)?;
         }
         if let Some(evidence) = &evidence {
             evidence
-                .check_replay(replay, now)
+                .check_replay_for(replay, client, now)
                 .map_err(ModiRefusal::Tracking)?;
         }
         Ok(evidence.map(|e| TrackingInfo {
@@ -928,6 +1024,56 @@ mod tests {
         assert_eq!(down.fetch_count(), 2);
     }
 
+    #[tokio::test]
+    async fn uncached_lookups_are_rate_limited_without_asking_the_key_service() {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (url, handle) = key_service(hits.clone()).await;
+        let bounds = KeyLookupBounds {
+            unknown_kid_ttl: Duration::from_secs(600),
+            lookups_per_minute: NonZeroU32::new(3).unwrap(),
+        };
+        let source = PdndKeySource::bounded(
+            &url,
+            reqwest::Client::new(),
+            Duration::from_secs(60),
+            bounds,
+        );
+        assert!(source.lookup("known-kid").await.unwrap().is_some());
+        assert!(source.lookup("forged-0").await.unwrap().is_none());
+
+        // A flood of made-up kids: one token left in the bucket, then refusals, locally.
+        let mut throttled = 0;
+        for i in 1..=10 {
+            match source.lookup(&format!("forged-{i}")).await {
+                Ok(None) => {}
+                Err(ModiError::KeyLookupsThrottled { retry_after_secs }) => {
+                    assert!((1..=21).contains(&retry_after_secs), "{retry_after_secs}");
+                    throttled += 1;
+                }
+                other => panic!("forged-{i}: {other:?}"),
+            }
+        }
+        assert_eq!(throttled, 9);
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            3,
+            "at most the bucket reached it"
+        );
+        assert_eq!(
+            ModiError::KeyLookupsThrottled {
+                retry_after_secs: 1
+            }
+            .http_status(),
+            503
+        );
+
+        // Cached answers, found or unknown, need no token and still work during the flood.
+        assert!(source.lookup("known-kid").await.unwrap().is_some());
+        assert!(source.lookup("forged-0").await.unwrap().is_none());
+        assert_eq!(hits.load(Ordering::SeqCst), 3);
+        handle.stop(true).await;
+    }
+
     /// A PDND API stand-in: a token endpoint numbering its vouchers `v1`, `v2`, ... and a key
     /// service that answers only `Bearer vN` with N >= `accept_from` (401 otherwise).
     struct GuardedApi {
@@ -1081,6 +1227,46 @@ mod tests {
         assert_eq!(
             ModiRefusal::BodyTooLarge.status(),
             StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(
+            ModiRefusal::BodyTimeout(5000).status(),
+            StatusCode::REQUEST_TIMEOUT
+        );
+        assert_eq!(
+            ModiRefusal::Signature(ModiError::ReplayQuotaExceeded {
+                retry_after_secs: 9
+            })
+            .status(),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+
+    #[test]
+    fn load_refusals_say_when_to_retry() {
+        let header = |refusal: ModiRefusal| {
+            let resp = refusal.response(Some("req-1"));
+            resp.headers()
+                .get(actix_web::http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let throttled = ModiRefusal::Tracking(ModiError::KeyLookupsThrottled {
+            retry_after_secs: 4,
+        });
+        assert_eq!(header(throttled), Some("4".into()));
+        let quota = ModiRefusal::Signature(ModiError::ReplayQuotaExceeded {
+            retry_after_secs: 30,
+        });
+        assert_eq!(header(quota), Some("30".into()));
+        assert_eq!(
+            header(ModiRefusal::Signature(ModiError::BadSignature)),
+            None
+        );
+        assert_eq!(
+            header(ModiRefusal::Signature(ModiError::KeyUnavailable(
+                "down".into()
+            ))),
+            None
         );
     }
 }
