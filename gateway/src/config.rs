@@ -1723,7 +1723,8 @@ mod tests {
         assert_eq!(c.pdnd.jwks_max_backoff_secs, 300);
         assert_eq!(c.pdnd.jwks_fetch_timeout_ms, 3_000);
         c.validate().unwrap();
-        let cases: [(&str, fn(&mut Config)); 11] = [
+        type Tweak = fn(&mut Config);
+        let cases: [(&str, Tweak); 11] = [
             ("pdnd.voucher_max_lifetime_secs", |c| {
                 c.pdnd.voucher_max_lifetime_secs = 0
             }),

@@ -381,7 +381,8 @@ async fn authority_vouchers_for_other_configured_ids_get_401() {
     let ok = call(&h, Some(format!("Bearer {voucher}")), &cf).await;
     assert_eq!(ok.status(), StatusCode::OK);
     let other = "0f0e0d0c-0b0a-4900-8800-070605040302".to_owned();
-    let tweaks: [(&str, Box<dyn FnOnce(&mut gateway::config::Config)>); 3] = [
+    type Tweak = Box<dyn FnOnce(&mut gateway::config::Config)>;
+    let tweaks: [(&str, Tweak); 3] = [
         ("comune.producer_id", {
             let other = other.clone();
             Box::new(move |c| c.comune.producer_id = Some(other))
