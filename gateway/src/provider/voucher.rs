@@ -2,8 +2,10 @@
 //!
 //! This is the HTTP adapter around [`crate::pdnd::voucher::validate`]: it takes the bearer
 //! credential from the request, gets the keys held by the [`JwksCache`] (never waiting on PDND;
-//! an unknown kid asks the cache for a refresh and is refused now), validates against the e-service's [`VoucherPolicy`] and `now`, and either puts
-//! the validated [`Voucher`] into the request extensions for the next stages or answers 401.
+//! an unknown kid asks the cache for a refresh and is refused now), validates against the
+//! e-service's [`VoucherPolicy`] and `now`, and either puts the validated [`Voucher`] into the
+//! request extensions for the next stages or answers 401 (503 only when no key set was ever
+//! loaded).
 //! The caller never learns why a voucher failed; the log does, by jti or reason only.
 
 use super::jwks::JwksCache;
