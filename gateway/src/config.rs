@@ -296,12 +296,28 @@ pub struct PdndConfig {
     /// How long a fetched JWKS is trusted before it is fetched again.
     #[serde(default = "default_jwks_ttl")]
     pub jwks_cache_ttl_secs: u64,
-    /// An unknown kid triggers a refetch at most this often (protects PDND and us from floods).
+    /// An unknown kid triggers a refetch at most this often (protects PDND and us from floods);
+    /// also the first back-off after a failed fetch.
     #[serde(default = "default_jwks_refetch")]
     pub jwks_min_refetch_interval_secs: u64,
+    /// The longest wait between two fetch attempts while PDND's JWKS keeps failing (the
+    /// back-off doubles from `jwks_min_refetch_interval_secs` up to this, jittered).
+    #[serde(default = "default_jwks_max_backoff")]
+    pub jwks_max_backoff_secs: u64,
+    /// One JWKS fetch is abandoned after this long (it runs in the background; requests are
+    /// served with the keys already held meanwhile).
+    #[serde(default = "default_jwks_fetch_timeout")]
+    pub jwks_fetch_timeout_ms: u64,
     /// Tolerated clock skew on exp, nbf and iat.
     #[serde(default = "default_leeway")]
     pub leeway_secs: i64,
+    /// Longest accepted voucher lifetime (`exp - iat` and `exp - nbf`). PDND lets each producer
+    /// choose its descriptor's voucher lifespan, so the default, 86400 (24 hours), is the
+    /// longest lifespan seen in PDND's own material: nothing PDND issues for a sensible
+    /// descriptor is refused, a voucher claiming to live for days is. Set it to the lifespan of
+    /// the comune's descriptors to be exact.
+    #[serde(default = "default_voucher_max_lifetime")]
+    pub voucher_max_lifetime_secs: i64,
 }
 
 fn default_jwks_ttl() -> u64 {
@@ -313,6 +329,19 @@ fn default_jwks_refetch() -> u64 {
 fn default_leeway() -> i64 {
     60
 }
+fn default_jwks_max_backoff() -> u64 {
+    300
+}
+fn default_jwks_fetch_timeout() -> u64 {
+    3_000
+}
+fn default_voucher_max_lifetime() -> i64 {
+    crate::pdnd::voucher::DEFAULT_MAX_LIFETIME_SECS
+}
+
+/// The largest `pdnd.voucher_max_lifetime_secs` accepted: a week. A bearer credential valid for
+/// longer would outlive any suspension of its purpose by far.
+pub const MAX_VOUCHER_LIFETIME_SECS: i64 = 7 * 86_400;
 
 /// The e-services the comune publishes.
 #[derive(Debug, Clone, Deserialize)]
@@ -767,6 +796,7 @@ impl Config {
         if self.pdnd.jwks_cache_ttl_secs == 0 {
             return invalid("pdnd.jwks_cache_ttl_secs", "must be at least 1 second");
         }
+        self.validate_voucher_checks()?;
         self.validate_published()?;
         for (key, eservice) in [
             ("eservices.anagrafe.audiences", &self.eservices.anagrafe),
@@ -850,6 +880,70 @@ impl Config {
             }
         }
         self.validate_consumer()
+    }
+
+    /// The JWKS refresh schedule, the voucher lifetime bound and the identifiers every voucher
+    /// is checked against.
+    fn validate_voucher_checks(&self) -> Result<(), ConfigError> {
+        let pdnd = &self.pdnd;
+        if !(1..=3_600).contains(&pdnd.jwks_min_refetch_interval_secs) {
+            return invalid(
+                "pdnd.jwks_min_refetch_interval_secs",
+                "must be between 1 and 3600 seconds (0 would let every unknown kid reach PDND)",
+            );
+        }
+        if !(pdnd.jwks_min_refetch_interval_secs..=3_600).contains(&pdnd.jwks_max_backoff_secs) {
+            return invalid(
+                "pdnd.jwks_max_backoff_secs",
+                "must be between pdnd.jwks_min_refetch_interval_secs and 3600 seconds",
+            );
+        }
+        if !(100..=30_000).contains(&pdnd.jwks_fetch_timeout_ms) {
+            return invalid(
+                "pdnd.jwks_fetch_timeout_ms",
+                "must be between 100 and 30000 milliseconds",
+            );
+        }
+        if !(1..=MAX_VOUCHER_LIFETIME_SECS).contains(&pdnd.voucher_max_lifetime_secs) {
+            return invalid(
+                "pdnd.voucher_max_lifetime_secs",
+                "must be between 1 second and 604800 (a week)",
+            );
+        }
+        if self.dev.voucher_lifetime_secs > pdnd.voucher_max_lifetime_secs {
+            return invalid(
+                "dev.voucher_lifetime_secs",
+                "must not exceed pdnd.voucher_max_lifetime_secs, or the gateway refuses the local authority's vouchers",
+            );
+        }
+        let ids = [
+            ("comune.producer_id", &self.comune.producer_id),
+            (
+                "eservices.anagrafe.eservice_id",
+                &self.eservices.anagrafe.eservice_id,
+            ),
+            (
+                "eservices.anagrafe.descriptor_id",
+                &self.eservices.anagrafe.descriptor_id,
+            ),
+            (
+                "eservices.tributi.eservice_id",
+                &self.eservices.tributi.eservice_id,
+            ),
+            (
+                "eservices.tributi.descriptor_id",
+                &self.eservices.tributi.descriptor_id,
+            ),
+        ];
+        for (key, id) in ids {
+            if id.as_deref().is_some_and(|id| id.trim().is_empty()) {
+                return invalid(
+                    key,
+                    "must be the PDND identifier or be left out (every voucher is checked against it)",
+                );
+            }
+        }
+        Ok(())
     }
 
     /// The fruitore side: voucher client, fruizioni, internal API keys.
@@ -1733,6 +1827,57 @@ mod tests {
             let mut c = dev();
             c.server.body_read_timeout_ms = ms;
             assert!(err(c).contains("server.body_read_timeout_ms"), "{ms}");
+        }
+    }
+
+    #[test]
+    fn voucher_checks_defaults_and_hostile_values() {
+        let c = dev();
+        assert_eq!(c.pdnd.voucher_max_lifetime_secs, 86_400);
+        assert_eq!(c.pdnd.jwks_max_backoff_secs, 300);
+        assert_eq!(c.pdnd.jwks_fetch_timeout_ms, 3_000);
+        c.validate().unwrap();
+        type Tweak = fn(&mut Config);
+        let cases: [(&str, Tweak); 11] = [
+            ("pdnd.voucher_max_lifetime_secs", |c| {
+                c.pdnd.voucher_max_lifetime_secs = 0
+            }),
+            ("pdnd.voucher_max_lifetime_secs", |c| {
+                c.pdnd.voucher_max_lifetime_secs = -600
+            }),
+            ("pdnd.voucher_max_lifetime_secs", |c| {
+                c.pdnd.voucher_max_lifetime_secs = 30 * 86_400
+            }),
+            ("dev.voucher_lifetime_secs", |c| {
+                c.pdnd.voucher_max_lifetime_secs = 300
+            }),
+            ("pdnd.jwks_min_refetch_interval_secs", |c| {
+                c.pdnd.jwks_min_refetch_interval_secs = 0
+            }),
+            ("pdnd.jwks_max_backoff_secs", |c| {
+                c.pdnd.jwks_max_backoff_secs = 5
+            }),
+            ("pdnd.jwks_max_backoff_secs", |c| {
+                c.pdnd.jwks_max_backoff_secs = 86_400
+            }),
+            ("pdnd.jwks_fetch_timeout_ms", |c| {
+                c.pdnd.jwks_fetch_timeout_ms = 0
+            }),
+            ("pdnd.jwks_fetch_timeout_ms", |c| {
+                c.pdnd.jwks_fetch_timeout_ms = 600_000
+            }),
+            ("comune.producer_id", |c| {
+                c.comune.producer_id = Some(" ".into())
+            }),
+            ("eservices.tributi.descriptor_id", |c| {
+                c.eservices.tributi.descriptor_id = Some(String::new())
+            }),
+        ];
+        for (key, tweak) in cases {
+            let mut c = dev();
+            tweak(&mut c);
+            let e = c.validate().expect_err(key).to_string();
+            assert!(e.contains(key), "{key}: {e}");
         }
     }
 

@@ -16,7 +16,7 @@ use crate::provider;
 use crate::provider::audit::{
     AuditError, AuditLog, AuditSettings, AuditStage, AuditStore, SubjectHasher,
 };
-use crate::provider::jwks::JwksCache;
+use crate::provider::jwks::{JwksCache, JwksSchedule};
 use crate::provider::modi::{
     ModiSetupError, ModiShared, ModiStage, RequestChecks, ResponseSigning,
 };
@@ -88,7 +88,8 @@ pub struct Health {
     pub environment: String,
 }
 
-/// The voucher policy of one e-service, from configuration.
+/// The voucher policy of one e-service, from configuration: the comune's producerId and the
+/// e-service's eserviceId and descriptorId, where configured, are required of every voucher.
 pub fn voucher_policy(config: &Config, eservice: &EserviceConfig) -> VoucherPolicy {
     VoucherPolicy {
         issuers: config.pdnd.voucher_issuers.clone(),
@@ -96,6 +97,10 @@ pub fn voucher_policy(config: &Config, eservice: &EserviceConfig) -> VoucherPoli
         leeway_secs: config.pdnd.leeway_secs,
         require_at_jwt_typ: true,
         max_token_len: MAX_VOUCHER_LEN,
+        max_lifetime_secs: config.pdnd.voucher_max_lifetime_secs,
+        producer_id: config.comune.producer_id.clone(),
+        eservice_id: eservice.eservice_id.clone(),
+        descriptor_id: eservice.descriptor_id.clone(),
     }
 }
 
@@ -117,12 +122,11 @@ impl PublicState {
         purposes: Arc<PurposeRegistry>,
         modi: Arc<ModiShared>,
     ) -> Result<Self, crate::openapi::OpenApiError> {
-        let jwks = Arc::new(JwksCache::new(
+        let jwks = JwksCache::start(
             config.pdnd.jwks_url.clone(),
             http,
-            Duration::from_secs(config.pdnd.jwks_cache_ttl_secs),
-            Duration::from_secs(config.pdnd.jwks_min_refetch_interval_secs),
-        ));
+            JwksSchedule::from_config(&config.pdnd),
+        );
         let stages = |eservice, cfg: &EserviceConfig| {
             let modi_stage = Arc::new(ModiStage {
                 eservice,
@@ -376,6 +380,8 @@ pub struct Running {
     pub public: SocketAddr,
     pub internal: SocketAddr,
     pub authority: Option<SocketAddr>,
+    /// The public listener's JWKS cache (for `/status`-like diagnostics and tests).
+    pub jwks: Option<Arc<JwksCache>>,
     authority_handle: Option<ServerHandle>,
     handles: Vec<ServerHandle>,
     tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -403,6 +409,7 @@ impl Running {
             public: public.addr,
             internal: internal.addr,
             authority: authority_addr,
+            jwks: None,
             authority_handle,
             handles,
             tasks,
@@ -478,6 +485,7 @@ pub async fn start(
     crate::provider::purpose::spawn_reloader(purposes.clone(), Some(purpose_db));
     let modi = Arc::new(ModiShared::from_config(config, http.clone())?);
     let state = PublicState::new(config, store, http, audit, hasher, purposes, modi)?;
+    let jwks = state.anagrafe.voucher.jwks.clone();
     let health = state.health.clone();
     let public = bind_public(config.server.public_listen, config.server.workers, state)?;
     // Built after the public listener is bound: a fruizione aimed at the gateway itself (dev)
@@ -493,5 +501,7 @@ pub async fn start(
         config.server.workers,
         internal_state,
     )?;
-    Ok(Running::spawn(public, internal, authority))
+    let mut running = Running::spawn(public, internal, authority);
+    running.jwks = Some(jwks);
+    Ok(running)
 }

@@ -147,6 +147,15 @@ impl Harness {
         self.env.data.authority_key.to_pem()
     }
 
+    /// The public listener's JWKS cache (fetch count, loaded or not).
+    pub fn jwks(&self) -> std::sync::Arc<gateway::provider::jwks::JwksCache> {
+        self.env
+            .running
+            .jwks
+            .clone()
+            .expect("the gateway exposes its JWKS cache")
+    }
+
     /// The kid of the authority's key.
     pub fn authority_kid(&self) -> String {
         self.env.data.authority_key.kid()
@@ -377,6 +386,12 @@ pub struct ConsumerGateway {
 }
 
 impl ConsumerGateway {
+    /// A URL on its public listener (e.g. to call it as a provider configured differently).
+    pub fn public(&self, path: &str) -> String {
+        let running = self.running.as_ref().expect("running");
+        format!("http://{}{}", running.public, path)
+    }
+
     /// A URL on its internal listener.
     pub fn internal(&self, path: &str) -> String {
         let running = self.running.as_ref().expect("running");

@@ -166,3 +166,66 @@ async fn jwks_and_key_lookup() {
         .expect("get");
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
 }
+
+/// Re-signs a client assertion with its header changed (claims untouched).
+fn with_header(
+    assertion: &str,
+    key: &gateway::pdnd::jwk::RsaPrivateKey,
+    edit: impl FnOnce(&mut Value),
+) -> String {
+    let (mut header, claims) =
+        gateway::pdnd::client_assertion::decode_unverified(assertion).expect("decodes");
+    edit(&mut header);
+    gateway::pdnd::jws::sign_rs256(&header, &claims, key).expect("signed")
+}
+
+#[tokio::test]
+async fn crit_header_refused_as_pdnd_does() {
+    let h = Harness::start().await;
+    let p = gateway::dev::sample::ANAGRAFE_FULL.purpose_id;
+    let key = &h.env.data.client_key;
+    let base = form(&h, p, |_| {});
+    for crit in [
+        serde_json::json!(["x-ext"]),
+        serde_json::json!(["exp"]),
+        serde_json::json!([]),
+        serde_json::json!("b64"),
+    ] {
+        let assertion = with_header(&base.client_assertion, key, |hd| {
+            hd["crit"] = crit.clone();
+            hd["x-ext"] = serde_json::json!(1);
+        });
+        let req = form(&h, p, |f| f.client_assertion = assertion);
+        assert_pdnd_refusal(post(&h, &req).await).await;
+    }
+    // jose implements `b64` (RFC 7797), so PDND accepts it as critical when it is `true`.
+    let assertion = with_header(&base.client_assertion, key, |hd| {
+        hd["crit"] = serde_json::json!(["b64"]);
+        hd["b64"] = serde_json::json!(true);
+    });
+    let req = form(&h, p, |f| f.client_assertion = assertion);
+    assert_eq!(post(&h, &req).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn api_client_assertion_with_a_purpose_is_refused() {
+    let h = Harness::start().await;
+    let api = &h.env.data.api_client;
+    let assertion = |purpose_id: Option<&str>| {
+        ClientAssertionBuilder {
+            client_id: api.client_id.clone(),
+            audience: h.env.config.pdnd.client_assertion_audience.clone(),
+            purpose_id: purpose_id.map(str::to_owned),
+            digest: None,
+            lifetime_secs: 300,
+        }
+        .sign(&h.env.data.api_client_key, e2e::now())
+        .expect("signed")
+    };
+    let with_purpose = assertion(Some(gateway::dev::sample::ANAGRAFE_FULL.purpose_id));
+    assert_pdnd_refusal(post(&h, &TokenRequest::new(&api.client_id, &with_purpose)).await).await;
+    // Without one it gets its M2M voucher.
+    let without = assertion(None);
+    let resp = post(&h, &TokenRequest::new(&api.client_id, &without)).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+}

@@ -80,7 +80,7 @@ async fn purposes_are_authorised_per_operation() {
 }
 
 #[tokio::test]
-async fn forged_purposes_and_mismatching_ids_get_403() {
+async fn forged_purposes_get_403_and_ids_other_than_configured_get_401() {
     let h = Harness::start().await;
     let cf = h.sample_cf();
     let key = h.authority_key_pem();
@@ -96,23 +96,54 @@ async fn forged_purposes_and_mismatching_ids_get_403() {
     c["purposeId"] = json!(sample::TRIBUTI_FULL.purpose_id);
     cases.push(("purpose of another e-service", c));
     let mut c = good.clone();
-    c["eserviceId"] = json!(uuid::Uuid::new_v4().to_string());
-    cases.push(("eserviceId mismatch", c));
-    let mut c = good.clone();
-    c["descriptorId"] = json!(uuid::Uuid::new_v4().to_string());
-    cases.push(("descriptorId mismatch", c));
-    let mut c = good.clone();
-    c["producerId"] = json!(uuid::Uuid::new_v4().to_string());
-    cases.push(("producerId mismatch", c));
-    let mut c = good.clone();
-    c.as_object_mut().expect("object").remove("producerId");
-    cases.push(("producerId absent while configured", c));
-    let mut c = good.clone();
     c["consumerId"] = json!(uuid::Uuid::new_v4().to_string());
     cases.push(("consumerId mismatch", c));
     for (name, claims) in &cases {
         let (status, answer) = call(&h, "/anagrafe/v1/residenza", &sign(claims), &body).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{name}: {answer}");
+    }
+    // The ids the configuration sets (dev sets all three) are the voucher stage's: another
+    // value, or none, makes the voucher invalid for this gateway (401), before any purpose.
+    let mut invalid: Vec<(&str, Value)> = Vec::new();
+    let mut c = good.clone();
+    c["eserviceId"] = json!(uuid::Uuid::new_v4().to_string());
+    invalid.push(("eserviceId mismatch", c));
+    let mut c = good.clone();
+    c["descriptorId"] = json!(uuid::Uuid::new_v4().to_string());
+    invalid.push(("descriptorId mismatch", c));
+    let mut c = good.clone();
+    c["producerId"] = json!(uuid::Uuid::new_v4().to_string());
+    invalid.push(("producerId mismatch", c));
+    let mut c = good.clone();
+    c.as_object_mut().expect("object").remove("producerId");
+    invalid.push(("producerId absent while configured", c));
+    for (name, claims) in &invalid {
+        let (status, answer) = call(&h, "/anagrafe/v1/residenza", &sign(claims), &body).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{name}: {answer}");
+    }
+    // Ids only the purpose records repeat (a gateway configured without them) are the purpose
+    // stage's: the same vouchers get 403 there.
+    let lenient = h
+        .start_consumer(|c| {
+            c.comune.producer_id = None;
+            c.eservices.anagrafe.eservice_id = None;
+            c.eservices.anagrafe.descriptor_id = None;
+        })
+        .await;
+    for (name, claims) in &invalid {
+        let resp = lenient
+            .http
+            .post(lenient.public("/anagrafe/v1/residenza"))
+            .bearer_auth(sign(claims))
+            .json(&body)
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(
+            resp.status(),
+            StatusCode::FORBIDDEN,
+            "{name} (purpose record)"
+        );
     }
     // The unaltered claims pass: the refusals above are due to the one change each.
     let (status, answer) = call(&h, "/anagrafe/v1/residenza", &sign(&good), &body).await;

@@ -166,6 +166,44 @@ async fn rejected_vouchers_get_401_problem_with_challenge() {
             sign(&with(good.clone(), "purposeId", json!("")))
         )),
     ));
+    let mut crit = json!({"alg": "RS256", "typ": "at+jwt", "kid": kid});
+    crit["crit"] = json!(["x-pdnd-ext"]);
+    crit["x-pdnd-ext"] = json!(true);
+    let signed =
+        gateway::pdnd::jws::sign_rs256(&crit, &good, &h.env.data.authority_key).expect("signed");
+    cases.push(("crit naming an extension", Some(format!("Bearer {signed}"))));
+    crit["crit"] = json!([]);
+    let signed =
+        gateway::pdnd::jws::sign_rs256(&crit, &good, &h.env.data.authority_key).expect("signed");
+    cases.push(("crit an empty list", Some(format!("Bearer {signed}"))));
+    cases.push((
+        "lifetime of two days",
+        Some(format!(
+            "Bearer {}",
+            sign(&with(good.clone(), "exp", json!(t + 2 * 86_400)))
+        )),
+    ));
+    cases.push((
+        "nbf two days before exp",
+        Some(format!(
+            "Bearer {}",
+            sign(&with(good.clone(), "nbf", json!(t + 600 - 2 * 86_400)))
+        )),
+    ));
+    let other_id = "0f0e0d0c-0b0a-4900-8800-070605040302";
+    for claim in ["producerId", "eserviceId", "descriptorId"] {
+        cases.push((
+            claim,
+            Some(format!(
+                "Bearer {}",
+                sign(&with(good.clone(), claim, json!(other_id)))
+            )),
+        ));
+        cases.push((
+            claim,
+            Some(format!("Bearer {}", sign(&without(good.clone(), claim)))),
+        ));
+    }
     cases.push(("malformed base64", Some("Bearer e30.e30$$.c2ln".into())));
     let not_json = format!("{}.{}.{}", "bm90IGpzb24", "bm90IGpzb24", "c2ln");
     cases.push((
@@ -328,4 +366,48 @@ async fn voucher_for_tributi_does_not_open_anagrafe() {
         .await;
     let resp = call(&h, Some(format!("Bearer {tributi}")), &cf).await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// The ids the gateway is configured with are checked on every voucher, not only when a
+/// purpose record repeats them: the authority's voucher, valid for the gateway that shares
+/// its ids, is refused by a gateway configured with another producer, e-service or version.
+#[tokio::test]
+async fn authority_vouchers_for_other_configured_ids_get_401() {
+    let h = Harness::start().await;
+    let cf = h.sample_cf();
+    let voucher = h
+        .voucher(gateway::dev::sample::ANAGRAFE_FULL.purpose_id)
+        .await;
+    let ok = call(&h, Some(format!("Bearer {voucher}")), &cf).await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    let other = "0f0e0d0c-0b0a-4900-8800-070605040302".to_owned();
+    type Tweak = Box<dyn FnOnce(&mut gateway::config::Config)>;
+    let tweaks: [(&str, Tweak); 3] = [
+        ("comune.producer_id", {
+            let other = other.clone();
+            Box::new(move |c| c.comune.producer_id = Some(other))
+        }),
+        ("eservices.anagrafe.eservice_id", {
+            let other = other.clone();
+            Box::new(move |c| c.eservices.anagrafe.eservice_id = Some(other))
+        }),
+        ("eservices.anagrafe.descriptor_id", {
+            let other = other.clone();
+            Box::new(move |c| c.eservices.anagrafe.descriptor_id = Some(other))
+        }),
+    ];
+    for (key, tweak) in tweaks {
+        let gateway = h.start_consumer(tweak).await;
+        let resp = gateway
+            .http
+            .post(gateway.public(PATH))
+            .bearer_auth(&voucher)
+            .json(&json!({ "codiceFiscale": cf }))
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{key}");
+        let challenge = e2e::header(&resp, "www-authenticate").unwrap_or_default();
+        assert!(challenge.contains("invalid_token"), "{key}: {challenge}");
+    }
 }

@@ -5,8 +5,10 @@
 //! The checks therefore follow PagoPA's reference implementation (interop-be-monorepo,
 //! `authorization-server` tokenService.generateToken and `client-assertion-validation`) step by
 //! step and in its order: request parameters; claims decoded without verification, with every
-//! failing claim collected; claim types; the `(clientId, kid)` key lookup; the RS256 signature
-//! with `nbf`/`exp` and no clock tolerance; the purpose. DPoP and rate limiting are not modelled.
+//! failing claim collected; claim types; the key lookup (`(clientId, kid, purposeId)` when the
+//! assertion names a purpose, so an API Interop client asking with one finds no entry); the
+//! header's `crit`, the RS256 signature and `nbf`/`exp` with no clock tolerance, as
+//! `jose.jwtVerify` checks them; the purpose. DPoP and rate limiting are not modelled.
 //! Vouchers are shaped byte for byte like PDND's (`typ: at+jwt`, `use: sig`, `aud` as ONE
 //! comma-joined string). The HTTP layer answers every [`Rejection`] with PDND's opaque
 //! [`pdnd_error_body`] and logs its `Display`, which names each failed rule.
@@ -99,6 +101,10 @@ pub enum AssertionRejection {
     KidNotFound,
     #[error("Token expired in client assertion signature validation")]
     TokenExpired,
+    /// Another JOSE failure of the signature step, e.g. a `crit` naming an extension jose does
+    /// not implement (PDND's 0016 clientAssertionSignatureVerificationError).
+    #[error("Client assertion signature verification failed: {0}")]
+    SignatureVerification(String),
     #[error("Invalid JWS in client assertion signature validation: {0}")]
     JsonWebToken(String),
     #[error("Client assertion is not valid yet (nbf in the future)")]
@@ -137,6 +143,13 @@ pub enum AssertionRejection {
         client_id: String,
         purpose_id: String,
     },
+    /// An API Interop (M2M) client's assertion names a purpose: PDND looks the key up by
+    /// (clientId, kid, purposeId), and API clients have no entry for any purpose.
+    #[error("API Interop client {client_id} has no token-generation entry for purpose {purpose_id} (M2M clients are not associated with purposes)")]
+    ApiClientWithPurpose {
+        client_id: String,
+        purpose_id: String,
+    },
     /// Signing the voucher failed: an internal error (HTTP 500), not the client's fault.
     #[error("Voucher signing failed: {0}")]
     VoucherSigning(String),
@@ -162,6 +175,7 @@ impl AssertionRejection {
             InvalidSubject(_) => "0013",
             InvalidPurposeIdFormat(_) => "0014",
             KidNotFound => "0015",
+            SignatureVerification(_) => "0016",
             TokenExpired => "0017",
             JsonWebToken(_) => "0018",
             NotBefore => "0019",
@@ -177,7 +191,9 @@ impl AssertionRejection {
             InvalidKidFormat => "0031",
             InvalidClaims { .. } => "0032",
             InvalidSignature => "0033",
-            EntryNotFound { .. } | PurposeNotRegistered { .. } => "entry-not-found",
+            EntryNotFound { .. } | PurposeNotRegistered { .. } | ApiClientWithPurpose { .. } => {
+                "entry-not-found"
+            }
             VoucherSigning(_) => "internal",
         }
     }
@@ -527,6 +543,14 @@ impl Authority {
                         kid: assertion.kid.clone(),
                     })
                 })?;
+            // With a purposeId PDND looks for a (clientId, kid, purposeId) entry, which an API
+            // client never has: refused before its signature is even checked.
+            if let Some(purpose_id) = &assertion.purpose_id {
+                return Err(Rejection::one(AssertionRejection::ApiClientWithPurpose {
+                    client_id: client_id.to_owned(),
+                    purpose_id: purpose_id.clone(),
+                }));
+            }
             verify_signature(&assertion, &api_client.public_key, now)?;
             return self.sign_m2m_voucher(api_client, now);
         };
@@ -909,13 +933,15 @@ fn check_claim_types(assertion: &DecodedAssertion<'_>, strict: bool) -> Result<(
 }
 
 /// Step 5 (verifyClientAssertionSignature): `jose.jwtVerify` with RS256 and no clock tolerance:
-/// the signature first, then `nbf` (> now fails), then `exp` (<= now fails).
+/// the header's `crit` first, then the signature, then `nbf` (> now fails), then `exp`
+/// (<= now fails).
 fn verify_signature(
     assertion: &DecodedAssertion<'_>,
     key: &RsaPublicKey,
     now: i64,
 ) -> Result<(), Rejection> {
     use AssertionRejection::*;
+    let unencoded_payload = check_crit_as_jose(&assertion.header)?;
     if jws::decode_bytes(assertion.signature_b64, Part::Signature).is_err() {
         return Err(Rejection::one(JsonWebToken(
             "the signature is not base64url".to_owned(),
@@ -923,6 +949,12 @@ fn verify_signature(
     }
     if !jws::verify_rs256(assertion.signing_input, assertion.signature_b64, key) {
         return Err(Rejection::one(InvalidSignature));
+    }
+    if unencoded_payload {
+        // jose's jwtVerify, after a good signature (the signing input is the same bytes).
+        return Err(Rejection::one(SignatureVerification(
+            "JWTs MUST NOT use unencoded payload".to_owned(),
+        )));
     }
     let now = now as f64;
     if let Some(nbf) = assertion.payload.get("nbf") {
@@ -941,6 +973,43 @@ fn verify_signature(
         return Err(Rejection::one(TokenExpired));
     }
     Ok(())
+}
+
+/// The `crit` rules of jose's JWS verification (validateCrit), which PDND's jwtVerify applies
+/// before the signature: `crit` must be a non-empty array of non-empty strings (JWSInvalid,
+/// PDND's 0018); jose implements one extension, `b64` (RFC 7797), so any other name is
+/// refused as not recognised (JOSENotSupported, 0016); a listed `b64` must be present and a
+/// boolean (0018). Returns whether the payload is declared unencoded (`b64: false`), which
+/// jwtVerify refuses once the signature has verified.
+fn check_crit_as_jose(header: &Map<String, Value>) -> Result<bool, Rejection> {
+    use AssertionRejection::*;
+    let names = jws::critical_extensions(header).map_err(|_| {
+        Rejection::one(JsonWebToken(
+            "\"crit\" (Critical) Header Parameter MUST be an array of non-empty strings when present"
+                .to_owned(),
+        ))
+    })?;
+    for name in &names {
+        if *name != "b64" {
+            return Err(Rejection::one(SignatureVerification(format!(
+                "Extension Header Parameter \"{name}\" is not recognized"
+            ))));
+        }
+        if header.get(*name).is_none() {
+            return Err(Rejection::one(JsonWebToken(format!(
+                "Extension Header Parameter \"{name}\" is missing"
+            ))));
+        }
+    }
+    if !names.contains(&"b64") {
+        return Ok(false);
+    }
+    match header.get("b64") {
+        Some(Value::Bool(b64)) => Ok(!b64),
+        _ => Err(Rejection::one(JsonWebToken(
+            "The \"b64\" (base64url-encode payload) Header Parameter must be a boolean".to_owned(),
+        ))),
+    }
 }
 
 /// Step 6 for consumer clients: a purpose is required, must be one the client is associated
@@ -1438,6 +1507,84 @@ mod tests {
     }
 
     #[test]
+    fn crit_naming_an_extension_jose_does_not_know() {
+        for name in ["exp", "x-pdnd", "kid"] {
+            let errors = with_header(|h| drop(h.insert("crit".into(), json!([name]))));
+            assert_eq!(
+                errors,
+                [R::SignatureVerification(format!(
+                    "Extension Header Parameter \"{name}\" is not recognized"
+                ))]
+            );
+            assert_eq!(errors[0].code(), "0016");
+        }
+    }
+
+    #[test]
+    fn crit_of_the_wrong_shape() {
+        for crit in [
+            json!([]),
+            json!("b64"),
+            json!([""]),
+            json!([1]),
+            json!(null),
+        ] {
+            let errors = with_header(|h| drop(h.insert("crit".into(), crit.clone())));
+            assert!(
+                matches!(errors.as_slice(), [R::JsonWebToken(m)] if m.contains("non-empty strings")),
+                "{crit}: {errors:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn crit_b64_follows_jose() {
+        // Listed but absent, or not a boolean: malformed JWS (0018).
+        let errors = with_header(|h| drop(h.insert("crit".into(), json!(["b64"]))));
+        assert!(
+            matches!(errors.as_slice(), [R::JsonWebToken(m)] if m.contains("missing")),
+            "{errors:?}"
+        );
+        let errors = with_header(|h| {
+            h.insert("crit".into(), json!(["b64"]));
+            h.insert("b64".into(), json!("false"));
+        });
+        assert!(
+            matches!(errors.as_slice(), [R::JsonWebToken(m)] if m.contains("boolean")),
+            "{errors:?}"
+        );
+        // An unencoded payload is refused after the signature verified (0016).
+        let errors = with_header(|h| {
+            h.insert("crit".into(), json!(["b64"]));
+            h.insert("b64".into(), json!(false));
+        });
+        assert_eq!(
+            errors,
+            [R::SignatureVerification(
+                "JWTs MUST NOT use unencoded payload".into()
+            )]
+        );
+        // `b64: true` is the ordinary encoding: jose, hence PDND, accepts it.
+        let mut h = header();
+        h["crit"] = json!(["b64"]);
+        h["b64"] = json!(true);
+        assert!(authority()
+            .issue(&request(forge(&h, &claims())), NOW)
+            .is_ok());
+    }
+
+    #[test]
+    fn crit_is_checked_before_the_signature() {
+        let mut h = header();
+        h["crit"] = json!(["x-ext"]);
+        let forged = jws::sign_rs256(&h, &claims(), test_keys::stranger()).unwrap();
+        assert!(matches!(
+            refused_token(forged).as_slice(),
+            [R::SignatureVerification(_)]
+        ));
+    }
+
+    #[test]
     fn nbf_in_the_future() {
         assert_eq!(
             with_claims(|c| drop(c.insert("nbf".into(), json!(NOW + 1)))),
@@ -1680,6 +1827,45 @@ mod tests {
             .issue(&request(forge(&header(), &c)), NOW)
             .expect_err("a consumer client needs a purposeId");
         assert_eq!(refused.errors, [R::PurposeIdNotProvided]);
+    }
+
+    #[test]
+    fn api_client_with_a_purpose_id_has_no_entry() {
+        let assertion = ClientAssertionBuilder {
+            purpose_id: Some(PURPOSE.into()),
+            ..api_builder()
+        }
+        .sign(test_keys::stranger(), NOW)
+        .unwrap();
+        let refused = api_authority()
+            .issue(&TokenRequest::new(API_CLIENT, &assertion), NOW)
+            .expect_err("an API client has no entry for a purpose");
+        assert_eq!(
+            refused.errors,
+            [R::ApiClientWithPurpose {
+                client_id: API_CLIENT.into(),
+                purpose_id: PURPOSE.into()
+            }]
+        );
+        assert_eq!(refused.errors[0].code(), "entry-not-found");
+        assert!(!refused.is_internal());
+        // Even a purpose the consumer client is registered for, and before the signature:
+        // a forged signature gets the same answer.
+        let forged = ClientAssertionBuilder {
+            purpose_id: Some(PURPOSE.into()),
+            ..api_builder()
+        }
+        .sign(test_keys::client(), NOW)
+        .unwrap();
+        let [h, p, _] = jws::split(&assertion.jws).unwrap();
+        let [_, _, s] = jws::split(&forged.jws).unwrap();
+        let mut request = TokenRequest::new(API_CLIENT, &assertion);
+        request.client_assertion = format!("{h}.{p}.{s}");
+        let refused = api_authority().issue(&request, NOW).expect_err("no entry");
+        assert!(matches!(
+            refused.errors.as_slice(),
+            [R::ApiClientWithPurpose { .. }]
+        ));
     }
 
     #[test]

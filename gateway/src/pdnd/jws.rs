@@ -85,6 +85,50 @@ pub fn decode_object(segment: &str, part: Part) -> Result<Map<String, Value>, Jw
     }
 }
 
+/// Why a header's `crit` member (RFC 7515 section 4.1.11) makes a JWS unacceptable.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CritError {
+    /// `crit` is not a non-empty array of non-empty strings.
+    #[error("crit must be a non-empty array of non-empty strings")]
+    Malformed,
+    /// `crit` names an extension the recipient does not implement, so it must not accept it.
+    #[error("crit names the extension {0:?}, which is not implemented here")]
+    Unsupported(String),
+}
+
+/// The extension names listed by the header's `crit` member: empty when there is none, an
+/// error when it is not a non-empty array of non-empty strings. Only the shape is checked.
+pub fn critical_extensions(header: &Map<String, Value>) -> Result<Vec<&str>, CritError> {
+    let Some(crit) = header.get("crit") else {
+        return Ok(Vec::new());
+    };
+    let Value::Array(items) = crit else {
+        return Err(CritError::Malformed);
+    };
+    if items.is_empty() {
+        return Err(CritError::Malformed);
+    }
+    items
+        .iter()
+        .map(|item| match item {
+            Value::String(name) if !name.is_empty() => Ok(name.as_str()),
+            _ => Err(CritError::Malformed),
+        })
+        .collect()
+}
+
+/// Refuses a header whose `crit` is malformed or names an extension not in `understood`
+/// (RFC 7515: a recipient that does not understand a critical extension must reject the JWS).
+pub fn check_crit(header: &Map<String, Value>, understood: &[&str]) -> Result<(), CritError> {
+    match critical_extensions(header)?
+        .into_iter()
+        .find(|name| !understood.contains(name))
+    {
+        Some(name) => Err(CritError::Unsupported(name.to_owned())),
+        None => Ok(()),
+    }
+}
+
 /// A compact JWS whose header and payload decoded to JSON objects and whose signature segment
 /// is valid base64url. Nothing about it is trusted yet.
 #[derive(Clone, Debug)]
@@ -184,6 +228,53 @@ mod tests {
         assert_eq!(jws.payload["a"], 1);
         assert!(jws.verify_rs256(key.public()));
         assert!(!jws.verify_rs256(test_keys::stranger().public()));
+    }
+
+    #[test]
+    fn crit_absent_or_understood_is_accepted() {
+        let header = |v: serde_json::Value| v.as_object().unwrap().clone();
+        assert_eq!(check_crit(&header(json!({"alg": "RS256"})), &[]), Ok(()));
+        assert_eq!(
+            critical_extensions(&header(json!({"crit": ["b64"], "b64": true}))),
+            Ok(vec!["b64"])
+        );
+        assert_eq!(
+            check_crit(&header(json!({"crit": ["b64"], "b64": true})), &["b64"]),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn crit_naming_an_unknown_extension_is_refused() {
+        let header = |v: serde_json::Value| v.as_object().unwrap().clone();
+        assert_eq!(
+            check_crit(&header(json!({"crit": ["exp"], "exp": 1})), &[]),
+            Err(CritError::Unsupported("exp".into()))
+        );
+        assert_eq!(
+            check_crit(&header(json!({"crit": ["b64", "x-ext"]})), &["b64"]),
+            Err(CritError::Unsupported("x-ext".into()))
+        );
+    }
+
+    #[test]
+    fn crit_of_the_wrong_shape_is_refused() {
+        let header = |v: serde_json::Value| v.as_object().unwrap().clone();
+        for crit in [
+            json!([]),
+            json!("b64"),
+            json!([""]),
+            json!([1]),
+            json!(["b64", null]),
+            json!({"b64": true}),
+            json!(null),
+        ] {
+            assert_eq!(
+                check_crit(&header(json!({ "crit": crit })), &["b64"]),
+                Err(CritError::Malformed),
+                "{crit}"
+            );
+        }
     }
 
     #[test]

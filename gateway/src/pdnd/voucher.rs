@@ -2,10 +2,12 @@
 //!
 //! A [`Voucher`] exists only when a token passed every rule of [`validate`]: bounded length,
 //! header `typ: at+jwt` and `alg: RS256` (read by hand, so `alg: none` or an HMAC key-confusion
-//! attempt is refused by name before any crypto runs), a `kid` present in the PDND JWKS, a valid
-//! RS256 signature, an allowed issuer, one of our audiences (PDND sends several as ONE
-//! comma-joined string), `exp`/`nbf`/`iat` against the caller's `now` with the policy's leeway,
-//! and a purpose. jsonwebtoken only verifies the signature here: its clock is not `now` and its
+//! attempt is refused by name before any crypto runs), no `crit` (RFC 7515 section 4.1.11: we
+//! implement no JWS extension, so a voucher that makes one critical cannot be accepted), a `kid`
+//! present in the PDND JWKS, a valid RS256 signature, an allowed issuer, one of our audiences
+//! (PDND sends several as ONE comma-joined string), `exp`/`nbf`/`iat` against the caller's `now`
+//! with the policy's leeway, a lifetime no longer than the policy allows, a purpose, and the
+//! comune's own identifiers (`producerId`, `eserviceId`, `descriptorId`) where configured. jsonwebtoken only verifies the signature here: its clock is not `now` and its
 //! audience matching does not understand PDND's comma-joined `aud`. Vouchers are reusable until
 //! they expire, so their `jti` is not checked for replay. Fetching and refreshing the JWKS is the
 //! caller's job: [`VoucherError::UnknownKid`] tells it to refetch once and retry.
@@ -22,6 +24,13 @@ pub const DEFAULT_MAX_TOKEN_LEN: usize = 16 * 1024;
 /// The header `typ` PDND puts on every voucher (Bearer and DPoP alike).
 pub const VOUCHER_TYP: &str = "at+jwt";
 
+/// The default bound on `exp - iat` and `exp - nbf`: 24 hours. PDND lets each producer choose
+/// the voucher lifespan of its e-service descriptor, so the gateway cannot know it in advance;
+/// 24 hours is the longest lifespan found in PDND's own material, so no voucher PDND issues for
+/// a sensibly configured descriptor is refused, while a voucher claiming to live for days (an
+/// issuer misconfigured or misused) is. Set it to the descriptor's lifespan to be exact.
+pub const DEFAULT_MAX_LIFETIME_SECS: i64 = 86_400;
+
 /// What a voucher must satisfy, built once from configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VoucherPolicy {
@@ -35,10 +44,19 @@ pub struct VoucherPolicy {
     pub require_at_jwt_typ: bool,
     /// Longer tokens are refused before any decoding.
     pub max_token_len: usize,
+    /// Longest accepted `exp - iat` and `exp - nbf`, in seconds.
+    pub max_lifetime_secs: i64,
+    /// The comune's PDND tenant id: when set, the voucher's `producerId` must equal it.
+    pub producer_id: Option<String>,
+    /// The e-service's PDND id: when set, the voucher's `eserviceId` must equal it.
+    pub eservice_id: Option<String>,
+    /// The published descriptor's PDND id: when set, the voucher's `descriptorId` must equal it.
+    pub descriptor_id: Option<String>,
 }
 
 impl VoucherPolicy {
-    /// A policy with no leeway, `typ` required and the default length bound.
+    /// A policy with no leeway, `typ` required, the default length and lifetime bounds and no
+    /// identifier checks.
     pub fn new(issuers: Vec<String>, audiences: Vec<String>) -> Self {
         Self {
             issuers,
@@ -46,6 +64,10 @@ impl VoucherPolicy {
             leeway_secs: 0,
             require_at_jwt_typ: true,
             max_token_len: DEFAULT_MAX_TOKEN_LEN,
+            max_lifetime_secs: DEFAULT_MAX_LIFETIME_SECS,
+            producer_id: None,
+            eservice_id: None,
+            descriptor_id: None,
         }
     }
 }
@@ -65,6 +87,10 @@ pub enum VoucherError {
     UnsupportedAlgorithm(String),
     #[error("voucher typ is {0:?}, expected at+jwt")]
     WrongType(Option<String>),
+    #[error("the voucher header crit is not a non-empty array of strings")]
+    MalformedCrit,
+    #[error("the voucher header marks the extension {0:?} critical, and none is implemented")]
+    CriticalExtension(String),
     #[error("the voucher header has no kid")]
     MissingKid,
     #[error("voucher kid {0} is not in the PDND key set")]
@@ -81,6 +107,15 @@ pub enum VoucherError {
     NotYetValid,
     #[error("the voucher was issued in the future (iat)")]
     IssuedInFuture,
+    #[error("the voucher lives {lifetime} s from {from}, longer than the {max} s allowed")]
+    LifetimeTooLong {
+        from: &'static str,
+        lifetime: i64,
+        max: i64,
+    },
+    /// `producerId`, `eserviceId` or `descriptorId` differs from the configured one.
+    #[error("the voucher {0} is not the configured one")]
+    WrongIdentifier(&'static str),
     #[error("the voucher has no {0} claim")]
     MissingClaim(&'static str),
     #[error("the voucher claim {0} has the wrong type")]
@@ -197,6 +232,11 @@ pub fn validate(
             None => return Err(VoucherError::WrongType(None)),
         }
     }
+    // No extension is implemented, so any critical one makes the voucher unacceptable.
+    jws::check_crit(&header, &[]).map_err(|e| match e {
+        jws::CritError::Malformed => VoucherError::MalformedCrit,
+        jws::CritError::Unsupported(name) => VoucherError::CriticalExtension(name),
+    })?;
     let kid = header.get("kid").and_then(Value::as_str);
     let kid = kid
         .filter(|k| !k.is_empty())
@@ -234,6 +274,16 @@ pub fn validate(
     if iat > now + policy.leeway_secs {
         return Err(VoucherError::IssuedInFuture);
     }
+    for (from, start) in [("iat", iat), ("nbf", nbf)] {
+        let lifetime = exp.saturating_sub(start);
+        if lifetime > policy.max_lifetime_secs {
+            return Err(VoucherError::LifetimeTooLong {
+                from,
+                lifetime,
+                max: policy.max_lifetime_secs,
+            });
+        }
+    }
 
     let purpose_id = match claims.get("purposeId") {
         Some(Value::String(p)) if !p.is_empty() => p.clone(),
@@ -259,6 +309,22 @@ pub fn validate(
         ),
     };
 
+    let producer_id = optional_string_claim(claims, "producerId")?;
+    let eservice_id = optional_string_claim(claims, "eserviceId")?;
+    let descriptor_id = optional_string_claim(claims, "descriptorId")?;
+    for (name, expected, found) in [
+        ("producerId", &policy.producer_id, &producer_id),
+        ("eserviceId", &policy.eservice_id, &eservice_id),
+        ("descriptorId", &policy.descriptor_id, &descriptor_id),
+    ] {
+        match (expected, found) {
+            (None, _) => {}
+            (Some(_), None) => return Err(VoucherError::MissingClaim(name)),
+            (Some(e), Some(f)) if e == f => {}
+            (Some(_), Some(_)) => return Err(VoucherError::WrongIdentifier(name)),
+        }
+    }
+
     Ok(Voucher {
         kid: kid.to_owned(),
         jti: string_claim(claims, "jti")?,
@@ -270,10 +336,10 @@ pub fn validate(
         iat,
         nbf,
         exp,
-        producer_id: optional_string_claim(claims, "producerId")?,
+        producer_id,
         consumer_id: optional_string_claim(claims, "consumerId")?,
-        eservice_id: optional_string_claim(claims, "eserviceId")?,
-        descriptor_id: optional_string_claim(claims, "descriptorId")?,
+        eservice_id,
+        descriptor_id,
         digest,
         confirmation_jkt,
     })
@@ -787,6 +853,118 @@ mod tests {
             check(&format!("{h}.{}.{s}", b64url(c.to_string()))).unwrap_err(),
             VoucherError::BadSignature
         );
+    }
+
+    #[test]
+    fn crit_naming_any_extension() {
+        for name in ["exp", "b64", "x-pdnd-ext"] {
+            assert_eq!(
+                with_header(|h| {
+                    h.insert("crit".into(), json!([name]));
+                    h.insert(name.into(), json!(false));
+                })
+                .unwrap_err(),
+                VoucherError::CriticalExtension(name.into())
+            );
+        }
+    }
+
+    #[test]
+    fn crit_of_the_wrong_shape() {
+        for crit in [
+            json!([]),
+            json!("exp"),
+            json!([""]),
+            json!([7]),
+            json!(null),
+        ] {
+            assert_eq!(
+                with_header(|h| drop(h.insert("crit".into(), crit.clone()))).unwrap_err(),
+                VoucherError::MalformedCrit,
+                "{crit}"
+            );
+        }
+    }
+
+    fn lifetime_policy(max: i64) -> VoucherPolicy {
+        let mut p = policy();
+        p.max_lifetime_secs = max;
+        p
+    }
+
+    #[test]
+    fn lifetime_up_to_the_maximum_is_accepted() {
+        // claims(): iat = nbf = NOW - 60, exp = NOW + 540: a lifetime of 600 s.
+        let token = mint(&header(), &claims());
+        assert!(validate(&token, &keys(), &lifetime_policy(600), NOW).is_ok());
+        assert_eq!(VoucherPolicy::new(vec![], vec![]).max_lifetime_secs, 86_400);
+    }
+
+    #[test]
+    fn lifetime_from_iat_beyond_the_maximum() {
+        let token = mint(&header(), &claims());
+        assert_eq!(
+            validate(&token, &keys(), &lifetime_policy(599), NOW).unwrap_err(),
+            VoucherError::LifetimeTooLong {
+                from: "iat",
+                lifetime: 600,
+                max: 599
+            }
+        );
+        // A week-long voucher against the default bound.
+        assert!(matches!(
+            with_claims(|c| drop(c.insert("exp".into(), json!(NOW - 60 + 7 * 86_400)))),
+            Err(VoucherError::LifetimeTooLong { from: "iat", .. })
+        ));
+    }
+
+    #[test]
+    fn lifetime_from_nbf_beyond_the_maximum() {
+        // iat recent, but nbf set far back: exp - nbf is what exceeds the bound.
+        let mut c = claims();
+        c["nbf"] = json!(NOW - 1_000);
+        let token = mint(&header(), &c);
+        assert_eq!(
+            validate(&token, &keys(), &lifetime_policy(1_000), NOW).unwrap_err(),
+            VoucherError::LifetimeTooLong {
+                from: "nbf",
+                lifetime: 1_540,
+                max: 1_000
+            }
+        );
+    }
+
+    fn ids_policy() -> VoucherPolicy {
+        let mut p = policy();
+        p.producer_id = Some("p-1".into());
+        p.eservice_id = Some("e-1".into());
+        p.descriptor_id = Some("d-1".into());
+        p
+    }
+
+    #[test]
+    fn configured_identifiers_that_match_are_accepted() {
+        let token = mint(&header(), &claims());
+        assert!(validate(&token, &keys(), &ids_policy(), NOW).is_ok());
+    }
+
+    #[test]
+    fn configured_identifiers_that_differ_or_are_missing() {
+        for claim in ["producerId", "eserviceId", "descriptorId"] {
+            let mut c = claims();
+            c[claim] = json!("another-id");
+            assert_eq!(
+                validate(&mint(&header(), &c), &keys(), &ids_policy(), NOW).unwrap_err(),
+                VoucherError::WrongIdentifier(claim),
+            );
+            c.as_object_mut().unwrap().remove(claim);
+            assert_eq!(
+                validate(&mint(&header(), &c), &keys(), &ids_policy(), NOW).unwrap_err(),
+                VoucherError::MissingClaim(claim),
+            );
+            // Not configured: not checked.
+            assert!(check(&mint(&header(), &c)).is_ok(), "{claim}");
+        }
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The first stage of the inbound pipeline: the PDND voucher.
 //!
 //! This is the HTTP adapter around [`crate::pdnd::voucher::validate`]: it takes the bearer
-//! credential from the request, gets the keys from the [`JwksCache`] (refetching once on an
-//! unknown kid), validates against the e-service's [`VoucherPolicy`] and `now`, and either puts
-//! the validated [`Voucher`] into the request extensions for the next stages or answers 401.
+//! credential from the request, gets the keys held by the [`JwksCache`] (never waiting on PDND;
+//! an unknown kid asks the cache for a refresh and is refused now), validates against the
+//! e-service's [`VoucherPolicy`] and `now`, and either puts the validated [`Voucher`] into the
+//! request extensions for the next stages or answers 401 (503 only when no key set was ever
+//! loaded).
 //! The caller never learns why a voucher failed; the log does, by jti or reason only.
 
 use super::jwks::JwksCache;
@@ -45,20 +47,15 @@ pub fn now() -> i64 {
 }
 
 impl VoucherStage {
-    /// Validates a token, refetching the JWKS once when its kid is unknown.
+    /// Validates a token with the keys held; an unknown kid asks for a background refresh
+    /// (rate-limited by the cache) and is refused without waiting for it.
     pub async fn check(&self, token: &str, now: i64) -> Result<Voucher, StageFailure> {
         let keys = self.jwks.keys().await.map_err(StageFailure::Keys)?;
-        match validate(token, &keys, &self.policy, now) {
-            Err(VoucherError::UnknownKid(_)) => {
-                let keys = self
-                    .jwks
-                    .refresh_for_unknown_kid()
-                    .await
-                    .map_err(StageFailure::Keys)?;
-                validate(token, &keys, &self.policy, now).map_err(StageFailure::Voucher)
-            }
-            other => other.map_err(StageFailure::Voucher),
+        let result = validate(token, &keys, &self.policy, now);
+        if let Err(VoucherError::UnknownKid(_)) = &result {
+            self.jwks.request_refresh();
         }
+        result.map_err(StageFailure::Voucher)
     }
 
     /// The middleware body: on success the voucher is in the extensions and the request goes on.
