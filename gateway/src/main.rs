@@ -137,12 +137,18 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Write deterministic synthetic data (residents, families, IMU, TARI, payments) into a store.
+    /// Refuses a database holding data it did not write, unless --replace is given.
     Seed {
-        /// `sqlite://file.db?mode=rwc` or `postgres://...`.
-        #[arg(long, env = "PDNDGW_DATABASE__URL")]
+        /// `sqlite://file.db?mode=rwc` or `postgres://...`. Only from this flag, never from
+        /// the environment, so a shell set up for the real register cannot aim the seed at it.
+        #[arg(long)]
         database_url: String,
         #[arg(long, default_value_t = 1000)]
         residents: u32,
+        /// Overwrite a database that holds data the seed did not write (its catalogue tables
+        /// are emptied first).
+        #[arg(long)]
+        replace: bool,
     },
 }
 
@@ -182,7 +188,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { config } => {
             telemetry::init("info", true);
             let config = Config::load_file(&config)?;
-            config.validate()?;
+            config.validate_for_serve()?;
             let store = eservices::store::SqlStore::connect(&config.database.url).await?;
             store.migrate().await?;
             let running = server::start(&config, std::sync::Arc::new(store), None).await?;
@@ -283,12 +289,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Seed {
             database_url,
             residents,
+            replace,
         } => {
             telemetry::init("info", false);
-            let store = eservices::store::SqlStore::connect(&database_url).await?;
-            store.migrate().await?;
             let started = std::time::Instant::now();
-            let summary = eservices::store::seed(&store, residents).await?;
+            let summary = cli::seed::run(&database_url, residents, replace)
+                .await?
+                .summary;
             println!(
                 "seeded {} residents into {} in {:.1} s",
                 summary.residents,
