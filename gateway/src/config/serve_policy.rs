@@ -175,10 +175,7 @@ pub fn check_key_file(key: &'static str, path: &Path) -> Result<(), ConfigError>
         reason: format!("cannot read the private key file {}: {e}", path.display()),
     })?;
     if !metadata.is_file() {
-        return invalid(
-            key,
-            &format!("{} is not a regular file", path.display()),
-        );
+        return invalid(key, &format!("{} is not a regular file", path.display()));
     }
     #[cfg(unix)]
     {
@@ -209,13 +206,21 @@ fn check_url_password(key: &'static str, value: &str) -> Result<(), ConfigError>
         .query_pairs()
         .find(|(k, _)| k == "password")
         .map(|(_, v)| v.into_owned());
-    for password in url.password().map(str::to_owned).into_iter().chain(in_query) {
+    for password in url
+        .password()
+        .map(str::to_owned)
+        .into_iter()
+        .chain(in_query)
+    {
         if let Err(weak) = assess(&password, SecretKind::Password) {
             return invalid(
                 key,
                 &format!(
                     "the password in the URL {weak} (set PDNDGW_{}__URL)",
-                    key.split('.').next().unwrap_or_default().to_ascii_uppercase()
+                    key.split('.')
+                        .next()
+                        .unwrap_or_default()
+                        .to_ascii_uppercase()
                 ),
             );
         }
@@ -223,7 +228,11 @@ fn check_url_password(key: &'static str, value: &str) -> Result<(), ConfigError>
     Ok(())
 }
 
-fn check_https(key: &'static str, value: &str, allowance: HttpAllowance) -> Result<(), ConfigError> {
+fn check_https(
+    key: &'static str,
+    value: &str,
+    allowance: HttpAllowance,
+) -> Result<(), ConfigError> {
     let Ok(url) = url::Url::parse(value) else {
         return invalid(key, "is not a URL");
     };
@@ -255,4 +264,269 @@ fn invalid<T>(key: &'static str, reason: &str) -> Result<T, ConfigError> {
         key,
         reason: reason.to_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::InternalTlsConfig;
+    use std::path::PathBuf;
+
+    const EXAMPLES: [(&str, &str); 2] = [
+        (
+            "collaudo",
+            include_str!("../../../config/collaudo.example.toml"),
+        ),
+        (
+            "produzione",
+            include_str!("../../../config/produzione.example.toml"),
+        ),
+    ];
+    const PLACEHOLDER: &str = "replace-me-with-32-or-more-random-characters";
+    const STRONG_HMAC: &str = "c2068f4f4dfdac0c79499a29236787a230a678b668810153dd48f1606cf7e6bc";
+    const STRONG_API_KEY: &str = "KhFyncULoXwkAsYJE04NFFmhtlQnbvOybAVo9vKfSi4=";
+
+    fn example(text: &str) -> Config {
+        let c = Config::from_toml_str(text).expect("the example parses");
+        c.validate().expect("the example validates");
+        c
+    }
+
+    fn refusal(result: Result<(), ConfigError>) -> String {
+        result.expect_err("refused").to_string()
+    }
+
+    #[test]
+    fn each_example_is_refused_with_its_placeholders_and_accepted_with_strong_values() {
+        for (name, text) in EXAMPLES {
+            let mut c = example(text);
+            assert_eq!(c.audit.hmac_secret, PLACEHOLDER, "{name}");
+            let err = refusal(c.check_secrets());
+            assert!(err.contains("`audit.hmac_secret`"), "{name}: {err}");
+            assert!(err.contains("placeholder"), "{name}: {err}");
+            assert!(!err.contains(PLACEHOLDER), "{name}: the value is printed");
+
+            c.audit.hmac_secret = STRONG_HMAC.into();
+            let err = refusal(c.check_secrets());
+            assert!(err.contains("`internal.api_keys`"), "{name}: {err}");
+            assert!(!err.contains(PLACEHOLDER), "{name}: the value is printed");
+
+            c.internal.api_keys = vec![STRONG_API_KEY.into()];
+            c.check_secrets()
+                .unwrap_or_else(|e| panic!("{name} with strong secrets: {e}"));
+            c.check_transport(HttpAllowance::None)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            c.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn weak_api_keys_are_named_by_position_never_by_value() {
+        let mut c = example(EXAMPLES[0].1);
+        c.audit.hmac_secret = STRONG_HMAC.into();
+        c.internal.api_keys = vec![STRONG_API_KEY.into(), "0123456789".repeat(4)];
+        let err = refusal(c.check_secrets());
+        assert!(
+            err.contains("`internal.api_keys`") && err.contains("entry 2 of 2"),
+            "{err}"
+        );
+        assert!(!err.contains("0123456789"), "{err}");
+    }
+
+    #[test]
+    fn database_passwords_in_urls_are_checked() {
+        let mut c = example(EXAMPLES[1].1);
+        c.audit.hmac_secret = STRONG_HMAC.into();
+        c.internal.api_keys = vec![STRONG_API_KEY.into()];
+        for (url, refused) in [
+            ("postgres://gw:changeme@db.example.it/anagrafe", true),
+            ("postgres://gw:postgres@db.example.it/anagrafe", true),
+            ("postgres://gw:Pz7k@db.example.it/anagrafe", true),
+            ("postgres://gw@db.example.it/anagrafe?password=secret", true),
+            (
+                "postgres://gw:Xk9mP2vL7qR4tW8zN3@db.example.it/anagrafe",
+                false,
+            ),
+            ("postgres://gw@db.example.it/anagrafe", false),
+        ] {
+            c.database.url = url.into();
+            let result = c.check_secrets();
+            assert_eq!(result.is_err(), refused, "{url}: {result:?}");
+            if let Err(e) = result {
+                let e = e.to_string();
+                assert!(e.contains("`database.url`"), "{e}");
+                assert!(!e.contains("changeme") && !e.contains("Pz7k"), "{e}");
+            }
+        }
+        c.database.url = "postgres://gw@db.example.it/anagrafe".into();
+        c.audit.url = "postgres://audit:password@db.example.it/audit".into();
+        let err = refusal(c.check_secrets());
+        assert!(
+            err.contains("`audit.url`") && err.contains("PDNDGW_AUDIT__URL"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn serve_wants_https_everywhere_and_dev_allows_only_local_http() {
+        type Set = fn(&mut Config, String);
+        let cases: [(&str, Set); 6] = [
+            ("pdnd.token_endpoint", |c, u| c.pdnd.token_endpoint = u),
+            ("pdnd.jwks_url", |c, u| c.pdnd.jwks_url = u),
+            ("pdnd.keys_url", |c, u| c.pdnd.keys_url = Some(u)),
+            ("eservices.anagrafe.public_url", |c, u| {
+                c.eservices.anagrafe.public_url = u
+            }),
+            ("eservices.tributi.public_url", |c, u| {
+                c.eservices.tributi.public_url = u
+            }),
+            ("fruizioni.remote_base_url", |c, u| {
+                c.fruizioni[0].remote_base_url = u
+            }),
+        ];
+        for (key, set) in cases {
+            let mut c = example(EXAMPLES[0].1);
+            c.check_transport(HttpAllowance::None)
+                .expect("https as shipped");
+            set(&mut c, "http://127.0.0.1:8090/x".into());
+            let err = refusal(c.check_transport(HttpAllowance::None));
+            assert!(
+                err.contains(key) && err.contains("https://"),
+                "{key}: {err}"
+            );
+            c.check_transport(HttpAllowance::Local)
+                .unwrap_or_else(|e| panic!("{key}: loopback http in dev: {e}"));
+            for local in [
+                "http://localhost:8090/x",
+                "http://[::1]:8090/x",
+                "http://0.0.0.0:8080/x",
+            ] {
+                set(&mut c, local.into());
+                c.check_transport(HttpAllowance::Local)
+                    .unwrap_or_else(|e| panic!("{key} {local}: {e}"));
+            }
+            set(&mut c, "http://pdnd.example.it/x".into());
+            let err = refusal(c.check_transport(HttpAllowance::Local));
+            assert!(
+                err.contains(key) && err.contains("loopback"),
+                "{key}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_internal_listener_leaves_loopback_only_with_tls_or_an_explicit_opt_in() {
+        let mut c = example(EXAMPLES[0].1);
+        assert!(c.server.internal_tls.is_some(), "the examples use TLS");
+        assert!(!c.internal_plaintext_exposed());
+        c.server.internal_tls = None;
+        let err = refusal(c.validate());
+        assert!(
+            err.contains("`server.internal_listen`") && err.contains("0.0.0.0"),
+            "{err}"
+        );
+        c.server.internal_allow_plaintext_non_loopback = true;
+        c.validate().expect("explicit opt-in");
+        assert!(c.internal_plaintext_exposed(), "the start logs a warning");
+        c.server.internal_allow_plaintext_non_loopback = false;
+        c.server.internal_listen = "127.0.0.1:8081".parse().expect("addr");
+        c.validate().expect("loopback");
+        assert!(!c.internal_plaintext_exposed());
+        c.server.internal_listen = "10.1.2.3:8081".parse().expect("addr");
+        c.server.internal_tls = Some(InternalTlsConfig {
+            cert_file: "tls.crt".into(),
+            key_file: "".into(),
+            client_ca_file: None,
+        });
+        assert!(refusal(c.validate()).contains("server.internal_tls.key_file"));
+
+        let text = EXAMPLES[0].1.replace(
+            "[server.internal_tls]\ncert_file",
+            "[server.internal_tls]\nkey_fil = \"x\"\ncert_file",
+        );
+        let err = Config::from_toml_str(&text)
+            .err()
+            .expect("unknown key")
+            .to_string();
+        assert!(err.contains("key_fil"), "{err}");
+        let text = EXAMPLES[0].1.replace(
+            "workers = 2\n",
+            "workers = 2\ninternal_allow_plaintext_non_loopback = true\n",
+        );
+        let c = Config::from_toml_str(&text).expect("parses");
+        assert!(c.server.internal_allow_plaintext_non_loopback);
+        let c = Config::from_toml_str(crate::config::DEV_TOML).expect("parses");
+        assert!(
+            !c.server.internal_allow_plaintext_non_loopback,
+            "secure default"
+        );
+    }
+
+    fn key_file(dir: &Path, name: &str, mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        std::fs::write(&path, "-----BEGIN PRIVATE KEY-----\n").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        path
+    }
+
+    #[test]
+    fn private_key_files_readable_by_others_are_refused() {
+        let dir = std::env::temp_dir().join(format!("pdndgw-keys-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut c = example(EXAMPLES[0].1);
+        c.fruizioni[0].client_id = Some("8e9f24ca-78f5-4c69-9e4f-0efbeac7bb2b".into());
+        let keys = [
+            "client.key_file",
+            "pdnd.api_key_file",
+            "modi.signing_key_file",
+            "server.internal_tls.key_file",
+            "fruizioni.key_file",
+        ];
+        let point = |c: &mut Config, key: &str, path: PathBuf| match key {
+            "client.key_file" => c.client.as_mut().expect("client").key_file = path,
+            "pdnd.api_key_file" => c.pdnd.api_key_file = Some(path),
+            "modi.signing_key_file" => c.modi.signing_key_file = Some(path),
+            "server.internal_tls.key_file" => {
+                c.server.internal_tls.as_mut().expect("tls").key_file = path
+            }
+            _ => c.fruizioni[0].key_file = Some(path),
+        };
+        for (i, key) in keys.iter().enumerate() {
+            point(&mut c, key, key_file(&dir, &format!("ok-{i}.pem"), 0o600));
+        }
+        assert_eq!(c.private_key_files().len(), keys.len());
+        c.check_key_files().expect("all 0600");
+        for (i, key) in keys.iter().enumerate() {
+            for mode in [0o644, 0o640, 0o604, 0o660] {
+                let mut broken = c.clone();
+                let path = key_file(&dir, &format!("open-{i}-{mode:o}.pem"), mode);
+                point(&mut broken, key, path.clone());
+                let err = refusal(broken.check_key_files());
+                assert!(err.contains(key), "{key}: {err}");
+                assert!(err.contains(&path.display().to_string()), "{err}");
+                assert!(
+                    err.contains(&format!("chmod 600 {}", path.display())),
+                    "{err}"
+                );
+                assert!(err.contains(&format!("{mode:04o}")), "{err}");
+            }
+            let mut strict = c.clone();
+            point(
+                &mut strict,
+                key,
+                key_file(&dir, &format!("ro-{i}.pem"), 0o400),
+            );
+            strict.check_key_files().expect("0400 is fine");
+            let mut missing = c.clone();
+            let path = dir.join("missing.pem");
+            point(&mut missing, key, path.clone());
+            let err = refusal(missing.check_key_files());
+            assert!(
+                err.contains(key) && err.contains(&path.display().to_string()),
+                "{err}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
 }

@@ -226,7 +226,10 @@ pub async fn start(mut config: Config, root: &std::path::Path) -> Result<DevEnvi
     let found = eservices::store::seed_guard::inspect(&config.database.url).await?;
     let store = eservices::store::SqlStore::connect(&config.database.url).await?;
     store.migrate().await?;
-    let foreign = matches!(found, eservices::store::seed_guard::Ownership::Foreign { .. });
+    let foreign = matches!(
+        found,
+        eservices::store::seed_guard::Ownership::Foreign { .. }
+    );
     if foreign {
         tracing::warn!("the database holds data the seed did not write: it is served as it is");
     }
