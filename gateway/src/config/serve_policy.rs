@@ -445,8 +445,7 @@ mod tests {
             "[server.internal_tls]\nkey_fil = \"x\"\ncert_file",
         );
         let err = Config::from_toml_str(&text)
-            .err()
-            .expect("unknown key")
+            .expect_err("unknown key")
             .to_string();
         assert!(err.contains("key_fil"), "{err}");
         let text = EXAMPLES[0].1.replace(
