@@ -198,3 +198,52 @@ fn an_internal_listener_beyond_loopback_without_tls_is_refused_unless_allowed() 
     assert!(err.contains("audit.hmac_secret"), "the next check: {err}");
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+/// `dev` with the internal listener on every interface: refused without the opt-in; with it,
+/// it starts and its log warns that the listener is clear text beyond loopback.
+#[test]
+fn clear_text_internal_listener_opt_in_is_logged_as_a_warning() {
+    use std::io::{BufRead, BufReader};
+    let dir = temp_dir();
+    let dev = |opt_in: bool, log: &Path| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["dev", "--data-dir"])
+            .arg(dir.join("data"))
+            .env_clear()
+            .env("PDNDGW_SERVER__PUBLIC_LISTEN", "127.0.0.1:0")
+            .env("PDNDGW_SERVER__INTERNAL_LISTEN", "0.0.0.0:0")
+            .env("PDNDGW_DEV__AUTHORITY_LISTEN", "127.0.0.1:0")
+            .env("PDNDGW_DEV__RESIDENTS", "10")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(log).expect("log"));
+        if opt_in {
+            cmd.env(
+                "PDNDGW_SERVER__INTERNAL_ALLOW_PLAINTEXT_NON_LOOPBACK",
+                "true",
+            );
+        }
+        cmd.spawn().expect("dev starts")
+    };
+    let log = dir.join("refused.log");
+    let status = dev(false, &log).wait().expect("dev ends");
+    assert_eq!(status.code(), Some(1));
+    let refusal = std::fs::read_to_string(&log).expect("log");
+    assert!(refusal.contains("`server.internal_listen`"), "{refusal}");
+
+    let log = dir.join("allowed.log");
+    let mut child = dev(true, &log);
+    let stdout = child.stdout.take().expect("stdout");
+    let started = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| line.starts_with("Stop with Ctrl-C"));
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(&log).expect("log");
+    assert!(started, "dev did not start: {log}");
+    assert!(
+        log.contains("WARN") && log.contains("clear text beyond loopback"),
+        "{log}"
+    );
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}

@@ -292,6 +292,28 @@ mod tests {
         assert_eq!(assess("Xk9mP2vL7qR4tW8z", SecretKind::Password), Ok(()));
     }
 
+    proptest::proptest! {
+        /// What generators produce always passes: the rules refuse structure, not chance.
+        #[test]
+        fn generated_keys_and_passwords_always_pass(
+            hex16 in proptest::array::uniform16(proptest::num::u8::ANY),
+            b64 in proptest::array::uniform32(proptest::num::u8::ANY),
+            password in "[A-Za-z0-9]{16}",
+        ) {
+            use base64::Engine as _;
+            let hex = hex::encode(hex16);
+            proptest::prop_assert_eq!(assess(&hex, SecretKind::Key), Ok(()), "{}", hex);
+            let b64 = base64::engine::general_purpose::STANDARD.encode(b64);
+            proptest::prop_assert_eq!(assess(&b64, SecretKind::Key), Ok(()), "{}", b64);
+            proptest::prop_assert_eq!(
+                assess(&password, SecretKind::Password),
+                Ok(()),
+                "{}",
+                password
+            );
+        }
+    }
+
     #[test]
     fn the_estimate_sees_through_repetition() {
         let unit: Vec<char> = "q7J2m9XvPz".chars().collect();
