@@ -316,6 +316,8 @@ fn load_or_dev(
         Some(path) => {
             let c = Config::load_file(path)?;
             c.validate()?;
+            // A real configuration talks to the real PDND: never in clear text.
+            c.check_transport(gateway::config::serve_policy::HttpAllowance::None)?;
             Ok(c)
         }
         None => {
@@ -354,7 +356,7 @@ fn print_dev_banner(env: &dev::DevEnvironment, data_dir: &std::path::Path) {
 pdnd-gateway dev is running. Data directory: {data}{seeded}
 
   e-services (public)    http://{public}    /anagrafe/v1, /tributi/v1, /status
-  internal listener      http://{internal}    /status, /fruizioni/{{name}}/... (API key: {key_file})
+  internal listener      {internal_scheme}://{internal}    /status, /fruizioni/{{name}}/... (API key: {key_file})
   fruizioni              {fruizioni}
   API documentation      http://{public}{docs}    (OpenAPI: /anagrafe/v1/openapi.json, /tributi/v1/openapi.json)
   local PDND authority   http://{authority}    /token.oauth2, /.well-known/jwks.json, /keys/{{kid}}
@@ -369,7 +371,7 @@ Try it from this directory, in another terminal:
     -d '{{"codiceFiscale":"{sample}"}}'
 
   # the comune as fruitore: internal caller -> proxy -> voucher -> e-service -> answer
-  curl -s -X POST http://{internal}/fruizioni/{sample_fruizione}/residenza \
+  curl -s -X POST {internal_scheme}://{internal}/fruizioni/{sample_fruizione}/residenza \
     -H "X-API-Key: $(cat {key_file})" -H 'Content-Type: application/json' \
     -d '{{"codiceFiscale":"{sample}"}}'
 
@@ -383,6 +385,11 @@ Try it from this directory, in another terminal:
 "#,
         data = data_dir.display(),
         internal = env.running.internal,
+        internal_scheme = if env.config.server.internal_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
         docs = gateway::openapi::DOCS_PATH,
         client_id = env.data.client.client_id,
         key_file = env.data.internal_api_key_path().display(),

@@ -99,3 +99,101 @@ fn certificates(
     }
     Ok(certs)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("pdndgw-tls-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir
+    }
+
+    /// A self-signed certificate for localhost and its key, as files.
+    fn identity(dir: &Path) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("cert");
+        let (cert_file, key_file) = (dir.join("tls.crt"), dir.join("tls.key"));
+        std::fs::write(&cert_file, cert.pem()).expect("write");
+        std::fs::write(&key_file, key.serialize_pem()).expect("write");
+        (cert_file, key_file)
+    }
+
+    #[test]
+    fn a_certificate_and_its_key_make_a_server_config_with_or_without_client_ca() {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let dir = dir();
+        let (cert_file, key_file) = identity(&dir);
+        let mut tls = InternalTlsConfig {
+            cert_file: cert_file.clone(),
+            key_file,
+            client_ca_file: None,
+        };
+        let config = internal_server_config(&tls).expect("TLS");
+        assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        tls.client_ca_file = Some(cert_file);
+        internal_server_config(&tls).expect("mTLS");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn unusable_files_are_named_by_key_and_path() {
+        let dir = dir();
+        let (cert_file, key_file) = identity(&dir);
+        let garbage = dir.join("garbage.pem");
+        std::fs::write(&garbage, "not a PEM file").expect("write");
+        let missing = dir.join("missing.pem");
+        let tls = |cert: &Path, key: &Path, ca: Option<&Path>| InternalTlsConfig {
+            cert_file: cert.to_owned(),
+            key_file: key.to_owned(),
+            client_ca_file: ca.map(Path::to_owned),
+        };
+        for (config, key, path) in [
+            (
+                tls(&missing, &key_file, None),
+                "server.internal_tls.cert_file",
+                &missing,
+            ),
+            (
+                tls(&garbage, &key_file, None),
+                "server.internal_tls.cert_file",
+                &garbage,
+            ),
+            (
+                tls(&cert_file, &missing, None),
+                "server.internal_tls.key_file",
+                &missing,
+            ),
+            (
+                tls(&cert_file, &garbage, None),
+                "server.internal_tls.key_file",
+                &garbage,
+            ),
+            (
+                tls(&cert_file, &key_file, Some(&garbage)),
+                "server.internal_tls.client_ca_file",
+                &garbage,
+            ),
+        ] {
+            let err = internal_server_config(&config)
+                .expect_err("refused")
+                .to_string();
+            assert!(err.contains(key), "{err}");
+            assert!(err.contains(&path.display().to_string()), "{err}");
+        }
+        // A key that is not the certificate's.
+        let other = dir.join("other");
+        std::fs::create_dir_all(&other).expect("dir");
+        let (_, other_key) = identity(&other);
+        let err = internal_server_config(&tls(&cert_file, &other_key, None))
+            .expect_err("mismatch")
+            .to_string();
+        assert!(err.contains("server.internal_tls"), "{err}");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+}

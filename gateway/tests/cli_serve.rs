@@ -247,3 +247,27 @@ fn clear_text_internal_listener_opt_in_is_logged_as_a_warning() {
     );
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+/// `voucher --config` talks to the real PDND as well: a clear-text token endpoint is refused.
+#[test]
+fn voucher_with_a_real_configuration_refuses_a_clear_text_token_endpoint() {
+    let dir = temp_dir();
+    let file = dir.join("collaudo.toml");
+    std::fs::write(&file, COLLAUDO).expect("config");
+    let out = Command::new(BIN)
+        .args(["voucher", "--config"])
+        .arg(&file)
+        .env_clear()
+        .env(
+            "PDNDGW_PDND__TOKEN_ENDPOINT",
+            "http://auth.uat.interop.pagopa.it/token.oauth2",
+        )
+        .output()
+        .expect("voucher runs");
+    let err = refused(&out);
+    assert!(
+        err.contains("pdnd.token_endpoint") && err.contains("https://"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
