@@ -12,6 +12,9 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+pub mod secret_strength;
+pub mod serve_policy;
+
 /// The development configuration, embedded so that `pdnd-gateway dev` needs no file at all.
 pub const DEV_TOML: &str = include_str!("../../config/dev.toml");
 
@@ -257,6 +260,30 @@ pub struct ServerConfig {
     /// bodies get 408, so a trickling client cannot hold a worker.
     #[serde(default = "default_body_read_timeout_ms")]
     pub body_read_timeout_ms: u64,
+    /// TLS for the internal listener (mTLS with `client_ca_file`). Required when
+    /// `internal_listen` is not a loopback address, unless the next key opts out.
+    #[serde(default)]
+    pub internal_tls: Option<InternalTlsConfig>,
+    /// Accept `internal_listen` on a non-loopback address in clear text (default `false`):
+    /// only when something else confines that network (a NetworkPolicy admitting only the
+    /// comune's systems, a service mesh doing mTLS). Logged as a warning at every start.
+    #[serde(default)]
+    pub internal_allow_plaintext_non_loopback: bool,
+}
+
+/// The internal listener's TLS identity and, for mTLS, the CA its callers' certificates must
+/// be issued by.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InternalTlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key of the leaf (PKCS#8, PKCS#1 or SEC1), mode 0600 or stricter.
+    pub key_file: PathBuf,
+    /// PEM bundle of the CA(s) that issue the comune's systems' client certificates; when set,
+    /// a caller without such a certificate cannot even complete the handshake.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
 }
 
 fn default_workers() -> usize {
@@ -816,6 +843,7 @@ impl Config {
         if !(1..=64).contains(&self.server.workers) {
             return invalid("server.workers", "must be between 1 and 64");
         }
+        self.validate_internal_exposure()?;
         let url = self.database.url.as_str();
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres://")

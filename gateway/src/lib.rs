@@ -15,3 +15,4 @@ pub mod problem;
 pub mod provider;
 pub mod server;
 pub mod telemetry;
+pub mod tls;

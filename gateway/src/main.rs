@@ -137,12 +137,18 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Write deterministic synthetic data (residents, families, IMU, TARI, payments) into a store.
+    /// Refuses a database holding data it did not write, unless --replace is given.
     Seed {
-        /// `sqlite://file.db?mode=rwc` or `postgres://...`.
-        #[arg(long, env = "PDNDGW_DATABASE__URL")]
+        /// `sqlite://file.db?mode=rwc` or `postgres://...`. Only from this flag, never from
+        /// the environment, so a shell set up for the real register cannot aim the seed at it.
+        #[arg(long)]
         database_url: String,
         #[arg(long, default_value_t = 1000)]
         residents: u32,
+        /// Overwrite a database that holds data the seed did not write (its catalogue tables
+        /// are emptied first).
+        #[arg(long)]
+        replace: bool,
     },
 }
 
@@ -182,7 +188,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { config } => {
             telemetry::init("info", true);
             let config = Config::load_file(&config)?;
-            config.validate()?;
+            config.validate_for_serve()?;
             let store = eservices::store::SqlStore::connect(&config.database.url).await?;
             store.migrate().await?;
             let running = server::start(&config, std::sync::Arc::new(store), None).await?;
@@ -283,12 +289,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Seed {
             database_url,
             residents,
+            replace,
         } => {
             telemetry::init("info", false);
-            let store = eservices::store::SqlStore::connect(&database_url).await?;
-            store.migrate().await?;
             let started = std::time::Instant::now();
-            let summary = eservices::store::seed(&store, residents).await?;
+            let summary = cli::seed::run(&database_url, residents, replace)
+                .await?
+                .summary;
             println!(
                 "seeded {} residents into {} in {:.1} s",
                 summary.residents,
@@ -309,6 +316,8 @@ fn load_or_dev(
         Some(path) => {
             let c = Config::load_file(path)?;
             c.validate()?;
+            // A real configuration talks to the real PDND: never in clear text.
+            c.check_transport(gateway::config::serve_policy::HttpAllowance::None)?;
             Ok(c)
         }
         None => {
@@ -347,7 +356,7 @@ fn print_dev_banner(env: &dev::DevEnvironment, data_dir: &std::path::Path) {
 pdnd-gateway dev is running. Data directory: {data}{seeded}
 
   e-services (public)    http://{public}    /anagrafe/v1, /tributi/v1, /status
-  internal listener      http://{internal}    /status, /fruizioni/{{name}}/... (API key: {key_file})
+  internal listener      {internal_scheme}://{internal}    /status, /fruizioni/{{name}}/... (API key: {key_file})
   fruizioni              {fruizioni}
   API documentation      http://{public}{docs}    (OpenAPI: /anagrafe/v1/openapi.json, /tributi/v1/openapi.json)
   local PDND authority   http://{authority}    /token.oauth2, /.well-known/jwks.json, /keys/{{kid}}
@@ -362,7 +371,7 @@ Try it from this directory, in another terminal:
     -d '{{"codiceFiscale":"{sample}"}}'
 
   # the comune as fruitore: internal caller -> proxy -> voucher -> e-service -> answer
-  curl -s -X POST http://{internal}/fruizioni/{sample_fruizione}/residenza \
+  curl -s -X POST {internal_scheme}://{internal}/fruizioni/{sample_fruizione}/residenza \
     -H "X-API-Key: $(cat {key_file})" -H 'Content-Type: application/json' \
     -d '{{"codiceFiscale":"{sample}"}}'
 
@@ -376,6 +385,11 @@ Try it from this directory, in another terminal:
 "#,
         data = data_dir.display(),
         internal = env.running.internal,
+        internal_scheme = if env.config.server.internal_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
         docs = gateway::openapi::DOCS_PATH,
         client_id = env.data.client.client_id,
         key_file = env.data.internal_api_key_path().display(),

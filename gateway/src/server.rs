@@ -53,6 +53,8 @@ pub enum StartError {
     Modi(#[from] ModiSetupError),
     #[error(transparent)]
     OpenApi(#[from] crate::openapi::OpenApiError),
+    #[error("internal listener TLS: {0}")]
+    Tls(#[from] crate::tls::TlsSetupError),
 }
 
 /// The stages of one e-service's pipeline.
@@ -333,15 +335,18 @@ pub fn bind_public(addr: SocketAddr, workers: usize, state: PublicState) -> std:
     })
 }
 
-/// Binds the internal listener.
+/// Binds the internal listener, over TLS when `tls` is given.
 pub fn bind_internal(
     addr: SocketAddr,
     workers: usize,
     state: InternalState,
+    tls: Option<rustls::ServerConfig>,
 ) -> std::io::Result<Bound> {
-    let http = HttpServer::new(move || internal_app(state.clone()))
-        .workers(workers)
-        .bind(addr)?;
+    let http = HttpServer::new(move || internal_app(state.clone())).workers(workers);
+    let http = match tls {
+        Some(tls) => http.bind_rustls_0_23(addr, tls)?,
+        None => http.bind(addr)?,
+    };
     let addr = first_addr(&http.addrs(), addr);
     Ok(Bound {
         addr,
@@ -496,10 +501,23 @@ pub async fn start(
         fruizioni: web::Data::new(fruizioni),
         api_keys: web::Data::new(ApiKeys::new(&config.internal.api_keys)),
     };
+    let tls = match &config.server.internal_tls {
+        Some(tls) => Some(crate::tls::internal_server_config(tls)?),
+        None => None,
+    };
+    if config.internal_plaintext_exposed() {
+        tracing::warn!(
+            internal = %config.server.internal_listen,
+            "the internal listener serves clear text beyond loopback \
+             (server.internal_allow_plaintext_non_loopback = true): API keys and fruizioni \
+             data cross the network unencrypted"
+        );
+    }
     let internal = bind_internal(
         config.server.internal_listen,
         config.server.workers,
         internal_state,
+        tls,
     )?;
     let mut running = Running::spawn(public, internal, authority);
     running.jwks = Some(jwks);

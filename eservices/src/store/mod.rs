@@ -8,6 +8,7 @@
 
 mod model;
 mod seed;
+pub mod seed_guard;
 mod sql;
 
 pub use model::*;

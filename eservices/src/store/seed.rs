@@ -7,11 +7,12 @@
 //! gives the same rows on every engine. Rows go in with multi-row INSERTs, one transaction per
 //! block, so a million residents is a matter of seconds, not hours.
 
+use super::seed_guard::{MARKER_TABLE, SEED_IN_PROGRESS, SEED_TABLES};
 use super::sql::{Engine, SqlStore, KEY_DATA_AGGIORNAMENTO};
 use super::StoreError;
 use crate::codice_fiscale::{CodiceFiscale, PartitaIva, Sesso};
 use chrono::{Datelike, Duration, NaiveDate, SecondsFormat, Utc};
-use sqlx::{AnyConnection, AssertSqlSafe};
+use sqlx::{AnyConnection, AssertSqlSafe, Row};
 use std::collections::HashSet;
 
 /// What the seed wrote, with a few subjects worth trying.
@@ -1158,22 +1159,27 @@ pub async fn seed(store: &SqlStore, residents: u32) -> Result<SeedSummary, Store
     let mut conn = pool.acquire().await?;
     {
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        for table in [
-            "pagamenti",
-            "tari_rate",
-            "tari_posizioni",
-            "tari_utenze",
-            "imu_posizioni",
-            "imu_immobili",
-            "contribuenti",
-            "residenze",
-            "persone",
-            "metadati",
-        ] {
+        for table in SEED_TABLES {
             sqlx::query(AssertSqlSafe(format!("DELETE FROM {table}")))
                 .execute(&mut *tx)
                 .await?;
         }
+        // Marked as the seed's before the first row goes in: an interrupted seed leaves a
+        // database the next seed still recognises as its own.
+        sqlx::query(AssertSqlSafe(format!(
+            "CREATE TABLE IF NOT EXISTS {MARKER_TABLE} (persone BIGINT NOT NULL)"
+        )))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(AssertSqlSafe(format!("DELETE FROM {MARKER_TABLE}")))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {MARKER_TABLE} (persone) VALUES ($1)"
+        )))
+        .bind(SEED_IN_PROGRESS)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
     }
     let mut generator = Generator::new();
@@ -1197,6 +1203,16 @@ pub async fn seed(store: &SqlStore, residents: u32) -> Result<SeedSummary, Store
         .bind(now)
         .execute(&mut *conn)
         .await?;
+    let persone: i64 = sqlx::query("SELECT COUNT(*) FROM persone")
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get(0)?;
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE {MARKER_TABLE} SET persone = $1"
+    )))
+    .bind(persone)
+    .execute(&mut *conn)
+    .await?;
     Ok(SeedSummary {
         residents: generator.generated,
         samples: generator.samples,

@@ -2,5 +2,6 @@
 
 pub mod audit;
 pub mod keys;
+pub mod seed;
 pub mod verify_response;
 pub mod voucher;

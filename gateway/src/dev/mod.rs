@@ -221,9 +221,19 @@ pub enum DevError {
 pub async fn start(mut config: Config, root: &std::path::Path) -> Result<DevEnvironment, DevError> {
     let data = DataDir::prepare(root)?;
     complete_config(&mut config, &data)?;
+    // The seed empties the catalogue first: never on a database holding data it did not write
+    // (PDNDGW_DATABASE__URL aimed at a real register), even one without persons.
+    let found = eservices::store::seed_guard::inspect(&config.database.url).await?;
     let store = eservices::store::SqlStore::connect(&config.database.url).await?;
     store.migrate().await?;
-    let (residents, samples) = if store.is_empty().await? {
+    let foreign = matches!(
+        found,
+        eservices::store::seed_guard::Ownership::Foreign { .. }
+    );
+    if foreign {
+        tracing::warn!("the database holds data the seed did not write: it is served as it is");
+    }
+    let (residents, samples) = if !foreign && store.is_empty().await? {
         tracing::info!(
             residents = config.dev.residents,
             "seeding the development database"
@@ -246,6 +256,8 @@ pub async fn start(mut config: Config, root: &std::path::Path) -> Result<DevEnvi
     config.pdnd.keys_url = Some(format!("{base}/keys"));
     config.pdnd.voucher_issuers = vec![config.dev.authority_issuer.clone()];
     config.validate()?;
+    // Loopback http to the local authority and sample fruizione, never clear text beyond.
+    config.check_transport(crate::config::serve_policy::HttpAllowance::Local)?;
     let store: std::sync::Arc<dyn eservices::store::Store> = std::sync::Arc::new(store);
     let running = crate::server::start(&config, store, Some(authority)).await?;
     Ok(DevEnvironment {
