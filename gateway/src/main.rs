@@ -90,6 +90,16 @@ enum Command {
         /// Only requests about this codice fiscale or partita IVA (hashed, never stored).
         #[arg(long)]
         codice_fiscale: Option<String>,
+        /// Only calls through /fruizioni by this internal caller (`[[internal.api_key]] name`).
+        #[arg(long)]
+        caller: Option<String>,
+        /// Only calls through this fruizione.
+        #[arg(long)]
+        fruizione: Option<String>,
+        /// Which side of the trail: e-services called by others, fruizioni called by the
+        /// comune, or both merged by time.
+        #[arg(long, value_enum, default_value = "all")]
+        side: cli::audit::Side,
         /// At most this many records.
         #[arg(long)]
         limit: Option<u32>,
@@ -224,6 +234,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             consumer,
             purpose,
             codice_fiscale,
+            caller,
+            fruizione,
+            side,
             limit,
             format,
         } => {
@@ -238,9 +251,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 consumer_id: consumer,
                 purpose_id: purpose,
                 codice_fiscale,
+                caller,
+                fruizione,
+                side,
                 limit,
             };
-            let records = cli::audit::query(&store, &hasher, &filters).await?;
+            let records = cli::audit::entries(&store, &hasher, &filters).await?;
             cli::audit::write(&mut std::io::stdout().lock(), &records, format)?;
         }
         Command::Keys { dir, common_name } => {

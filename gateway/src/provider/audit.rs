@@ -159,13 +159,27 @@ impl AuditStore {
         for index in INDEXES {
             sqlx::query(index).execute(&pool).await?;
         }
+        super::audit_fruizioni::migrate(&pool).await?;
         Ok(AuditStore { pool })
     }
 
     /// Commits records in one transaction.
     pub async fn insert_batch(&self, records: &[AuditRecord]) -> Result<(), AuditError> {
+        let entries: Vec<Entry> = records.iter().cloned().map(Entry::Eservice).collect();
+        self.insert_entries(&entries).await
+    }
+
+    /// Commits records of either side in one transaction.
+    async fn insert_entries(&self, entries: &[Entry]) -> Result<(), AuditError> {
         let mut tx = self.pool.begin().await?;
-        for r in records {
+        for entry in entries {
+            let r = match entry {
+                Entry::Eservice(r) => r,
+                Entry::Fruizione(r) => {
+                    super::audit_fruizioni::insert(&mut tx, r).await?;
+                    continue;
+                }
+            };
             sqlx::query(INSERT)
                 .bind(&r.record_id)
                 .bind(&r.time)
@@ -292,7 +306,14 @@ pub struct AuditQuery {
     pub limit: Option<u32>,
 }
 
-type Pending = (AuditRecord, oneshot::Sender<Result<(), String>>);
+/// A record of either side, as the writer queues it.
+#[derive(Debug, Clone)]
+enum Entry {
+    Eservice(AuditRecord),
+    Fruizione(super::audit_fruizioni::FruizioneRecord),
+}
+
+type Pending = (Entry, oneshot::Sender<Result<(), String>>);
 
 /// The handle the pipeline uses: `record(..).await` returns once the record is committed.
 #[derive(Clone)]
@@ -313,9 +334,21 @@ impl AuditLog {
 
     /// Queues a record and waits for its commit.
     pub async fn record(&self, record: AuditRecord) -> Result<(), AuditError> {
+        self.commit(Entry::Eservice(record)).await
+    }
+
+    /// Queues the record of a call through `/fruizioni` and waits for its commit.
+    pub async fn record_fruizione(
+        &self,
+        record: super::audit_fruizioni::FruizioneRecord,
+    ) -> Result<(), AuditError> {
+        self.commit(Entry::Fruizione(record)).await
+    }
+
+    async fn commit(&self, entry: Entry) -> Result<(), AuditError> {
         let (done_tx, done_rx) = oneshot::channel();
         self.tx
-            .send((record, done_tx))
+            .send((entry, done_tx))
             .await
             .map_err(|_| AuditError::WriterGone)?;
         match done_rx.await {
@@ -357,8 +390,8 @@ async fn writer(
                 Err(_) => break,
             }
         }
-        let records: Vec<AuditRecord> = batch.iter().map(|(r, _)| r.clone()).collect();
-        let result = store.insert_batch(&records).await;
+        let records: Vec<Entry> = batch.iter().map(|(r, _)| r.clone()).collect();
+        let result = store.insert_entries(&records).await;
         healthy.store(result.is_ok(), Ordering::Relaxed);
         if let Err(e) = &result {
             tracing::error!(error = %e, records = records.len(), "audit commit failed");
