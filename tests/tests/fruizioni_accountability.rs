@@ -183,7 +183,8 @@ async fn every_call_is_recorded_before_its_answer() {
     let resp = consumer.call("nessuna", "residenza", &body).await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     let all = records(&consumer, FruizioniQuery::default()).await;
-    let seen: Vec<(Option<&str>, u16, Option<u16>, Option<&str>)> = all
+    type Seen<'a> = (Option<&'a str>, u16, Option<u16>, Option<&'a str>);
+    let seen: Vec<Seen> = all
         .iter()
         .map(|r| {
             (
