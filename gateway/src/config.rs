@@ -88,7 +88,7 @@ pub struct InternalConfig {
 /// The configuration holds the key's SHA-256, never the key: config files and Helm values are
 /// shared and versioned, and a digest found there cannot be used to call. The key itself is
 /// given only to the caller (generate 32+ random characters, e.g. `openssl rand -hex 32`, and
-/// put `printf %s "$KEY" | sha256sum` here).
+/// put `printf %s "$KEY" | sha256sum` here; `pdnd-gateway api-key` does both).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyConfig {

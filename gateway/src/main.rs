@@ -106,6 +106,16 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: cli::audit::Format,
     },
+    /// Make the API key of a new internal caller of the fruizioni: prints the key (hand it to
+    /// the caller; it is not kept) and the `[[internal.api_key]]` block with its SHA-256.
+    ApiKey {
+        /// The caller's name (lowercase letters, digits, `-`), e.g. ufficio-tributi.
+        #[arg(long)]
+        name: String,
+        /// A fruizione it may call; repeat for several.
+        #[arg(long = "fruizione", required = true)]
+        fruizioni: Vec<String>,
+    },
     /// Create (or complete) a development PKI for the ModI patterns: dev CA, RSA and EC signing
     /// keys with their certificate chains. Never for production keys.
     Keys {
@@ -258,6 +268,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let records = cli::audit::entries(&store, &hasher, &filters).await?;
             cli::audit::write(&mut std::io::stdout().lock(), &records, format)?;
+        }
+        Command::ApiKey { name, fruizioni } => {
+            let (key, entry) = cli::api_key::generate(&name, &fruizioni);
+            eprintln!("API key for `{name}` (give it to the caller; it is not stored anywhere):");
+            println!("{key}");
+            eprintln!("\nAdd to the configuration:\n");
+            eprintln!("{}", cli::api_key::toml_block(&entry));
         }
         Command::Keys { dir, common_name } => {
             let report = cli::keys::generate(&dir, &common_name)?;
