@@ -444,9 +444,33 @@ async fn fruizioni_records_on_postgres_and_its_outage() {
     assert_eq!(refused[0].remote_status, None);
 
     pg.stop();
+    // In flight when the trail went down: sent, but its answer is withheld.
     let resp = consumer.call("remota", "x", &json!({})).await;
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(content_type(&resp), "application/problem+json");
     assert_eq!(remote.hits(), 2);
+    // Known down: the next call is not sent at all.
+    let resp = consumer.call("remota", "x", &json!({})).await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let problem: Value = resp.json().await.expect("problem");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("not sent")),
+        "{problem}"
+    );
+    assert_eq!(remote.hits(), 2, "no call leaves while the trail is down");
+
+    // Back up: calls go out and are recorded again.
+    pg.restart();
+    let mut status = StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..40 {
+        status = consumer.call("remota", "x", &json!({})).await.status();
+        if status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert_eq!(status, StatusCode::OK);
     consumer.stop().await;
 }

@@ -31,7 +31,8 @@
 //! ([`crate::provider::audit_fruizioni`]): caller, fruizione, purpose, voucher `jti`, the remote's
 //! status and the one answered, latency, `X-User-Id`. The answer waits for the record's
 //! commit, like the e-services' answers; if it cannot be committed the caller gets 503, not the
-//! remote's answer.
+//! remote's answer. Once a commit has failed, calls are not sent at all (503) until the store
+//! answers again, so an outage costs at most the calls already in flight an unrecorded trip.
 //!
 //! Over the concurrency limit the answer is 503, not 429: the limit protects the remote and
 //! is shared by every internal caller, so it is the gateway's capacity that is exhausted, not
@@ -431,6 +432,18 @@ pub async fn proxy(
         )
         .into_response();
     };
+    // Known down (a commit failed and the store still does not answer): the call is not
+    // sent at all, so no remote sees a call of the comune that the trail cannot show.
+    if !state.audit.is_healthy() && !state.audit.check().await {
+        tracing::error!(
+            caller = caller.name(),
+            "audit trail unavailable; fruizione call not sent"
+        );
+        return crate::problem::unavailable(
+            "The audit trail is unavailable, so the call was not sent; retry later.",
+            instance.as_deref(),
+        );
+    }
     let mut trace = Trace::default();
     let answer = forward(&req, body, &state, &caller, &instance, &mut trace).await;
     let record = FruizioneRecord {
