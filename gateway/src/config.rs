@@ -97,6 +97,10 @@ pub struct ApiKeyConfig {
     pub name: String,
     /// SHA-256 of the key, 64 hex digits.
     pub sha256: String,
+    /// SHA-256 of the key being replaced, accepted as well while the caller switches over
+    /// (rotation without downtime); remove it once the new key is in use.
+    #[serde(default)]
+    pub previous_sha256: Option<String>,
     /// The fruizioni (by `name`) this caller may call.
     pub fruizioni: Vec<String>,
 }
@@ -109,6 +113,7 @@ impl ApiKeyConfig {
         ApiKeyConfig {
             name: name.to_owned(),
             sha256: hex::encode(sha2::Sha256::digest(key.trim().as_bytes())),
+            previous_sha256: None,
             fruizioni,
         }
     }
@@ -946,20 +951,21 @@ impl Config {
                     &format!("`{}` is used twice", k.name),
                 );
             }
-            if k.sha256.len() != 64 || !k.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return invalid(
-                    "internal.api_key.sha256",
-                    &format!(
-                        "`{}`: must be the SHA-256 of the key, 64 hex digits",
-                        k.name
-                    ),
-                );
-            }
-            if !digests.insert(k.sha256.to_ascii_lowercase()) {
-                return invalid(
-                    "internal.api_key.sha256",
-                    &format!("`{}`: the same key is given to two callers", k.name),
-                );
+            let digests_of_entry = std::iter::once(("internal.api_key.sha256", &k.sha256)).chain(
+                k.previous_sha256
+                    .iter()
+                    .map(|d| ("internal.api_key.previous_sha256", d)),
+            );
+            for (key, digest) in digests_of_entry {
+                if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return invalid(
+                        key,
+                        &format!("`{}`: must be the SHA-256 of a key, 64 hex digits", k.name),
+                    );
+                }
+                if !digests.insert(digest.to_ascii_lowercase()) {
+                    return invalid(key, &format!("`{}`: the same key is given twice", k.name));
+                }
             }
             if k.fruizioni.is_empty() {
                 return invalid(
@@ -1394,6 +1400,17 @@ mod tests {
                     k.name = "ufficio-anagrafe".into();
                     k.sha256 = k.sha256.to_ascii_uppercase();
                     c.internal.api_keys.push(k)
+                }),
+            ),
+            (
+                "internal.api_key.previous_sha256",
+                Box::new(|c| c.internal.api_keys[0].previous_sha256 = Some("x".into())),
+            ),
+            (
+                "internal.api_key.previous_sha256",
+                Box::new(|c| {
+                    c.internal.api_keys[0].previous_sha256 =
+                        Some(c.internal.api_keys[0].sha256.clone())
                 }),
             ),
             (

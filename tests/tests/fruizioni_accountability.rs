@@ -12,6 +12,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 const TRIBUTI_KEY: &str = "tributi-0123456789abcdef0123456789abcdef";
+/// The key `ufficio-tributi` is rotating away from.
+const TRIBUTI_OLD_KEY: &str = "tributi-old-0123456789abcdef0123456789ab";
 
 fn content_type(resp: &reqwest::Response) -> String {
     e2e::header(resp, "content-type").unwrap_or_default()
@@ -38,11 +40,11 @@ async fn each_key_is_named_and_reaches_only_its_fruizioni() {
             let mut b = a.clone();
             b.name = "remota-b".into();
             c.fruizioni = vec![a, b];
-            c.internal.api_keys = vec![ApiKeyConfig::for_key(
-                "ufficio-tributi",
-                TRIBUTI_KEY,
-                vec!["remota-a".into()],
-            )];
+            let mut tributi =
+                ApiKeyConfig::for_key("ufficio-tributi", TRIBUTI_KEY, vec!["remota-a".into()]);
+            tributi.previous_sha256 =
+                Some(ApiKeyConfig::for_key("old", TRIBUTI_OLD_KEY, Vec::new()).sha256);
+            c.internal.api_keys = vec![tributi];
         })
         .await;
     let call = |fruizione: &str, key: &str| {
@@ -76,6 +78,12 @@ async fn each_key_is_named_and_reaches_only_its_fruizioni() {
     let resp = call("remota-b", &consumer.api_key()).await.expect("sent");
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(remote.hits(), 2);
+    // During a rotation the old key is the same caller, with the same limits.
+    let resp = call("remota-a", TRIBUTI_OLD_KEY).await.expect("sent");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = call("remota-b", TRIBUTI_OLD_KEY).await.expect("sent");
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert_eq!(remote.hits(), 3);
 
     let tributi = records(
         &consumer,
@@ -92,6 +100,8 @@ async fn each_key_is_named_and_reaches_only_its_fruizioni() {
     assert_eq!(
         seen,
         [
+            (Some("remota-a"), 200, Some(200)),
+            (Some("remota-b"), 403, None),
             (Some("remota-a"), 200, Some(200)),
             (Some("remota-b"), 403, None)
         ]

@@ -45,7 +45,7 @@ impl InternalCaller {
 /// Why the keys could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiKeyError {
-    #[error("internal.api_key `{name}`: sha256 must be 64 hex digits")]
+    #[error("internal.api_key `{name}`: sha256 and previous_sha256 must be 64 hex digits")]
     BadDigest { name: String },
 }
 
@@ -80,15 +80,16 @@ impl ApiKeys {
             let bad = || ApiKeyError::BadDigest {
                 name: e.name.clone(),
             };
-            let bytes = hex::decode(e.sha256.trim()).map_err(|_| bad())?;
-            let digest: [u8; 32] = bytes.try_into().map_err(|_| bad())?;
-            out.push((
-                digest,
-                InternalCaller {
-                    name: Arc::from(e.name.as_str()),
-                    fruizioni: Arc::new(e.fruizioni.iter().cloned().collect()),
-                },
-            ));
+            let caller = InternalCaller {
+                name: Arc::from(e.name.as_str()),
+                fruizioni: Arc::new(e.fruizioni.iter().cloned().collect()),
+            };
+            // The current key and, during a rotation, the one it replaces: the same caller.
+            for hex_digest in std::iter::once(&e.sha256).chain(e.previous_sha256.iter()) {
+                let bytes = hex::decode(hex_digest.trim()).map_err(|_| bad())?;
+                let digest: [u8; 32] = bytes.try_into().map_err(|_| bad())?;
+                out.push((digest, caller.clone()));
+            }
         }
         Ok(ApiKeys { entries: out })
     }
@@ -200,11 +201,30 @@ mod tests {
     }
 
     #[test]
+    fn during_a_rotation_both_keys_name_the_same_caller() {
+        let mut entry = ApiKeyConfig::for_key("ufficio-tributi", KEY, vec!["inps-isee".into()]);
+        entry.previous_sha256 = Some(ApiKeyConfig::for_key("x", OTHER, vec![]).sha256);
+        let keys = ApiKeys::from_config(&[entry.clone()]).unwrap();
+        assert_eq!(
+            keys.identify(KEY).map(|c| c.name()),
+            Some("ufficio-tributi")
+        );
+        assert_eq!(
+            keys.identify(OTHER).map(|c| c.name()),
+            Some("ufficio-tributi")
+        );
+        entry.previous_sha256 = None;
+        let keys = ApiKeys::from_config(&[entry]).unwrap();
+        assert!(keys.identify(OTHER).is_none());
+    }
+
+    #[test]
     fn malformed_digests_are_refused_at_start() {
         for bad in ["", "zz", &"a".repeat(62), &"g".repeat(64)] {
             let entry = ApiKeyConfig {
                 name: "x".into(),
                 sha256: bad.to_owned(),
+                previous_sha256: None,
                 fruizioni: vec!["f".into()],
             };
             assert!(ApiKeys::from_config(&[entry]).is_err(), "{bad}");
