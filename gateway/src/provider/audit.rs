@@ -7,6 +7,9 @@
 //! If the store cannot commit, the waiting requests get an error and the gateway answers 503:
 //! it never serves data it could not record.
 //!
+//! The comune's own outbound calls (fruizioni) are recorded in the same database and through
+//! the same writer, in a table of their own ([`super::audit_fruizioni`]).
+//!
 //! The data subject is stored as HMAC-SHA-256(secret, codice fiscale): the comune can answer a
 //! citizen's "who looked at my data" (GDPR art. 15) by recomputing the hash, while the log
 //! itself holds no codice fiscale.
