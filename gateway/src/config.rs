@@ -76,21 +76,49 @@ pub struct Config {
 }
 
 /// Authentication of the comune's own systems on the internal listener.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InternalConfig {
-    /// Accepted API keys (`X-API-Key: <key>` or `Authorization: ApiKey <key>`), at least 32
-    /// characters each. Give them through the environment
-    /// (`PDNDGW_INTERNAL__API_KEYS='["..."]'`) or a secret-mounted file, never in the repository.
-    #[serde(default)]
-    pub api_keys: Vec<String>,
+    /// The internal callers, one `[[internal.api_key]]` block each: who they are, the SHA-256
+    /// of their key, and the fruizioni they may call. A call with no accepted key is refused
+    /// (401); a fruizione not in the caller's list is refused too (403).
+    #[serde(default, rename = "api_key")]
+    pub api_keys: Vec<ApiKeyConfig>,
 }
 
-impl std::fmt::Debug for InternalConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InternalConfig")
-            .field("api_keys", &format!("<{} redacted>", self.api_keys.len()))
-            .finish()
+/// One internal caller (an office or a system of the comune) and its API key.
+///
+/// The configuration holds the key's SHA-256, never the key: config files and Helm values are
+/// shared and versioned, and a digest found there cannot be used to call. The key itself is
+/// given only to the caller (generate 32+ random characters, e.g. `openssl rand -hex 32`, and
+/// put `printf %s "$KEY" | sha256sum` here; `pdnd-gateway api-key` does both).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// Who calls with this key (lowercase letters, digits, `-`), e.g. `ufficio-tributi`:
+    /// written in the audit trail of every call it makes.
+    pub name: String,
+    /// SHA-256 of the key, 64 hex digits.
+    pub sha256: String,
+    /// SHA-256 of the key being replaced, accepted as well while the caller switches over
+    /// (rotation without downtime); remove it once the new key is in use.
+    #[serde(default)]
+    pub previous_sha256: Option<String>,
+    /// The fruizioni (by `name`) this caller may call.
+    pub fruizioni: Vec<String>,
+}
+
+impl ApiKeyConfig {
+    /// The entry of a caller holding `key`, allowed `fruizioni` (for `dev` and tests, which
+    /// hold the key itself).
+    pub fn for_key(name: &str, key: &str, fruizioni: Vec<String>) -> ApiKeyConfig {
+        use sha2::Digest;
+        ApiKeyConfig {
+            name: name.to_owned(),
+            sha256: hex::encode(sha2::Sha256::digest(key.trim().as_bytes())),
+            previous_sha256: None,
+            fruizioni,
+        }
     }
 }
 
@@ -192,6 +220,20 @@ pub struct FruizioneConfig {
     /// PEM bundle of CAs trusted for the remote, in addition to the system's.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// Largest answer body accepted from the remote; a larger one becomes a 502 (read with
+    /// this limit while it streams in, never buffered whole).
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: u64,
+}
+
+/// The highest `max_response_bytes` accepted: answers are held in memory whole.
+pub const MAX_RESPONSE_BYTES_CEILING: u64 = 256 * 1024 * 1024;
+
+/// 1 MiB: ample for JSON e-service answers.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
+
+fn default_max_response_bytes() -> u64 {
+    DEFAULT_MAX_RESPONSE_BYTES
 }
 
 /// A ModI pattern a fruizione may apply to its outbound calls.
@@ -992,15 +1034,9 @@ impl Config {
                 "backoffs must be positive, max_backoff_ms >= initial_backoff_ms",
             );
         }
-        if self.internal.api_keys.iter().any(|k| k.trim().len() < 32) {
-            return invalid(
-                "internal.api_keys",
-                "every API key must be at least 32 characters",
-            );
-        }
         if !self.fruizioni.is_empty() && self.internal.api_keys.is_empty() {
             return invalid(
-                "internal.api_keys",
+                "internal.api_key",
                 "fruizioni are configured but no API key is: every call would be refused",
             );
         }
@@ -1064,6 +1100,75 @@ impl Config {
                 return invalid(
                     "fruizioni.max_concurrency",
                     &format!("`{}`: must be between 1 and 100000", f.name),
+                );
+            }
+            if !(1..=MAX_RESPONSE_BYTES_CEILING).contains(&f.max_response_bytes) {
+                return invalid(
+                    "fruizioni.max_response_bytes",
+                    &format!(
+                        "`{}`: must be between 1 and {MAX_RESPONSE_BYTES_CEILING} (256 MiB)",
+                        f.name
+                    ),
+                );
+            }
+        }
+        self.validate_api_keys()
+    }
+
+    /// `[[internal.api_key]]`: named, distinct, well-formed digests, and only fruizioni that
+    /// exist (a typo would otherwise surface as a 403 in production).
+    fn validate_api_keys(&self) -> Result<(), ConfigError> {
+        let mut names = std::collections::HashSet::new();
+        let mut digests = std::collections::HashSet::new();
+        for k in &self.internal.api_keys {
+            if k.name.is_empty()
+                || k.name.len() > 64
+                || !k
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return invalid(
+                    "internal.api_key.name",
+                    &format!("`{}`: use 1-64 lowercase letters, digits and `-`", k.name),
+                );
+            }
+            if !names.insert(k.name.as_str()) {
+                return invalid(
+                    "internal.api_key.name",
+                    &format!("`{}` is used twice", k.name),
+                );
+            }
+            let digests_of_entry = std::iter::once(("internal.api_key.sha256", &k.sha256)).chain(
+                k.previous_sha256
+                    .iter()
+                    .map(|d| ("internal.api_key.previous_sha256", d)),
+            );
+            for (key, digest) in digests_of_entry {
+                if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return invalid(
+                        key,
+                        &format!("`{}`: must be the SHA-256 of a key, 64 hex digits", k.name),
+                    );
+                }
+                if !digests.insert(digest.to_ascii_lowercase()) {
+                    return invalid(key, &format!("`{}`: the same key is given twice", k.name));
+                }
+            }
+            if k.fruizioni.is_empty() {
+                return invalid(
+                    "internal.api_key.fruizioni",
+                    &format!("`{}`: list the fruizioni this caller may call", k.name),
+                );
+            }
+            if let Some(unknown) = k
+                .fruizioni
+                .iter()
+                .find(|f| !self.fruizioni.iter().any(|c| &c.name == *f))
+            {
+                return invalid(
+                    "internal.api_key.fruizioni",
+                    &format!("`{}`: no fruizione named `{unknown}` is configured", k.name),
                 );
             }
         }
@@ -1424,7 +1529,11 @@ mod tests {
     }
 
     fn with_fruizione(c: &mut Config) {
-        c.internal.api_keys = vec!["k".repeat(32)];
+        c.internal.api_keys = vec![ApiKeyConfig::for_key(
+            "ufficio-tributi",
+            &"k".repeat(32),
+            vec!["inps-isee".into()],
+        )];
         c.fruizioni = vec![FruizioneConfig {
             name: "inps-isee".into(),
             remote_base_url: "https://api.example.gov.it/isee/v1".into(),
@@ -1441,6 +1550,7 @@ mod tests {
             timeout_ms: 5000,
             max_concurrency: 8,
             ca_file: None,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }];
         c.client = Some(ClientConfig {
             client_id: "8e9f24ca-78f5-4c69-9e4f-0efbeac7bb2b".into(),
@@ -1458,12 +1568,61 @@ mod tests {
         type Breakage = Box<dyn Fn(&mut Config)>;
         let cases: Vec<(&str, Breakage)> = vec![
             (
-                "internal.api_keys",
+                "internal.api_key",
                 Box::new(|c| c.internal.api_keys.clear()),
             ),
             (
-                "internal.api_keys",
-                Box::new(|c| c.internal.api_keys = vec!["short".into()]),
+                "internal.api_key.name",
+                Box::new(|c| c.internal.api_keys[0].name = "Ufficio Tributi".into()),
+            ),
+            (
+                "internal.api_key.name",
+                Box::new(|c| c.internal.api_keys[0].name = "x".repeat(65)),
+            ),
+            (
+                "internal.api_key.name",
+                Box::new(|c| {
+                    let mut k =
+                        ApiKeyConfig::for_key("x", &"j".repeat(32), vec!["inps-isee".into()]);
+                    k.name = c.internal.api_keys[0].name.clone();
+                    c.internal.api_keys.push(k)
+                }),
+            ),
+            (
+                "internal.api_key.sha256",
+                Box::new(|c| c.internal.api_keys[0].sha256 = "k".repeat(32)),
+            ),
+            (
+                "internal.api_key.sha256",
+                Box::new(|c| c.internal.api_keys[0].sha256 = "g".repeat(64)),
+            ),
+            (
+                "internal.api_key.sha256",
+                Box::new(|c| {
+                    let mut k = c.internal.api_keys[0].clone();
+                    k.name = "ufficio-anagrafe".into();
+                    k.sha256 = k.sha256.to_ascii_uppercase();
+                    c.internal.api_keys.push(k)
+                }),
+            ),
+            (
+                "internal.api_key.previous_sha256",
+                Box::new(|c| c.internal.api_keys[0].previous_sha256 = Some("x".into())),
+            ),
+            (
+                "internal.api_key.previous_sha256",
+                Box::new(|c| {
+                    c.internal.api_keys[0].previous_sha256 =
+                        Some(c.internal.api_keys[0].sha256.clone())
+                }),
+            ),
+            (
+                "internal.api_key.fruizioni",
+                Box::new(|c| c.internal.api_keys[0].fruizioni.clear()),
+            ),
+            (
+                "internal.api_key.fruizioni",
+                Box::new(|c| c.internal.api_keys[0].fruizioni = vec!["inps-iseee".into()]),
             ),
             (
                 "fruizioni.name",
@@ -1498,6 +1657,14 @@ mod tests {
             (
                 "fruizioni.max_concurrency",
                 Box::new(|c| c.fruizioni[0].max_concurrency = 0),
+            ),
+            (
+                "fruizioni.max_response_bytes",
+                Box::new(|c| c.fruizioni[0].max_response_bytes = 0),
+            ),
+            (
+                "fruizioni.max_response_bytes",
+                Box::new(|c| c.fruizioni[0].max_response_bytes = MAX_RESPONSE_BYTES_CEILING + 1),
             ),
             (
                 "voucher_client.renew_margin_fraction",
@@ -1681,26 +1848,46 @@ mod tests {
     }
 
     #[test]
-    fn api_keys_are_not_in_debug_output() {
+    fn api_keys_hold_only_digests() {
+        let entry = ApiKeyConfig::for_key(
+            "ufficio-tributi",
+            " secret-key-secret-key-secret-key-1 ",
+            vec!["inps".into()],
+        );
+        assert_eq!(
+            entry.sha256,
+            // printf %s secret-key-secret-key-secret-key-1 | sha256sum
+            "c18bd81bf8ee4ae440d48c2f4d10d7271767abe4b7c67f2920fabbd1ad46e4d2"
+        );
         let mut c = dev();
-        c.internal.api_keys = vec!["secret-key-secret-key-secret-key-1".into()];
+        c.internal.api_keys = vec![entry];
         assert!(!format!("{c:?}").contains("secret-key"));
     }
 
     #[test]
     fn fruizioni_parse_from_toml() {
         let toml = format!(
-            "{DEV_TOML}\n[internal]\napi_keys = [\"{}\"]\n\n[[fruizioni]]\nname = \"inps\"\nremote_base_url = \"https://x.gov.it/v1\"\npurpose_id = \"2f4b7c1d-0a6e-4f3b-8c2d-7e5f9a1b3c01\"\nmax_concurrency = 3\n",
-            "k".repeat(32)
+            "{DEV_TOML}\n[[internal.api_key]]\nname = \"ufficio-isee\"\nsha256 = \"{}\"\nfruizioni = [\"inps\"]\n\n[[fruizioni]]\nname = \"inps\"\nremote_base_url = \"https://x.gov.it/v1\"\npurpose_id = \"2f4b7c1d-0a6e-4f3b-8c2d-7e5f9a1b3c01\"\nmax_concurrency = 3\n",
+            "ab".repeat(32)
         );
         let c = Config::from_toml_str(&toml).expect("parses");
         assert_eq!(c.fruizioni.len(), 1);
+        assert_eq!(c.internal.api_keys[0].name, "ufficio-isee");
+        assert_eq!(c.internal.api_keys[0].fruizioni, ["inps"]);
+        assert_eq!(c.fruizioni[0].max_response_bytes, 1024 * 1024);
         assert_eq!(c.fruizioni[0].max_concurrency, 3);
         assert_eq!(c.fruizioni[0].timeout_ms, 10_000);
         assert_eq!(c.voucher_client.renew_margin_fraction, 0.2);
         let bad = toml.replace("max_concurrency = 3", "max_concurency = 3");
         let err = Config::from_toml_str(&bad).unwrap_err().to_string();
         assert!(err.contains("max_concurency"), "{err}");
+        // The old anonymous list is refused by name, not silently ignored.
+        let old = format!(
+            "{DEV_TOML}\n[internal]\napi_keys = [\"{}\"]\n",
+            "k".repeat(32)
+        );
+        let err = Config::from_toml_str(&old).unwrap_err().to_string();
+        assert!(err.contains("api_keys"), "{err}");
     }
 
     #[test]

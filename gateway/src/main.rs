@@ -90,11 +90,31 @@ enum Command {
         /// Only requests about this codice fiscale or partita IVA (hashed, never stored).
         #[arg(long)]
         codice_fiscale: Option<String>,
+        /// Only calls through /fruizioni by this internal caller (`[[internal.api_key]] name`).
+        #[arg(long)]
+        caller: Option<String>,
+        /// Only calls through this fruizione.
+        #[arg(long)]
+        fruizione: Option<String>,
+        /// Which side of the trail: e-services called by others, fruizioni called by the
+        /// comune, or both merged by time.
+        #[arg(long, value_enum, default_value = "all")]
+        side: cli::audit::Side,
         /// At most this many records.
         #[arg(long)]
         limit: Option<u32>,
         #[arg(long, value_enum, default_value = "table")]
         format: cli::audit::Format,
+    },
+    /// Make the API key of a new internal caller of the fruizioni: prints the key (hand it to
+    /// the caller; it is not kept) and the `[[internal.api_key]]` block with its SHA-256.
+    ApiKey {
+        /// The caller's name (lowercase letters, digits, `-`), e.g. ufficio-tributi.
+        #[arg(long)]
+        name: String,
+        /// A fruizione it may call; repeat for several.
+        #[arg(long = "fruizione", required = true)]
+        fruizioni: Vec<String>,
     },
     /// Create (or complete) a development PKI for the ModI patterns: dev CA, RSA and EC signing
     /// keys with their certificate chains. Never for production keys.
@@ -230,6 +250,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             consumer,
             purpose,
             codice_fiscale,
+            caller,
+            fruizione,
+            side,
             limit,
             format,
         } => {
@@ -244,10 +267,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 consumer_id: consumer,
                 purpose_id: purpose,
                 codice_fiscale,
+                caller,
+                fruizione,
+                side,
                 limit,
             };
-            let records = cli::audit::query(&store, &hasher, &filters).await?;
+            let records = cli::audit::entries(&store, &hasher, &filters).await?;
             cli::audit::write(&mut std::io::stdout().lock(), &records, format)?;
+        }
+        Command::ApiKey { name, fruizioni } => {
+            let (key, entry) = cli::api_key::generate(&name, &fruizioni);
+            eprintln!("API key for `{name}` (give it to the caller; it is not stored anywhere):");
+            println!("{key}");
+            eprintln!("\nAdd to the configuration:\n");
+            eprintln!("{}", cli::api_key::toml_block(&entry));
         }
         Command::Keys { dir, common_name } => {
             let report = cli::keys::generate(&dir, &common_name)?;

@@ -49,6 +49,8 @@ pub enum StartError {
     Listen(#[from] std::io::Error),
     #[error(transparent)]
     Fruizioni(#[from] FruizioniError),
+    #[error(transparent)]
+    ApiKeys(#[from] crate::consumer::internal_auth::ApiKeyError),
     #[error("ModI: {0}")]
     Modi(#[from] ModiSetupError),
     #[error(transparent)]
@@ -489,17 +491,23 @@ pub async fn start(
     }
     crate::provider::purpose::spawn_reloader(purposes.clone(), Some(purpose_db));
     let modi = Arc::new(ModiShared::from_config(config, http.clone())?);
+    let fruizioni_audit = audit.clone();
     let state = PublicState::new(config, store, http, audit, hasher, purposes, modi)?;
     let jwks = state.anagrafe.voucher.jwks.clone();
     let health = state.health.clone();
     let public = bind_public(config.server.public_listen, config.server.workers, state)?;
     // Built after the public listener is bound: a fruizione aimed at the gateway itself (dev)
     // follows it to the port really bound.
-    let fruizioni = Fruizioni::from_config(config, Some(public.addr), Arc::new(SystemClock))?;
+    let fruizioni = Fruizioni::from_config(
+        config,
+        Some(public.addr),
+        Arc::new(SystemClock),
+        fruizioni_audit,
+    )?;
     let internal_state = InternalState {
         health,
         fruizioni: web::Data::new(fruizioni),
-        api_keys: web::Data::new(ApiKeys::new(&config.internal.api_keys)),
+        api_keys: web::Data::new(ApiKeys::from_config(&config.internal.api_keys)?),
     };
     let tls = match &config.server.internal_tls {
         Some(tls) => Some(crate::tls::internal_server_config(tls)?),

@@ -11,7 +11,15 @@ const COLLAUDO: &str = include_str!("../../config/collaudo.example.toml");
 const PRODUZIONE: &str = include_str!("../../config/produzione.example.toml");
 const PLACEHOLDER: &str = "replace-me-with-32-or-more-random-characters";
 const STRONG_HMAC: &str = "c2068f4f4dfdac0c79499a29236787a230a678b668810153dd48f1606cf7e6bc";
-const STRONG_API_KEYS: &str = "[\"KhFyncULoXwkAsYJE04NFFmhtlQnbvOybAVo9vKfSi4=\"]";
+/// The examples' placeholder digest of the internal caller's key, and the SHA-256 of a strong
+/// key (`KhFyncULoXwkAsYJE04NFFmhtlQnbvOybAVo9vKfSi4=`) to put in its place.
+const PLACEHOLDER_DIGEST: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+const STRONG_DIGEST: &str = "c11a3f8beb04a11baec629965a4b16a04be0491ec8935535dffb4f992bfcd613";
+
+/// An example with its API key digest replaced by a strong one.
+fn with_strong_api_key(text: &str) -> String {
+    text.replace(PLACEHOLDER_DIGEST, STRONG_DIGEST)
+}
 
 fn temp_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("pdndgw-serve-{}", uuid::Uuid::new_v4()));
@@ -75,19 +83,17 @@ fn each_example_is_refused_with_its_placeholders_and_passes_them_with_strong_val
             text,
             &[("PDNDGW_AUDIT__HMAC_SECRET", STRONG_HMAC)],
         ));
-        assert!(err.contains("`internal.api_keys`"), "{name}: {err}");
+        assert!(err.contains("`internal.api_key`"), "{name}: {err}");
+        assert!(!err.contains(PLACEHOLDER_DIGEST), "{name}: {err}");
 
         // With both secrets strong, the next thing missing is the mounted key files.
         let err = refused(&serve(
             &dir,
-            text,
-            &[
-                ("PDNDGW_AUDIT__HMAC_SECRET", STRONG_HMAC),
-                ("PDNDGW_INTERNAL__API_KEYS", STRONG_API_KEYS),
-            ],
+            &with_strong_api_key(text),
+            &[("PDNDGW_AUDIT__HMAC_SECRET", STRONG_HMAC)],
         ));
         assert!(
-            !err.contains("hmac_secret") && !err.contains("api_keys"),
+            !err.contains("hmac_secret") && !err.contains("internal.api_key"),
             "{name}: {err}"
         );
         assert!(
@@ -108,10 +114,9 @@ fn clear_text_pdnd_urls_are_refused() {
     ] {
         let err = refused(&serve(
             &dir,
-            COLLAUDO,
+            &with_strong_api_key(COLLAUDO),
             &[
                 ("PDNDGW_AUDIT__HMAC_SECRET", STRONG_HMAC),
-                ("PDNDGW_INTERNAL__API_KEYS", STRONG_API_KEYS),
                 (var, "http://127.0.0.1:8090/x"),
             ],
         ));
@@ -148,7 +153,6 @@ fn private_keys_readable_by_others_are_refused_with_the_fix() {
     let audit = format!("sqlite://{}?mode=rwc", dir.join("audit.db").display());
     let base = [
         ("PDNDGW_AUDIT__HMAC_SECRET", STRONG_HMAC),
-        ("PDNDGW_INTERNAL__API_KEYS", STRONG_API_KEYS),
         ("PDNDGW_DATABASE__URL", database.as_str()),
         ("PDNDGW_AUDIT__URL", audit.as_str()),
     ];
@@ -161,7 +165,7 @@ fn private_keys_readable_by_others_are_refused_with_the_fix() {
             let path = if i == exposed { &open_path } else { &strict[i] };
             env.push((var, path.as_str()));
         }
-        let err = refused(&serve(&dir, COLLAUDO, &env));
+        let err = refused(&serve(&dir, &with_strong_api_key(COLLAUDO), &env));
         assert!(err.contains(key), "{key}: {err}");
         assert!(err.contains(&format!("chmod 600 {open_path}")), "{err}");
         assert!(err.contains("0644"), "{err}");
@@ -171,7 +175,7 @@ fn private_keys_readable_by_others_are_refused_with_the_fix() {
     for (i, (var, _)) in vars.iter().enumerate() {
         env.push((var, strict[i].as_str()));
     }
-    let err = refused(&serve(&dir, COLLAUDO, &env));
+    let err = refused(&serve(&dir, &with_strong_api_key(COLLAUDO), &env));
     assert!(!err.contains("chmod"), "{err}");
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }

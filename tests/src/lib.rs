@@ -292,15 +292,12 @@ impl Drop for Postgres {
 // ---------------------------------------------------------------------------------------------
 
 impl Harness {
-    /// The internal API key `dev` generated.
+    /// The internal API key `dev` generated (caller `dev`, every fruizione).
     pub fn api_key(&self) -> String {
         self.env
-            .config
-            .internal
-            .api_keys
-            .first()
-            .expect("dev configures an internal API key")
-            .clone()
+            .data
+            .internal_api_key()
+            .expect("dev generates an internal API key")
     }
 
     /// POSTs JSON to `/fruizioni/{fruizione}/{path}` on the internal listener with the API key.
@@ -343,6 +340,7 @@ impl Harness {
             timeout_ms: 10_000,
             max_concurrency: 64,
             ca_file: None,
+            max_response_bytes: gateway::config::DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 
@@ -357,9 +355,20 @@ impl Harness {
         config.server.internal_listen = "127.0.0.1:0".parse().expect("addr");
         config.database.url = format!("sqlite://{}?mode=rwc", dir.join("comune.db").display());
         config.audit.url = format!("sqlite://{}?mode=rwc", dir.join("audit.db").display());
-        config.internal.api_keys = vec![format!("consumer-{}", uuid::Uuid::new_v4().simple())];
+        config.internal.api_keys = Vec::new();
         config.fruizioni = Vec::new();
         tweak(&mut config);
+        // The caller the helpers call as: allowed every fruizione the tweak configured.
+        let api_key = format!("consumer-{}", uuid::Uuid::new_v4().simple());
+        let all = config.fruizioni.iter().map(|f| f.name.clone()).collect();
+        config
+            .internal
+            .api_keys
+            .push(gateway::config::ApiKeyConfig::for_key(
+                CONSUMER_CALLER,
+                &api_key,
+                all,
+            ));
         config.validate().expect("consumer config validates");
         let store = eservices::store::SqlStore::connect(&config.database.url)
             .await
@@ -370,6 +379,7 @@ impl Harness {
             .expect("consumer gateway starts");
         ConsumerGateway {
             running: Some(running),
+            api_key,
             config,
             dir,
             http: reqwest::Client::new(),
@@ -377,9 +387,13 @@ impl Harness {
     }
 }
 
+/// The internal caller name of a [`ConsumerGateway`]'s own API key.
+pub const CONSUMER_CALLER: &str = "e2e-caller";
+
 /// A second gateway instance, used as the consumer of a [`Harness`].
 pub struct ConsumerGateway {
     running: Option<gateway::server::Running>,
+    api_key: String,
     pub config: Config,
     pub dir: PathBuf,
     pub http: reqwest::Client,
@@ -398,8 +412,21 @@ impl ConsumerGateway {
         format!("http://{}{}", running.internal, path)
     }
 
+    /// Its internal listener's address.
+    pub fn internal_addr(&self) -> std::net::SocketAddr {
+        self.running.as_ref().expect("running").internal
+    }
+
+    /// The key of [`CONSUMER_CALLER`], allowed every fruizione.
     pub fn api_key(&self) -> String {
-        self.config.internal.api_keys[0].clone()
+        self.api_key.clone()
+    }
+
+    /// Its audit trail.
+    pub async fn audit_store(&self) -> gateway::provider::audit::AuditStore {
+        gateway::provider::audit::AuditStore::connect(&self.config.audit.url)
+            .await
+            .expect("consumer audit store")
     }
 
     /// Calls `/fruizioni/{fruizione}/{path}` with the API key and a JSON body.
@@ -732,4 +759,112 @@ fn dechunk(mut rest: &[u8]) -> Vec<u8> {
         rest = rest.get(size + 2..).unwrap_or(&[]);
     }
     out
+}
+
+/// A remote e-service stand-in that counts what reaches it: every request is answered 200
+/// with `body_len` bytes, declared by `Content-Length` or sent chunked (no length known in
+/// advance). Dropped with the runtime.
+pub struct CountingRemote {
+    pub addr: std::net::SocketAddr,
+    paths: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl CountingRemote {
+    pub async fn start(body_len: usize, chunked: bool) -> CountingRemote {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let paths = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = paths.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let head_end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match socket.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                    let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            let (n, v) = l.split_once(':')?;
+                            n.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse().ok())?
+                        })
+                        .unwrap_or(0);
+                    while buf.len() < head_end + length {
+                        match socket.read(&mut chunk).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    seen.lock().expect("paths lock").push(path);
+                    let body = vec![b'a'; body_len];
+                    let mut out =
+                        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+                            .to_vec();
+                    if chunked {
+                        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
+                        let _ = socket.write_all(&out).await;
+                        for part in body.chunks(16 * 1024) {
+                            let mut piece = format!("{:x}\r\n", part.len()).into_bytes();
+                            piece.extend_from_slice(part);
+                            piece.extend_from_slice(b"\r\n");
+                            if socket.write_all(&piece).await.is_err() {
+                                return;
+                            }
+                        }
+                        let _ = socket.write_all(b"0\r\n\r\n").await;
+                    } else {
+                        out.extend_from_slice(
+                            format!("Content-Length: {body_len}\r\n\r\n").as_bytes(),
+                        );
+                        out.extend_from_slice(&body);
+                        let _ = socket.write_all(&out).await;
+                    }
+                    let _ = socket.shutdown().await;
+                });
+            }
+        });
+        CountingRemote { addr, paths }
+    }
+
+    /// Requests received so far.
+    pub fn hits(&self) -> usize {
+        self.paths.lock().expect("paths lock").len()
+    }
+
+    /// The request targets received, in order.
+    pub fn paths(&self) -> Vec<String> {
+        self.paths.lock().expect("paths lock").clone()
+    }
+}
+
+/// Sends `POST {target}` with `{}` exactly as written (no client-side normalisation of dot
+/// segments or escapes, which HTTP clients do) and the API key; the status code.
+pub async fn raw_post(addr: std::net::SocketAddr, target: &str, key: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!(
+        "POST {target} HTTP/1.1\r\nHost: {addr}\r\nX-API-Key: {key}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer).await;
+    String::from_utf8_lossy(&answer)
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
 }

@@ -2,7 +2,7 @@
 //! internal listener, a second gateway instance calling this one as remote provider (its audit
 //! trail names the proxy's client and purpose), and the proxy's own refusals as problem+json.
 
-use e2e::{closed_port, silent_remote, Harness};
+use e2e::{closed_port, raw_post, silent_remote, Harness};
 use gateway::dev::{sample, SAMPLE_FRUIZIONE};
 use gateway::provider::audit::{AuditQuery, AuditStore};
 use reqwest::StatusCode;
@@ -14,23 +14,6 @@ fn content_type(resp: &reqwest::Response) -> String {
         .as_deref()
         .unwrap_or("")
         .to_owned()
-}
-
-/// POSTs `{}` to `path` exactly as written (no client-side normalisation); the status code.
-async fn raw_post(addr: std::net::SocketAddr, path: &str, key: &str) -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nX-API-Key: {key}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
-    );
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).await.expect("read");
-    answer
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0)
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! The command-line verbs, as library functions so tests walk the same code paths as users.
 
+pub mod api_key;
 pub mod audit;
 pub mod keys;
 pub mod seed;

@@ -117,6 +117,23 @@ const PLACEHOLDER_MARKERS: &[&str] = &[
     "xxxxxxxx",
 ];
 
+/// Checks the hex SHA-256 of a secret held elsewhere (the internal API keys' digests): the
+/// secret itself cannot be measured, but a digest that is itself a placeholder (all zeros,
+/// a pattern) or the digest of a known non-secret (`changeme`, the empty string...) is
+/// refused.
+pub fn assess_digest(digest: &str) -> Result<(), Weakness> {
+    use sha2::Digest;
+    let digest = digest.trim().to_ascii_lowercase();
+    let known = std::iter::once("").chain(KNOWN_VALUES.iter().copied());
+    if known
+        .into_iter()
+        .any(|v| hex::encode(sha2::Sha256::digest(v.as_bytes())) == digest)
+    {
+        return Err(Weakness::Placeholder);
+    }
+    assess(&digest, SecretKind::Key)
+}
+
 /// Checks one secret; `Ok` when none of the rules of the module refuses it.
 pub fn assess(value: &str, kind: SecretKind) -> Result<(), Weakness> {
     if is_placeholder(value) {
@@ -331,5 +348,16 @@ mod tests {
             .expect_err("weak")
             .to_string();
         assert!(!message.contains("abab"), "{message}");
+    }
+
+    #[test]
+    fn digests_of_placeholders_and_placeholder_digests_are_refused() {
+        use sha2::Digest;
+        let of = |v: &str| hex::encode(sha2::Sha256::digest(v.as_bytes()));
+        assert_eq!(assess_digest(&"0".repeat(64)), Err(Weakness::OneCharacter));
+        assert_eq!(assess_digest(&of("changeme")), Err(Weakness::Placeholder));
+        assert_eq!(assess_digest(&of("")), Err(Weakness::Placeholder));
+        assert!(assess_digest(&"0123456789abcdef".repeat(4)).is_err());
+        assess_digest(&of("KhFyncULoXwkAsYJE04NFFmhtlQnbvOybAVo9vKfSi4=")).unwrap();
     }
 }

@@ -8,7 +8,7 @@
 //! configurations freely, so only `serve` applies them. Every refusal names the key (and the
 //! file, for key files) and never prints a secret.
 
-use super::secret_strength::{assess, SecretKind};
+use super::secret_strength::{assess, assess_digest, SecretKind};
 use super::{Config, ConfigError};
 use std::path::Path;
 
@@ -85,16 +85,21 @@ impl Config {
                 &format!("the value {weak} (set PDNDGW_AUDIT__HMAC_SECRET)"),
             );
         }
-        for (i, key) in self.internal.api_keys.iter().enumerate() {
-            if let Err(weak) = assess(key, SecretKind::Key) {
-                return invalid(
-                    "internal.api_keys",
-                    &format!(
-                        "entry {} of {}: the value {weak} (set PDNDGW_INTERNAL__API_KEYS)",
-                        i + 1,
-                        self.internal.api_keys.len()
-                    ),
-                );
+        for (i, entry) in self.internal.api_keys.iter().enumerate() {
+            let digests = std::iter::once(&entry.sha256).chain(entry.previous_sha256.iter());
+            for digest in digests {
+                if let Err(weak) = assess_digest(digest) {
+                    return invalid(
+                        "internal.api_key",
+                        &format!(
+                            "entry {} of {} (`{}`): the sha256 {weak} (the digest of a \
+                             freshly generated key: `pdnd-gateway api-key`)",
+                            i + 1,
+                            self.internal.api_keys.len(),
+                            entry.name
+                        ),
+                    );
+                }
             }
         }
         check_url_password("database.url", &self.database.url)?;
@@ -286,6 +291,14 @@ mod tests {
     const STRONG_HMAC: &str = "c2068f4f4dfdac0c79499a29236787a230a678b668810153dd48f1606cf7e6bc";
     const STRONG_API_KEY: &str = "KhFyncULoXwkAsYJE04NFFmhtlQnbvOybAVo9vKfSi4=";
 
+    fn strong_caller() -> crate::config::ApiKeyConfig {
+        crate::config::ApiKeyConfig::for_key(
+            "ufficio-tributi",
+            STRONG_API_KEY,
+            vec!["inps-isee".into()],
+        )
+    }
+
     fn example(text: &str) -> Config {
         let c = Config::from_toml_str(text).expect("the example parses");
         c.validate().expect("the example validates");
@@ -308,10 +321,10 @@ mod tests {
 
             c.audit.hmac_secret = STRONG_HMAC.into();
             let err = refusal(c.check_secrets());
-            assert!(err.contains("`internal.api_keys`"), "{name}: {err}");
+            assert!(err.contains("`internal.api_key`"), "{name}: {err}");
             assert!(!err.contains(PLACEHOLDER), "{name}: the value is printed");
 
-            c.internal.api_keys = vec![STRONG_API_KEY.into()];
+            c.internal.api_keys = vec![strong_caller()];
             c.check_secrets()
                 .unwrap_or_else(|e| panic!("{name} with strong secrets: {e}"));
             c.check_transport(HttpAllowance::None)
@@ -324,20 +337,33 @@ mod tests {
     fn weak_api_keys_are_named_by_position_never_by_value() {
         let mut c = example(EXAMPLES[0].1);
         c.audit.hmac_secret = STRONG_HMAC.into();
-        c.internal.api_keys = vec![STRONG_API_KEY.into(), "0123456789".repeat(4)];
+        let mut weak = crate::config::ApiKeyConfig::for_key(
+            "ufficio-anagrafe",
+            "changeme",
+            vec!["inps-isee".into()],
+        );
+        c.internal.api_keys = vec![strong_caller(), weak.clone()];
         let err = refusal(c.check_secrets());
         assert!(
-            err.contains("`internal.api_keys`") && err.contains("entry 2 of 2"),
+            err.contains("`internal.api_key`")
+                && err.contains("entry 2 of 2")
+                && err.contains("ufficio-anagrafe"),
             "{err}"
         );
-        assert!(!err.contains("0123456789"), "{err}");
+        assert!(!err.contains(&weak.sha256), "{err}");
+        // A rotation's previous digest is checked too.
+        weak.sha256 = strong_caller().sha256;
+        weak.previous_sha256 = Some("0".repeat(64));
+        c.internal.api_keys = vec![strong_caller(), weak];
+        let err = refusal(c.check_secrets());
+        assert!(err.contains("entry 2 of 2"), "{err}");
     }
 
     #[test]
     fn database_passwords_in_urls_are_checked() {
         let mut c = example(EXAMPLES[1].1);
         c.audit.hmac_secret = STRONG_HMAC.into();
-        c.internal.api_keys = vec![STRONG_API_KEY.into()];
+        c.internal.api_keys = vec![strong_caller()];
         for (url, refused) in [
             ("postgres://gw:changeme@db.example.it/anagrafe", true),
             ("postgres://gw:postgres@db.example.it/anagrafe", true),

@@ -9,12 +9,16 @@
 //! | situation | status |
 //! |---|---|
 //! | no such fruizione | 404 |
-//! | path with `.`/`..` segments (would escape the base URL) | 400 |
+//! | a fruizione the caller's API key is not allowed | 403 |
+//! | `X-User-Id` not text, over 256 bytes or with control characters | 400 |
+//! | a path segment outside the allow-list ([`super::path_guard`]) | 400 |
 //! | the fruizione's `max_concurrency` calls already in flight | 503, `Retry-After: 1` |
 //! | PDND unreachable/overloaded and no valid voucher cached | 503, `Retry-After` |
 //! | PDND refused the voucher request (configuration problem) | 502, with the claims sent |
 //! | remote unreachable | 502 |
 //! | remote too slow (`timeout_ms`) | 504 |
+//! | remote answer over `max_response_bytes` (read with the limit, never whole) | 502 |
+//! | the call's audit record could not be committed | 503 |
 //! | AUDIT_REST_01/02 configured and no `X-User-Id` from the caller | 400 |
 //! | `verify_response` set and the answer's signature or `Digest` does not verify | 502 |
 //!
@@ -23,18 +27,28 @@
 //! (AUDIT_REST_01/02, for AUDIT_REST_02 with a voucher bound to it and obtained for this call
 //! only). The caller's `X-User-*` / `X-LoA` headers go into the evidence, never to the remote.
 //!
+//! Every call that passed the API key leaves one record in the audit trail
+//! ([`crate::provider::audit_fruizioni`]): caller, fruizione, purpose, voucher `jti`, the remote's
+//! status and the one answered, latency, `X-User-Id`. The answer waits for the record's
+//! commit, like the e-services' answers; if it cannot be committed the caller gets 503, not the
+//! remote's answer. Once a commit has failed, calls are not sent at all (503) until the store
+//! answers again, so an outage costs at most the calls already in flight an unrecorded trip.
+//!
 //! Over the concurrency limit the answer is 503, not 429: the limit protects the remote and
 //! is shared by every internal caller, so it is the gateway's capacity that is exhausted, not
 //! the caller's allowance. Calls are not queued: a caller retries after `Retry-After`.
 
+use super::internal_auth::InternalCaller;
 use super::modi_out::{CallerAudit, ModiSetupError, OutboundModi};
 use super::voucher_cache::{Clock, VoucherCache, VoucherError, VoucherSpec};
 use crate::config::{Config, FruizioneConfig};
 use crate::pdnd::client_assertion::ClientAssertionBuilder;
 use crate::pdnd::jwk::RsaPrivateKey;
 use crate::problem::Problem;
+use crate::provider::audit::AuditLog;
+use crate::provider::audit_fruizioni::FruizioneRecord;
 use actix_web::http::{header, StatusCode};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -113,6 +127,7 @@ pub struct Fruizione {
     spec: VoucherSpec,
     limit: Arc<Semaphore>,
     modi: Option<OutboundModi>,
+    max_response_bytes: u64,
 }
 
 /// Every fruizione, with the voucher cache they share.
@@ -121,6 +136,8 @@ pub struct Fruizioni {
     vouchers: Arc<VoucherCache>,
     /// The time of ModI JWS and of response verification (the voucher cache's clock).
     clock: Arc<dyn Clock>,
+    /// Where every call's record is committed before its answer goes back.
+    audit: AuditLog,
 }
 
 fn load_key(name: &str, path: &Path) -> Result<RsaPrivateKey, FruizioniError> {
@@ -178,11 +195,13 @@ fn effective_base(
 
 impl Fruizioni {
     /// Builds every fruizione of `config` (keys loaded, HTTP clients and CA bundles ready).
-    /// `bound_public` is the address the public listener really bound.
+    /// `bound_public` is the address the public listener really bound; `audit` records every
+    /// call.
     pub fn from_config(
         config: &Config,
         bound_public: Option<SocketAddr>,
         clock: Arc<dyn Clock>,
+        audit: AuditLog,
     ) -> Result<Fruizioni, FruizioniError> {
         let token_http = crate::server::http_client().map_err(|e| FruizioniError::Http {
             name: "(token endpoint)".into(),
@@ -256,6 +275,7 @@ impl Fruizioni {
                 },
                 limit: Arc::new(Semaphore::new(f.max_concurrency)),
                 modi,
+                max_response_bytes: f.max_response_bytes,
             };
             by_name.insert(f.name.clone(), fruizione);
         }
@@ -263,6 +283,7 @@ impl Fruizioni {
             by_name,
             vouchers,
             clock,
+            audit,
         })
     }
 
@@ -300,17 +321,6 @@ fn with_retry_after(p: Problem, secs: u64) -> HttpResponse {
     let mut builder = p.response_builder();
     builder.insert_header((header::RETRY_AFTER, secs.to_string()));
     p.into_response_with(builder)
-}
-
-/// True for a path tail that stays under the base URL once resolved (no `.`/`..` segment,
-/// plain or percent-encoded, no backslash).
-fn tail_is_safe(tail: &str) -> bool {
-    !tail.contains('\\')
-        && tail.split('/').all(|seg| {
-            let s = seg.to_ascii_lowercase().replace("%2e", ".");
-            s != "." && s != ".."
-        })
-        && !tail.to_ascii_lowercase().contains("%2f")
 }
 
 /// Maps a voucher failure to the caller's answer.
@@ -356,15 +366,127 @@ fn signing_failure(
     .into_response()
 }
 
-/// The handler of every method under `/fruizioni/`.
+/// What a call leaves for its audit record, filled in as it goes.
+#[derive(Debug, Default)]
+struct Trace {
+    fruizione: Option<String>,
+    purpose_id: Option<String>,
+    client_id: Option<String>,
+    voucher_jti: Option<String>,
+    remote_status: Option<u16>,
+    user_id: Option<String>,
+}
+
+/// A fruizione name as asked for, kept for the record only when it is a well-formed one
+/// (it comes from the URL and may be anything).
+fn recordable_name(name: &str) -> Option<String> {
+    (!name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'))
+    .then(|| name.to_owned())
+}
+
+/// Why a remote answer could not be read.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error("answer larger than {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error(transparent)]
+    Remote(#[from] reqwest::Error),
+}
+
+/// Reads the remote's body chunk by chunk, giving up as soon as it passes `limit` (a declared
+/// `Content-Length` over it is refused before reading anything).
+async fn read_bounded(mut response: reqwest::Response, limit: u64) -> Result<Vec<u8>, ReadError> {
+    if response.content_length().is_some_and(|n| n > limit) {
+        return Err(ReadError::TooLarge { limit });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(ReadError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The handler of every method under `/fruizioni/`: forwards the call, then commits its
+/// audit record before the answer goes back (503 when it cannot be committed).
 pub async fn proxy(
     req: HttpRequest,
     body: web::Bytes,
     state: web::Data<Fruizioni>,
 ) -> HttpResponse {
+    let started = std::time::Instant::now();
     let instance = crate::provider::request_id::of(&req);
+    // Set by the API-key middleware that wraps this handler; without it nobody is let in.
+    let Some(caller) = req.extensions().get::<InternalCaller>().cloned() else {
+        tracing::error!("fruizione call without an authenticated caller; refused");
+        return problem(
+            StatusCode::UNAUTHORIZED,
+            "An internal API key is required.",
+            &instance,
+        )
+        .into_response();
+    };
+    // Known down (a commit failed and the store still does not answer): the call is not
+    // sent at all, so no remote sees a call of the comune that the trail cannot show.
+    if !state.audit.is_healthy() && !state.audit.check().await {
+        tracing::error!(
+            caller = caller.name(),
+            "audit trail unavailable; fruizione call not sent"
+        );
+        return crate::problem::unavailable(
+            "The audit trail is unavailable, so the call was not sent; retry later.",
+            instance.as_deref(),
+        );
+    }
+    let mut trace = Trace::default();
+    let answer = forward(&req, body, &state, &caller, &instance, &mut trace).await;
+    let record = FruizioneRecord {
+        record_id: uuid::Uuid::new_v4().to_string(),
+        time: crate::provider::audit::format_time(chrono::Utc::now()),
+        request_id: instance.clone().unwrap_or_default(),
+        caller: caller.name().to_owned(),
+        fruizione: trace.fruizione,
+        method: req.method().as_str().to_owned(),
+        purpose_id: trace.purpose_id,
+        client_id: trace.client_id,
+        voucher_jti: trace.voucher_jti,
+        status: answer.status().as_u16(),
+        remote_status: trace.remote_status,
+        latency_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+        user_id: trace.user_id,
+    };
+    match state.audit.record_fruizione(record).await {
+        Ok(()) => answer,
+        Err(e) => {
+            // The remote's answer is dropped unsent: no record, no answer.
+            tracing::error!(request_id = instance.as_deref().unwrap_or(""), caller = caller.name(), error = %e, "fruizione audit record not committed; answering 503");
+            crate::problem::unavailable(
+                "The audit trail is unavailable, so the answer cannot be returned; retry later.",
+                instance.as_deref(),
+            )
+        }
+    }
+}
+
+/// The call itself: every refusal and the remote's answer, with `trace` filled in on the way.
+async fn forward(
+    req: &HttpRequest,
+    body: web::Bytes,
+    state: &Fruizioni,
+    caller: &InternalCaller,
+    instance: &Option<String>,
+    trace: &mut Trace,
+) -> HttpResponse {
+    let instance = instance.clone();
     let rest = req.path().strip_prefix(PREFIX).unwrap_or("");
     let (name, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    trace.fruizione = recordable_name(name);
     let Some(f) = state.get(name) else {
         return problem(
             StatusCode::NOT_FOUND,
@@ -373,16 +495,45 @@ pub async fn proxy(
         )
         .into_response();
     };
-    if !tail_is_safe(tail) {
+    if !caller.may_call(&f.name) {
+        tracing::warn!(
+            caller = caller.name(),
+            fruizione = f.name,
+            "internal caller not allowed this fruizione; call refused"
+        );
         return problem(
-            StatusCode::BAD_REQUEST,
-            "The path may not contain `.` or `..` segments or encoded slashes.",
+            StatusCode::FORBIDDEN,
+            format!(
+                "The API key of `{}` may not call fruizione `{}`.",
+                caller.name(),
+                f.name
+            ),
             &instance,
         )
         .into_response();
     }
+    trace.purpose_id = f.spec.builder.purpose_id.clone();
+    trace.client_id = Some(f.spec.builder.client_id.clone());
+    match super::modi_out::user_id(req.headers()) {
+        Ok(user) => trace.user_id = user,
+        Err(e) => {
+            return problem(StatusCode::BAD_REQUEST, e.to_string(), &instance)
+                .with_title("Invalid X-User-Id")
+                .into_response()
+        }
+    }
+    if let Err(refusal) = super::path_guard::check_tail(tail) {
+        tracing::warn!(caller = caller.name(), fruizione = f.name, reason = %refusal, "fruizione path refused");
+        return problem(
+            StatusCode::BAD_REQUEST,
+            format!("The path is not allowed: {refusal}."),
+            &instance,
+        )
+        .with_title("Path not allowed")
+        .into_response();
+    }
     // The caller's audit statement is checked before anything leaves (no voucher, no call).
-    let caller = match f.modi.as_ref().and_then(OutboundModi::audit) {
+    let statement = match f.modi.as_ref().and_then(OutboundModi::audit) {
         Some(_) => match CallerAudit::from_headers(req.headers()) {
             Ok(c) => Some(c),
             Err(e) => {
@@ -423,8 +574,8 @@ pub async fn proxy(
         );
     };
     let now = state.clock.now();
-    let evidence = match (&f.modi, &caller) {
-        (Some(modi), Some(caller)) => match modi.tracking_evidence(caller, now) {
+    let evidence = match (&f.modi, &statement) {
+        (Some(modi), Some(statement)) => match modi.tracking_evidence(statement, now) {
             Ok(e) => e,
             Err(e) => return signing_failure(&f.name, &e, &instance),
         },
@@ -440,7 +591,10 @@ pub async fn proxy(
         None => state.vouchers.get(&f.spec).await,
     };
     let voucher = match voucher {
-        Ok(v) => v,
+        Ok(v) => {
+            trace.voucher_jti = v.jti();
+            v
+        }
         Err(e) => {
             tracing::warn!(fruizione = f.name, error = %e, "no voucher for the call");
             return voucher_failure(&f.name, &e, &instance);
@@ -527,6 +681,7 @@ pub async fn proxy(
         Ok(r) => r,
         Err(e) => return remote_failure(e),
     };
+    trace.remote_status = Some(response.status().as_u16());
     let status =
         StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut answer = HttpResponse::build(status);
@@ -543,9 +698,22 @@ pub async fn proxy(
             .collect(),
         _ => Vec::new(),
     };
-    let bytes = match response.bytes().await {
-        Ok(b) => b,
-        Err(e) => return remote_failure(e),
+    let bytes = match read_bounded(response, f.max_response_bytes).await {
+        Ok(b) => web::Bytes::from(b),
+        Err(ReadError::Remote(e)) => return remote_failure(e),
+        Err(e @ ReadError::TooLarge { .. }) => {
+            tracing::warn!(fruizione = f.name, status = status.as_u16(), error = %e, "remote answer refused");
+            return problem(
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "The answer of fruizione `{}`'s remote e-service is larger than the {} bytes allowed.",
+                    f.name, f.max_response_bytes
+                ),
+                &instance,
+            )
+            .with_title("Remote answer too large")
+            .into_response();
+        }
     };
     if let Some(modi) = &f.modi {
         let headers: Vec<(&str, &str)> = received_headers
@@ -594,28 +762,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tails_that_escape_the_base_are_refused() {
-        for ok in [
-            "",
-            "residenza",
-            "a/b/c",
-            "v1/x.json",
-            "a..b",
-            ".well-known-ish",
-        ] {
-            assert!(tail_is_safe(ok), "{ok}");
-        }
-        for bad in [
-            "..",
-            "../x",
-            "a/../../b",
-            "a/./b",
-            "%2e%2e/x",
-            "%2E./x",
-            "a%2fb",
-            "a\\b",
-        ] {
-            assert!(!tail_is_safe(bad), "{bad}");
+    fn only_well_formed_names_are_recorded() {
+        assert_eq!(recordable_name("inps-isee").as_deref(), Some("inps-isee"));
+        for bad in ["", "Inps", "a b", "x\u{7}", &"a".repeat(65)] {
+            assert_eq!(recordable_name(bad), None, "{bad}");
         }
     }
 

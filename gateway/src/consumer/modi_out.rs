@@ -87,6 +87,12 @@ fn audit_header(
     Ok((!text.is_empty()).then(|| text.to_owned()))
 }
 
+/// The caller's `X-User-Id`, when given: trimmed UTF-8, at most 256 bytes, no control
+/// characters (it goes into the audit trail of every fruizione call, ModI or not).
+pub fn user_id(headers: &HeaderMap) -> Result<Option<String>, CallerHeaderError> {
+    audit_header(headers, X_USER_ID, "X-User-Id")
+}
+
 impl CallerAudit {
     /// Reads `X-User-Id` (required), `X-User-Location` and `X-LoA` (defaulting to
     /// [`UNKNOWN_LOCATION`] / [`UNKNOWN_LOA`]).
@@ -358,6 +364,7 @@ mod tests {
             timeout_ms: 1000,
             max_concurrency: 1,
             ca_file: None,
+            max_response_bytes: crate::config::DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 

@@ -147,6 +147,20 @@ impl CachedVoucher {
     pub fn authorization(&self) -> String {
         format!("{} {}", self.scheme, self.access_token)
     }
+
+    /// The voucher's `jti` (for the audit trail), read from its payload without verifying it:
+    /// the token came from PDND over TLS and is not trusted for anything else here. `None` for
+    /// a token that is not a JWT or has no string `jti` of at most 256 bytes.
+    pub fn jti(&self) -> Option<String> {
+        use base64::Engine;
+        let payload = self.access_token.split('.').nth(1)?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .ok()?;
+        let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        let jti = claims.get("jti")?.as_str()?;
+        (jti.len() <= 256 && !jti.chars().any(char::is_control)).then(|| jti.to_owned())
+    }
 }
 
 /// Why no voucher could be served. Cloneable: one failed flight answers every caller waiting
@@ -436,6 +450,33 @@ impl VoucherCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jti_is_read_from_the_payload_or_absent() {
+        use base64::Engine;
+        let enc = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let voucher = |token: String| CachedVoucher {
+            access_token: token,
+            scheme: "Bearer",
+            expires_at: 0,
+            renew_at: 0,
+        };
+        let good = format!("{}.{}.sig", enc("{}"), enc(r#"{"jti":"abc-123"}"#));
+        assert_eq!(voucher(good).jti().as_deref(), Some("abc-123"));
+        for bad in [
+            "opaque-token".to_owned(),
+            format!("{}.{}.sig", enc("{}"), enc(r#"{"jti":7}"#)),
+            format!("{}.{}.sig", enc("{}"), enc("not json")),
+            format!("{}.!!!.sig", enc("{}")),
+            format!(
+                "{}.{}.sig",
+                enc("{}"),
+                enc(&format!(r#"{{"jti":"{}"}}"#, "x".repeat(300)))
+            ),
+        ] {
+            assert_eq!(voucher(bad.clone()).jti(), None, "{bad}");
+        }
+    }
 
     #[test]
     fn backoff_doubles_is_capped_and_jittered() {

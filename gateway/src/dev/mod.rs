@@ -8,7 +8,7 @@ pub mod authority_http;
 pub mod data_dir;
 pub mod sample;
 
-use crate::config::{ClientConfig, Config, FruizioneConfig};
+use crate::config::{ApiKeyConfig, ClientConfig, Config, FruizioneConfig};
 use crate::pdnd::authority::{
     Authority, AuthorityConfig, RegisteredApiClient, RegisteredClient, RegisteredPurpose,
 };
@@ -81,11 +81,16 @@ pub fn complete_config(config: &mut Config, data: &DataDir) -> Result<(), DevErr
     if config.purposes.file.as_os_str().is_empty() {
         config.purposes.file = data.purposes_file(&purposes_toml(config))?;
     }
-    if config.internal.api_keys.is_empty() {
-        config.internal.api_keys = vec![data.internal_api_key()?];
-    }
     if !config.fruizioni.iter().any(|f| f.name == SAMPLE_FRUIZIONE) {
         config.fruizioni.push(sample_fruizione(config));
+    }
+    if config.internal.api_keys.is_empty() {
+        // One caller, `dev`, allowed every fruizione; its key is in the data directory.
+        config.internal.api_keys = vec![ApiKeyConfig::for_key(
+            DEV_CALLER,
+            &data.internal_api_key()?,
+            config.fruizioni.iter().map(|f| f.name.clone()).collect(),
+        )];
     }
     complete_modi(config, data)?;
     if config.pdnd.api_client_id.is_none() && config.pdnd.api_key_file.is_none() {
@@ -105,6 +110,10 @@ pub fn complete_config(config: &mut Config, data: &DataDir) -> Result<(), DevErr
 
 /// The name of the sample fruizione.
 pub const SAMPLE_FRUIZIONE: &str = "comune-anagrafe";
+
+/// The internal caller `dev` configures when the configuration names none: allowed every
+/// fruizione, its key generated in the data directory (`internal-api-key`).
+pub const DEV_CALLER: &str = "dev";
 
 /// The sample fruizione: the comune calling its own anagrafe e-service through the proxy, as
 /// the sample client with the full anagrafe purpose, so `dev` shows the whole round trip
@@ -126,6 +135,7 @@ pub fn sample_fruizione(config: &Config) -> FruizioneConfig {
         timeout_ms: 10_000,
         max_concurrency: 256,
         ca_file: None,
+        max_response_bytes: crate::config::DEFAULT_MAX_RESPONSE_BYTES,
     }
 }
 

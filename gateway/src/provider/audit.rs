@@ -7,6 +7,9 @@
 //! If the store cannot commit, the waiting requests get an error and the gateway answers 503:
 //! it never serves data it could not record.
 //!
+//! The comune's own outbound calls (fruizioni) are recorded in the same database and through
+//! the same writer, in a table of their own ([`super::audit_fruizioni`]).
+//!
 //! The data subject is stored as HMAC-SHA-256(secret, codice fiscale): the comune can answer a
 //! citizen's "who looked at my data" (GDPR art. 15) by recomputing the hash, while the log
 //! itself holds no codice fiscale.
@@ -163,13 +166,27 @@ impl AuditStore {
         for index in INDEXES {
             sqlx::query(index).execute(&pool).await?;
         }
+        super::audit_fruizioni::migrate(&pool).await?;
         Ok(AuditStore { pool })
     }
 
     /// Commits records in one transaction.
     pub async fn insert_batch(&self, records: &[AuditRecord]) -> Result<(), AuditError> {
+        let entries: Vec<Entry> = records.iter().cloned().map(Entry::Eservice).collect();
+        self.insert_entries(&entries).await
+    }
+
+    /// Commits records of either side in one transaction.
+    async fn insert_entries(&self, entries: &[Entry]) -> Result<(), AuditError> {
         let mut tx = self.pool.begin().await?;
-        for r in records {
+        for entry in entries {
+            let r = match entry {
+                Entry::Eservice(r) => r,
+                Entry::Fruizione(r) => {
+                    super::audit_fruizioni::insert(&mut tx, r).await?;
+                    continue;
+                }
+            };
             sqlx::query(INSERT)
                 .bind(&r.record_id)
                 .bind(&r.time)
@@ -296,8 +313,15 @@ pub struct AuditQuery {
     pub limit: Option<u32>,
 }
 
-/// A queued record and, when somebody waits for its commit, where to say how it went.
-type Pending = (AuditRecord, Option<oneshot::Sender<Result<(), String>>>);
+/// A record of either side, as the writer queues it.
+#[derive(Debug, Clone)]
+enum Entry {
+    Eservice(AuditRecord),
+    Fruizione(super::audit_fruizioni::FruizioneRecord),
+}
+
+/// A queued entry and, when somebody waits for its commit, where to say how it went.
+type Pending = (Entry, Option<oneshot::Sender<Result<(), String>>>);
 
 /// How the writer commits and how long anybody waits for it.
 #[derive(Debug, Clone, Copy)]
@@ -376,10 +400,22 @@ impl AuditLog {
 
     /// Queues a record and waits for its commit, at most the commit timeout.
     pub async fn record(&self, record: AuditRecord) -> Result<(), AuditError> {
+        self.commit(Entry::Eservice(record)).await
+    }
+
+    /// Queues the record of a call through `/fruizioni` and waits for its commit.
+    pub async fn record_fruizione(
+        &self,
+        record: super::audit_fruizioni::FruizioneRecord,
+    ) -> Result<(), AuditError> {
+        self.commit(Entry::Fruizione(record)).await
+    }
+
+    async fn commit(&self, entry: Entry) -> Result<(), AuditError> {
         let (done_tx, done_rx) = oneshot::channel();
         let wait = async {
             self.tx
-                .send((record, Some(done_tx)))
+                .send((entry, Some(done_tx)))
                 .await
                 .map_err(|_| AuditError::WriterGone)?;
             match done_rx.await {
@@ -403,7 +439,8 @@ impl AuditLog {
     /// served answer) slow. Rate-limited; what is over the rate or finds the queue full is
     /// counted and reported in the log, not written. Returns whether it was queued.
     pub fn record_best_effort(&self, record: AuditRecord) -> bool {
-        let queued = self.best_effort.check().is_ok() && self.tx.try_send((record, None)).is_ok();
+        let queued = self.best_effort.check().is_ok()
+            && self.tx.try_send((Entry::Eservice(record), None)).is_ok();
         if !queued {
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if dropped.is_power_of_two() {
@@ -454,15 +491,15 @@ async fn writer(
                 Err(_) => break,
             }
         }
-        let records: Vec<AuditRecord> = batch.iter().map(|(r, _)| r.clone()).collect();
+        let records: Vec<Entry> = batch.iter().map(|(r, _)| r.clone()).collect();
         // A commit that does not finish in time counts as failed: its waiters answer 503. If
         // the database completes it later, the trail holds a record of an answer never sent,
         // which errs on the side the trail must err on.
-        let result = match tokio::time::timeout(commit_timeout, store.insert_batch(&records)).await
-        {
-            Ok(result) => result.map_err(|e| e.to_string()),
-            Err(_) => Err(format!("commit not finished within {commit_timeout:?}")),
-        };
+        let result =
+            match tokio::time::timeout(commit_timeout, store.insert_entries(&records)).await {
+                Ok(result) => result.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("commit not finished within {commit_timeout:?}")),
+            };
         healthy.store(result.is_ok(), Ordering::Relaxed);
         if let Err(e) = &result {
             tracing::error!(error = %e, records = records.len(), "audit commit failed");
