@@ -189,6 +189,11 @@ pub struct FruizioneConfig {
     /// PEM bundle of CAs trusted for the remote, in addition to the system's.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// Ask PDND for DPoP-bound vouchers (RFC 9449) and prove possession of the key on every
+    /// call (`Authorization: DPoP` + a fresh `DPoP` proof). The proof key is a P-256 key the
+    /// gateway generates at start and never writes down. Default: Bearer vouchers.
+    #[serde(default)]
+    pub dpop: bool,
 }
 
 /// A ModI pattern a fruizione may apply to its outbound calls.
@@ -1238,6 +1243,7 @@ mod tests {
             timeout_ms: 5000,
             max_concurrency: 8,
             ca_file: None,
+            dpop: false,
         }];
         c.client = Some(ClientConfig {
             client_id: "8e9f24ca-78f5-4c69-9e4f-0efbeac7bb2b".into(),
@@ -1498,6 +1504,14 @@ mod tests {
         let bad = toml.replace("max_concurrency = 3", "max_concurency = 3");
         let err = Config::from_toml_str(&bad).unwrap_err().to_string();
         assert!(err.contains("max_concurency"), "{err}");
+        // DPoP is off unless asked for, and a string is not a yes.
+        assert!(!c.fruizioni[0].dpop);
+        let dpop = Config::from_toml_str(&format!("{toml}dpop = true\n")).expect("parses");
+        assert!(dpop.fruizioni[0].dpop);
+        let err = Config::from_toml_str(&format!("{toml}dpop = \"yes\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("dpop"), "{err}");
     }
 
     #[test]

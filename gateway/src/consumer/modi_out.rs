@@ -358,6 +358,7 @@ mod tests {
             timeout_ms: 1000,
             max_concurrency: 1,
             ca_file: None,
+            dpop: false,
         }
     }
 

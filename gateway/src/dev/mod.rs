@@ -126,6 +126,7 @@ pub fn sample_fruizione(config: &Config) -> FruizioneConfig {
         timeout_ms: 10_000,
         max_concurrency: 256,
         ca_file: None,
+        dpop: false,
     }
 }
 

@@ -1,4 +1,5 @@
-//! Anti-replay for the `jti` of Agid-JWT-Signature and Agid-JWT-TrackingEvidence tokens.
+//! Anti-replay for the `jti` of Agid-JWT-Signature and Agid-JWT-TrackingEvidence tokens, and
+//! of DPoP proofs (RFC 9449).
 //!
 //! Verification proves a JWS is authentic; only memory proves it is new. A jti must be
 //! remembered until the token would be refused as expired anyway (`exp + leeway`), and no
@@ -10,6 +11,10 @@
 //! the client could resolve by resending, while the client must sign a fresh message.
 //!
 //! PDND vouchers are deliberately NOT subject to this: they are reusable until `exp`.
+//!
+//! One memory serves every kind of token, each in its own key space ([`ReplayScope`]): a jti
+//! is unique only among tokens of its kind, so a ModI jti can never consume (or be consumed
+//! by) a DPoP proof's, whatever strings the peers choose.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -17,11 +22,31 @@ use std::sync::Mutex;
 use super::jws::MAX_JTI_LEN;
 use super::ModiError;
 
+/// The kind of token a jti belongs to; each kind has its own key space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ReplayScope {
+    /// Agid-JWT-Signature and Agid-JWT-TrackingEvidence (one key space, as before DPoP).
+    Modi,
+    /// DPoP proofs, at the provider and at the development token endpoint.
+    DpopProof,
+}
+
 /// Remembers jtis until they expire and refuses the second use of one.
 pub trait ReplayGuard: Send + Sync {
-    /// Records `jti` until `expires_at` (unix seconds). Fails with [`ModiError::Replayed`] if
-    /// it is already recorded and not yet expired at `now`.
-    fn check_and_store(&self, jti: &str, expires_at: i64, now: i64) -> Result<(), ModiError>;
+    /// Records the ModI `jti` until `expires_at` (unix seconds). Fails with
+    /// [`ModiError::Replayed`] if it is already recorded and not yet expired at `now`.
+    fn check_and_store(&self, jti: &str, expires_at: i64, now: i64) -> Result<(), ModiError> {
+        self.check_and_store_in(ReplayScope::Modi, jti, expires_at, now)
+    }
+
+    /// [`ReplayGuard::check_and_store`] in the key space of `scope`.
+    fn check_and_store_in(
+        &self,
+        scope: ReplayScope,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<(), ModiError>;
 }
 
 /// A bounded in-process [`ReplayGuard`].
@@ -38,8 +63,8 @@ pub struct InMemoryReplayGuard {
 
 #[derive(Debug, Default)]
 struct State {
-    seen: HashMap<String, i64>,
-    by_expiry: BTreeSet<(i64, String)>,
+    seen: HashMap<(ReplayScope, String), i64>,
+    by_expiry: BTreeSet<(i64, ReplayScope, String)>,
 }
 
 impl InMemoryReplayGuard {
@@ -69,7 +94,13 @@ impl InMemoryReplayGuard {
 }
 
 impl ReplayGuard for InMemoryReplayGuard {
-    fn check_and_store(&self, jti: &str, expires_at: i64, now: i64) -> Result<(), ModiError> {
+    fn check_and_store_in(
+        &self,
+        scope: ReplayScope,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<(), ModiError> {
         if jti.is_empty() || jti.len() > MAX_JTI_LEN {
             return Err(ModiError::malformed("claim", "jti empty or too long"));
         }
@@ -79,11 +110,12 @@ impl ReplayGuard for InMemoryReplayGuard {
             if first.0 > now {
                 break;
             }
-            if let Some((_, key)) = state.by_expiry.pop_first() {
-                state.seen.remove(&key);
+            if let Some((_, scope, jti)) = state.by_expiry.pop_first() {
+                state.seen.remove(&(scope, jti));
             }
         }
-        if state.seen.contains_key(jti) {
+        let key = (scope, jti.to_string());
+        if state.seen.contains_key(&key) {
             return Err(ModiError::Replayed(jti.to_string()));
         }
         if expires_at <= now {
@@ -93,8 +125,8 @@ impl ReplayGuard for InMemoryReplayGuard {
         if state.seen.len() >= self.capacity {
             return Err(ModiError::ReplayCacheFull);
         }
-        state.seen.insert(jti.to_string(), expires_at);
-        state.by_expiry.insert((expires_at, jti.to_string()));
+        state.seen.insert(key, expires_at);
+        state.by_expiry.insert((expires_at, scope, jti.to_string()));
         Ok(())
     }
 }
@@ -149,6 +181,31 @@ mod tests {
         );
         // Once "a" expires there is room again.
         assert_eq!(guard.check_and_store("c", 1200, 1100), Ok(()));
+    }
+
+    #[test]
+    fn scopes_do_not_collide() {
+        let guard = InMemoryReplayGuard::new(10);
+        assert_eq!(guard.check_and_store("same", 1100, 1000), Ok(()));
+        // The same string as a DPoP proof jti is another token.
+        assert_eq!(
+            guard.check_and_store_in(ReplayScope::DpopProof, "same", 1100, 1000),
+            Ok(())
+        );
+        assert_eq!(
+            guard.check_and_store_in(ReplayScope::DpopProof, "same", 1100, 1001),
+            Err(ModiError::Replayed("same".into()))
+        );
+        assert_eq!(
+            guard.check_and_store_in(ReplayScope::Modi, "same", 1100, 1001),
+            Err(ModiError::Replayed("same".into()))
+        );
+        assert_eq!(guard.len(), 2);
+        // Both expire on their own.
+        assert_eq!(
+            guard.check_and_store_in(ReplayScope::DpopProof, "same", 1200, 1100),
+            Ok(())
+        );
     }
 
     #[test]

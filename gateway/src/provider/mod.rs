@@ -6,6 +6,7 @@
 //! (request integrity and tracking evidence), then the handler.
 
 pub mod audit;
+pub mod dpop;
 pub mod jwks;
 pub mod modi;
 pub mod purpose;
