@@ -421,3 +421,34 @@ async fn a_dpop_fruizione_binds_its_vouchers_and_proves_every_call() {
     assert_ne!(jtis[0], jtis[1], "a fresh proof per call");
     consumer.stop().await;
 }
+
+#[tokio::test]
+async fn the_cli_key_file_obtains_a_bound_voucher_and_signs_its_proofs() {
+    let h = Harness::start().await;
+    let key_file = h.dir.join("dpop-cli.pem");
+    // `voucher --dpop-key` path: the key file is created, the voucher bound to it.
+    let mut plan = gateway::cli::voucher::plan(&h.env.config, Some(PURPOSE), None).unwrap();
+    plan.dpop = Some(gateway::cli::dpop::load_or_create_key(&key_file).unwrap());
+    let voucher = gateway::cli::voucher::obtain(&plan)
+        .await
+        .unwrap()
+        .response
+        .access_token;
+    // `dpop-proof --key` path, once per request.
+    let url = public_url(&h, "/residenza");
+    for _ in 0..2 {
+        let proof =
+            gateway::cli::dpop::proof(&key_file, "POST", &url, Some(&voucher), now()).unwrap();
+        let (status, _) = call(&h, &format!("DPoP {voucher}"), Some(&proof)).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    // A proof from another key file is not one of the voucher's key.
+    let other = h.dir.join("dpop-other.pem");
+    let proof = gateway::cli::dpop::proof(&other, "POST", &url, Some(&voucher), now()).unwrap();
+    let (status, challenge) = call(&h, &format!("DPoP {voucher}"), Some(&proof)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        is_dpop_challenge(&challenge, "invalid_token"),
+        "{challenge:?}"
+    );
+}

@@ -1,6 +1,7 @@
 //! The command-line verbs, as library functions so tests walk the same code paths as users.
 
 pub mod audit;
+pub mod dpop;
 pub mod keys;
 pub mod verify_response;
 pub mod voucher;
