@@ -133,3 +133,140 @@ impl DpopCheck {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modi::InMemoryReplayGuard;
+    use crate::pdnd::dpop::DpopKey;
+    use crate::pdnd::jwk::JwkSet;
+    use crate::pdnd::voucher::{validate, VoucherPolicy};
+    use crate::pdnd::{jws, test_keys};
+    use actix_web::test::TestRequest;
+    use serde_json::json;
+
+    const NOW: i64 = 1_700_000_000;
+    const PUBLIC: &str = "https://api.comune.example.it/servizi/anagrafe/v1/";
+
+    fn check_with(capacity: usize) -> DpopCheck {
+        DpopCheck {
+            public_url: PUBLIC.into(),
+            base_path: "/anagrafe/v1",
+            policy: ProofPolicy::default(),
+            replay: Arc::new(InMemoryReplayGuard::new(capacity)),
+        }
+    }
+
+    /// A voucher bound to `jkt`, as the voucher stage hands it over.
+    fn bound_voucher(jkt: &str) -> (String, Voucher) {
+        let authority = test_keys::authority();
+        let header = json!({"alg": "RS256", "typ": "at+jwt", "kid": authority.kid()});
+        let claims = json!({
+            "jti": "v-1", "iss": "interop.pagopa.it", "aud": "anagrafe", "sub": "c",
+            "client_id": "c", "purposeId": "p", "iat": NOW, "nbf": NOW, "exp": NOW + 600,
+            "cnf": {"jkt": jkt},
+        });
+        let token = jws::sign_rs256(&header, &claims, authority).unwrap();
+        let keys = JwkSet::single(&authority.kid(), authority.public());
+        let policy = VoucherPolicy::new(vec!["interop.pagopa.it".into()], vec!["anagrafe".into()]);
+        let voucher = validate(&token, &keys, &policy, NOW).unwrap();
+        (token, voucher)
+    }
+
+    #[test]
+    fn the_expected_url_is_the_public_url_whatever_the_request_says() {
+        let check = check_with(10);
+        // Behind a proxy: another scheme, host, port and prefix than what the gateway sees.
+        let req = TestRequest::post()
+            .uri("http://10.0.0.5:8080/anagrafe/v1/residenza?x=1")
+            .insert_header(("host", "evil.example"))
+            .insert_header(("x-forwarded-host", "evil.example"))
+            .to_srv_request();
+        assert_eq!(
+            check.expected_url(&req).unwrap(),
+            "https://api.comune.example.it/servizi/anagrafe/v1/residenza"
+        );
+        let req = TestRequest::post().uri("/anagrafe/v1").to_srv_request();
+        assert_eq!(
+            check.expected_url(&req).unwrap(),
+            "https://api.comune.example.it/servizi/anagrafe/v1"
+        );
+        // A path that only starts with the same characters is not below the base path.
+        let req = TestRequest::post().uri("/anagrafe/v10/x").to_srv_request();
+        assert!(matches!(
+            check.expected_url(&req),
+            Err(DpopRefusal::PathOutsideEservice(_))
+        ));
+    }
+
+    #[test]
+    fn a_good_proof_passes_once_and_a_full_memory_is_unavailable() {
+        let key = DpopKey::generate().unwrap();
+        let (token, voucher) = bound_voucher(key.jkt());
+        let url = "https://api.comune.example.it/servizi/anagrafe/v1/residenza";
+        let request = |proof: &str| {
+            TestRequest::post()
+                .uri("/anagrafe/v1/residenza")
+                .insert_header((DPOP_HEADER, proof))
+                .to_srv_request()
+        };
+        let check = check_with(1);
+        let proof = key.proof("POST", url, Some(&token), NOW).unwrap();
+        let verified = check
+            .check(&request(&proof), &token, &voucher, NOW)
+            .unwrap();
+        assert_eq!(verified.jkt(), key.jkt());
+        assert!(matches!(
+            check.check(&request(&proof), &token, &voucher, NOW),
+            Err(DpopRefusal::Replayed)
+        ));
+        // The memory (capacity 1) is full of a live jti: a new proof cannot be accepted safely.
+        let fresh = key.proof("POST", url, Some(&token), NOW).unwrap();
+        let refusal = check
+            .check(&request(&fresh), &token, &voucher, NOW)
+            .unwrap_err();
+        assert!(matches!(refusal, DpopRefusal::ReplayUnavailable(_)));
+        assert!(!refusal.is_token_fault());
+    }
+
+    #[test]
+    fn binding_and_header_refusals_say_whose_fault() {
+        let key = DpopKey::generate().unwrap();
+        let other = DpopKey::generate().unwrap();
+        let (token, voucher) = bound_voucher(key.jkt());
+        let url = "https://api.comune.example.it/servizi/anagrafe/v1/residenza";
+        let check = check_with(10);
+        let foreign = other.proof("POST", url, Some(&token), NOW).unwrap();
+        let req = TestRequest::post()
+            .uri("/anagrafe/v1/residenza")
+            .insert_header((DPOP_HEADER, foreign.as_str()))
+            .to_srv_request();
+        let refusal = check.check(&req, &token, &voucher, NOW).unwrap_err();
+        assert!(matches!(refusal, DpopRefusal::KeyNotBound { .. }));
+        assert!(refusal.is_token_fault());
+        // The refused proof did not consume its jti: the right key's proof still passes.
+        let good = key.proof("POST", url, Some(&token), NOW).unwrap();
+        let req = TestRequest::post()
+            .uri("/anagrafe/v1/residenza")
+            .insert_header((DPOP_HEADER, good.as_str()))
+            .to_srv_request();
+        assert!(check.check(&req, &token, &voucher, NOW).is_ok());
+        // No header, two headers.
+        let req = TestRequest::post()
+            .uri("/anagrafe/v1/residenza")
+            .to_srv_request();
+        assert!(matches!(
+            check.check(&req, &token, &voucher, NOW),
+            Err(DpopRefusal::MissingProof)
+        ));
+        let req = TestRequest::post()
+            .uri("/anagrafe/v1/residenza")
+            .append_header((DPOP_HEADER, good.as_str()))
+            .append_header((DPOP_HEADER, good.as_str()))
+            .to_srv_request();
+        assert!(matches!(
+            check.check(&req, &token, &voucher, NOW),
+            Err(DpopRefusal::SeveralProofs(2))
+        ));
+    }
+}
