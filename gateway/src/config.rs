@@ -456,7 +456,8 @@ pub struct ModiConfig {
     /// long a jti occupies the replay memory.
     #[serde(default = "default_peer_lifetime")]
     pub max_peer_token_lifetime_secs: i64,
-    /// Most jtis remembered at once (requests per second x (peer lifetime + leeway)).
+    /// Most jtis remembered at once (requests per second x (peer lifetime + leeway)). The same
+    /// memory holds the jtis of DPoP proofs, each for 61 s (PDND's 60 s of validity).
     #[serde(default = "default_replay_capacity")]
     pub replay_cache_capacity: usize,
     /// How long a PDND key fetched by kid is kept.
