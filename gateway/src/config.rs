@@ -224,6 +224,11 @@ pub struct FruizioneConfig {
     /// this limit while it streams in, never buffered whole).
     #[serde(default = "default_max_response_bytes")]
     pub max_response_bytes: u64,
+    /// Ask PDND for DPoP-bound vouchers (RFC 9449) and prove possession of the key on every
+    /// call (`Authorization: DPoP` + a fresh `DPoP` proof). The proof key is a P-256 key the
+    /// gateway generates at start and never writes down. Default: Bearer vouchers.
+    #[serde(default)]
+    pub dpop: bool,
 }
 
 /// The highest `max_response_bytes` accepted: answers are held in memory whole.
@@ -557,7 +562,8 @@ pub struct ModiConfig {
     /// long a jti occupies the replay memory.
     #[serde(default = "default_peer_lifetime")]
     pub max_peer_token_lifetime_secs: i64,
-    /// Most jtis remembered at once (requests per second x (peer lifetime + leeway)).
+    /// Most jtis remembered at once (requests per second x (peer lifetime + leeway)). The same
+    /// memory holds the jtis of DPoP proofs, each for 61 s (PDND's 60 s of validity).
     #[serde(default = "default_replay_capacity")]
     pub replay_cache_capacity: usize,
     /// How long a PDND key fetched by kid is kept.
@@ -1551,6 +1557,7 @@ mod tests {
             max_concurrency: 8,
             ca_file: None,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            dpop: false,
         }];
         c.client = Some(ClientConfig {
             client_id: "8e9f24ca-78f5-4c69-9e4f-0efbeac7bb2b".into(),
@@ -1888,6 +1895,14 @@ mod tests {
         );
         let err = Config::from_toml_str(&old).unwrap_err().to_string();
         assert!(err.contains("api_keys"), "{err}");
+        // DPoP is off unless asked for, and a string is not a yes.
+        assert!(!c.fruizioni[0].dpop);
+        let dpop = Config::from_toml_str(&format!("{toml}dpop = true\n")).expect("parses");
+        assert!(dpop.fruizioni[0].dpop);
+        let err = Config::from_toml_str(&format!("{toml}dpop = \"yes\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("dpop"), "{err}");
     }
 
     #[test]

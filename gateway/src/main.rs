@@ -67,6 +67,25 @@ enum Command {
         /// Print the decoded header and claims instead of the voucher.
         #[arg(long)]
         decode: bool,
+        /// Ask for a DPoP-bound voucher with this P-256 key (PEM; created when missing); sign
+        /// each request's proof with `dpop-proof --key` and the same file.
+        #[arg(long)]
+        dpop_key: Option<PathBuf>,
+    },
+    /// Print a DPoP proof (RFC 9449) for one request, to send as the `DPoP` header with
+    /// `Authorization: DPoP <voucher>`.
+    DpopProof {
+        /// The P-256 key the voucher is bound to (`voucher --dpop-key`).
+        #[arg(long)]
+        key: PathBuf,
+        /// The URL the request goes to (the e-service's public URL plus the path).
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value = "POST")]
+        method: String,
+        /// The voucher sent with the request (its hash becomes `ath`).
+        #[arg(long)]
+        voucher: Option<String>,
     },
     /// Query the audit trail: who called what, about whom, when.
     Audit {
@@ -222,6 +241,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             eservice,
             digest,
             decode,
+            dpop_key,
         } => {
             telemetry::init("warn", false);
             // In dev the sample purposes are known; with a real configuration the configured
@@ -231,7 +251,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .then(|| dev::sample::default_purpose(eservice.into()).purpose_id);
             let config = load_or_dev(config.as_deref(), &data_dir)?;
             let purpose = purpose_id.as_deref().or(dev_purpose);
-            let plan = cli::voucher::plan(&config, purpose, digest.as_deref())?;
+            let mut plan = cli::voucher::plan(&config, purpose, digest.as_deref())?;
+            if let Some(path) = &dpop_key {
+                plan.dpop = Some(cli::dpop::load_or_create_key(path)?);
+            }
             let obtained = cli::voucher::obtain(&plan).await?;
             if decode {
                 println!(
@@ -241,6 +264,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 println!("{}", obtained.response.access_token);
             }
+        }
+        Command::DpopProof {
+            key,
+            url,
+            method,
+            voucher,
+        } => {
+            let now = chrono::Utc::now().timestamp();
+            println!(
+                "{}",
+                cli::dpop::proof(&key, &method, &url, voucher.as_deref(), now)?
+            );
         }
         Command::Audit {
             config,

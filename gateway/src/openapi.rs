@@ -207,7 +207,10 @@ fn voucher_scheme() -> Value {
         "description": "A PDND voucher (RFC 9068 access token, `typ` at+jwt, RS256) issued by the \
             PDND authorisation server to the consumer's client for a purpose on this e-service. \
             The gateway checks signature (PDND's JWKS), issuer, audience, expiry and the purpose's \
-            authorisation for the operation called."
+            authorisation for the operation called. A DPoP-bound voucher (`cnf.jkt`, token_type \
+            DPoP, RFC 9449) is sent as `Authorization: DPoP <voucher>` with a `DPoP` proof of \
+            this request (ES256, RS256 or PS256; `htu` = the server URL above plus the path; \
+            iat within 60 s; single-use jti; `ath`); as Bearer it is refused."
     })
 }
 
@@ -305,7 +308,7 @@ fn add_pipeline_responses(operation: &mut Value) {
                 logged, never told).",
             "headers": {
                 "WWW-Authenticate": {
-                    "description": "The bearer challenge of RFC 6750, e.g. `Bearer realm=\"pdnd-gateway\", error=\"invalid_token\"`.",
+                    "description": "The bearer challenge of RFC 6750, e.g. `Bearer realm=\"pdnd-gateway\", error=\"invalid_token\"`, or for a DPoP-bound voucher the challenge of RFC 9449, e.g. `DPoP realm=\"pdnd-gateway\", error=\"invalid_dpop_proof\", algs=\"ES256 RS256 PS256\"`.",
                     "required": true,
                     "schema": { "type": "string", "maxLength": 256 }
                 }

@@ -48,6 +48,43 @@ pub fn unauthorized(failure: BearerFailure, instance: Option<&str>) -> HttpRespo
     problem.into_response_with(builder)
 }
 
+/// How a request failed the DPoP check (RFC 9449 section 7.1): the answer's challenge is
+/// `DPoP` with the algorithms a proof may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DpopFailure {
+    /// The `DPoP` header is missing, repeated or not a valid proof for this request
+    /// (`error="invalid_dpop_proof"`).
+    InvalidProof,
+    /// The voucher is not valid, is not DPoP-bound, or is bound to another key than the
+    /// proof's (`error="invalid_token"`).
+    InvalidToken,
+}
+
+/// A 401 problem with a `WWW-Authenticate: DPoP` challenge.
+pub fn unauthorized_dpop(failure: DpopFailure, instance: Option<&str>) -> HttpResponse {
+    let (code, detail) = match failure {
+        DpopFailure::InvalidProof => (
+            "invalid_dpop_proof",
+            "A DPoP-bound voucher needs a valid DPoP proof for this request in the `DPoP` header.",
+        ),
+        DpopFailure::InvalidToken => (
+            "invalid_token",
+            "The voucher is not valid for this e-service, or not bound to the proof's key.",
+        ),
+    };
+    let challenge = format!(
+        "DPoP realm=\"{REALM}\", error=\"{code}\", algs=\"{}\"",
+        crate::pdnd::dpop::ProofAlgorithm::challenge_list()
+    );
+    let mut problem = Problem::new(StatusCode::UNAUTHORIZED).with_detail(detail);
+    if let Some(id) = instance {
+        problem = problem.with_instance(id);
+    }
+    let mut builder = problem.response_builder();
+    builder.insert_header((header::WWW_AUTHENTICATE, challenge));
+    problem.into_response_with(builder)
+}
+
 /// 503: a dependency the gateway cannot serve without (PDND keys, the store) is unreachable.
 pub fn unavailable(detail: &str, instance: Option<&str>) -> HttpResponse {
     let mut problem = Problem::unavailable(detail);
@@ -76,6 +113,28 @@ mod tests {
             resp.headers().get(header::CONTENT_TYPE).unwrap(),
             PROBLEM_JSON
         );
+    }
+
+    #[test]
+    fn dpop_failures_carry_a_dpop_challenge() {
+        for (failure, code) in [
+            (DpopFailure::InvalidProof, "invalid_dpop_proof"),
+            (DpopFailure::InvalidToken, "invalid_token"),
+        ] {
+            let resp = unauthorized_dpop(failure, Some("req-1"));
+            assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+            let challenge = resp.headers().get(header::WWW_AUTHENTICATE).unwrap();
+            assert_eq!(
+                challenge.to_str().unwrap(),
+                format!(
+                    "DPoP realm=\"pdnd-gateway\", error=\"{code}\", algs=\"ES256 RS256 PS256\""
+                )
+            );
+            assert_eq!(
+                resp.headers().get(header::CONTENT_TYPE).unwrap(),
+                PROBLEM_JSON
+            );
+        }
     }
 
     #[test]

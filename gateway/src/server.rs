@@ -16,6 +16,7 @@ use crate::provider;
 use crate::provider::audit::{
     AuditError, AuditLog, AuditSettings, AuditStage, AuditStore, SubjectHasher,
 };
+use crate::provider::dpop::DpopCheck;
 use crate::provider::jwks::{JwksCache, JwksSchedule};
 use crate::provider::modi::{
     ModiSetupError, ModiShared, ModiStage, RequestChecks, ResponseSigning,
@@ -108,6 +109,22 @@ pub fn voucher_policy(config: &Config, eservice: &EserviceConfig) -> VoucherPoli
     }
 }
 
+/// The DPoP rules of one e-service: proofs name its configured public URL (never what the
+/// request's `Host` says, see [`crate::provider::dpop`]), PDND's 60 s / 10 s time window, and
+/// the replay memory the ModI checks use, in its own key space.
+pub fn dpop_check(
+    eservice: Eservice,
+    cfg: &EserviceConfig,
+    replay: Arc<dyn crate::modi::ReplayGuard>,
+) -> DpopCheck {
+    DpopCheck {
+        public_url: cfg.public_url.clone(),
+        base_path: eservice.base_path(),
+        policy: crate::pdnd::dpop::ProofPolicy::default(),
+        replay,
+    }
+}
+
 /// One HTTP client for the process (connection pool inside), with bounded timeouts.
 pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
@@ -148,6 +165,7 @@ impl PublicState {
                     eservice,
                     policy: voucher_policy(config, cfg),
                     jwks: jwks.clone(),
+                    dpop: dpop_check(eservice, cfg, modi.replay.clone()),
                 }),
                 purpose: Arc::new(PurposeStage {
                     eservice,
@@ -362,16 +380,22 @@ pub fn bind_authority(
     authority: Authority,
     stats: web::Data<crate::dev::authority_http::TokenStats>,
 ) -> std::io::Result<Bound> {
+    // Bound first, so that the token endpoint knows the URL DPoP proofs must name.
+    let listener = std::net::TcpListener::bind(addr)?;
+    let addr = listener.local_addr()?;
+    let endpoint = web::Data::new(crate::dev::authority_http::TokenEndpoint::new(format!(
+        "http://{addr}/token.oauth2"
+    )));
     let authority = web::Data::new(authority);
     let http = HttpServer::new(move || {
         App::new()
             .app_data(authority.clone())
             .app_data(stats.clone())
+            .app_data(endpoint.clone())
             .configure(crate::dev::authority_http::routes)
     })
     .workers(1)
-    .bind(addr)?;
-    let addr = first_addr(&http.addrs(), addr);
+    .listen(listener)?;
     Ok(Bound {
         addr,
         server: http.run(),

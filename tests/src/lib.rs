@@ -75,6 +75,22 @@ impl Harness {
             .access_token
     }
 
+    /// A DPoP-bound voucher for a purpose: asked for with a proof of `key` through the voucher
+    /// CLI's own code path; the authority answers `token_type: DPoP`.
+    pub async fn dpop_voucher(
+        &self,
+        purpose_id: &str,
+        key: &gateway::pdnd::dpop::DpopKey,
+    ) -> gateway::pdnd::TokenResponse {
+        let mut plan = gateway::cli::voucher::plan(&self.env.config, Some(purpose_id), None)
+            .expect("voucher plan");
+        plan.dpop = Some(key.clone());
+        gateway::cli::voucher::obtain(&plan)
+            .await
+            .expect("DPoP voucher obtained")
+            .response
+    }
+
     /// A voucher bound to a TrackingEvidence (AUDIT_REST_02): `digest` is the lowercase hex
     /// SHA-256 of the JWS, asked for through the voucher CLI's own code path.
     pub async fn voucher_with_digest(&self, purpose_id: &str, digest: &str) -> String {
@@ -341,6 +357,7 @@ impl Harness {
             max_concurrency: 64,
             ca_file: None,
             max_response_bytes: gateway::config::DEFAULT_MAX_RESPONSE_BYTES,
+            dpop: false,
         }
     }
 

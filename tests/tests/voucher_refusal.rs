@@ -64,6 +64,7 @@ async fn refusal_is_not_retried_and_leaks_no_key() {
             lifetime_secs: 300,
         },
         key: Arc::new(key),
+        dpop: None,
     };
     let cache = VoucherCache::new(
         TokenClient::new(reqwest::Client::new(), endpoint.url.clone()),

@@ -25,6 +25,7 @@ fn spec() -> VoucherSpec {
             lifetime_secs: 300,
         },
         key: Arc::new(RsaPrivateKey::generate().expect("key")),
+        dpop: None,
     }
 }
 

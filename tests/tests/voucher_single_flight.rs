@@ -93,6 +93,7 @@ async fn renewal_by_clock_costs_exactly_one_request() {
             lifetime_secs: 300,
         },
         key: Arc::new(key),
+        dpop: None,
     };
     let start = e2e::now();
     let clock = Arc::new(ManualClock::new(start));

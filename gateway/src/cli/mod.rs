@@ -2,6 +2,7 @@
 
 pub mod api_key;
 pub mod audit;
+pub mod dpop;
 pub mod keys;
 pub mod seed;
 pub mod verify_response;

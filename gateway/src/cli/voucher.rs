@@ -7,6 +7,7 @@
 use crate::config::Config;
 use crate::consumer::token_client::{Obtained, TokenClient, TokenClientError};
 use crate::pdnd::client_assertion::{decode_unverified, ClientAssertionBuilder, DigestClaim};
+use crate::pdnd::dpop::DpopKey;
 use crate::pdnd::jwk::RsaPrivateKey;
 use std::path::Path;
 
@@ -32,6 +33,8 @@ pub struct VoucherPlan {
     pub endpoint: String,
     pub builder: ClientAssertionBuilder,
     pub key: RsaPrivateKey,
+    /// Ask for a DPoP-bound voucher with a proof of this key (`None`: a Bearer voucher).
+    pub dpop: Option<DpopKey>,
 }
 
 /// Builds the plan from a (completed) configuration.
@@ -72,6 +75,7 @@ pub fn plan(
             lifetime_secs: client.assertion_lifetime_secs,
         },
         key,
+        dpop: None,
     })
 }
 
@@ -89,7 +93,9 @@ pub async fn obtain(plan: &VoucherPlan) -> Result<Obtained, VoucherCliError> {
     let http = crate::server::http_client().map_err(|e| VoucherCliError::Http(e.to_string()))?;
     let client = TokenClient::new(http, plan.endpoint.clone());
     let now = chrono::Utc::now().timestamp();
-    Ok(client.obtain(&plan.builder, &plan.key, now).await?)
+    Ok(client
+        .obtain_with_dpop(&plan.builder, &plan.key, plan.dpop.as_ref(), now)
+        .await?)
 }
 
 /// The `--decode` output: the voucher's header and claims, and the exchange's metadata.

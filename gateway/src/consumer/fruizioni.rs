@@ -34,6 +34,14 @@
 //! remote's answer. Once a commit has failed, calls are not sent at all (503) until the store
 //! answers again, so an outage costs at most the calls already in flight an unrecorded trip.
 //!
+//! A fruizione with `dpop = true` asks PDND for DPoP-bound vouchers (RFC 9449) with a P-256
+//! key generated when the gateway starts, and sends each call with `Authorization: DPoP` and a
+//! fresh `DPoP` proof naming that call's method and URL and the voucher's hash (`ath`). The key
+//! is ephemeral on purpose: a DPoP key is registered nowhere (the voucher names it in
+//! `cnf.jkt`), it only has to outlive the vouchers it obtained, which live in this process's
+//! cache too; never written to disk, it cannot leak from there, and a restart simply binds the
+//! next vouchers to a new key.
+//!
 //! Over the concurrency limit the answer is 503, not 429: the limit protects the remote and
 //! is shared by every internal caller, so it is the gateway's capacity that is exhausted, not
 //! the caller's allowance. Calls are not queued: a caller retries after `Retry-After`.
@@ -111,6 +119,8 @@ pub enum FruizioniError {
     NoClient { name: String },
     #[error("fruizione `{name}`: HTTP client: {reason}")]
     Http { name: String, reason: String },
+    #[error("fruizione `{name}`: DPoP key: {reason}")]
+    Dpop { name: String, reason: String },
     #[error("fruizione `{name}`: ModI: {source}")]
     Modi {
         name: String,
@@ -255,6 +265,16 @@ impl Fruizioni {
                     name: f.name.clone(),
                     source,
                 })?;
+            let dpop = if f.dpop {
+                let key =
+                    crate::pdnd::dpop::DpopKey::generate().map_err(|e| FruizioniError::Dpop {
+                        name: f.name.clone(),
+                        reason: e.to_string(),
+                    })?;
+                Some(Arc::new(key))
+            } else {
+                None
+            };
             let fruizione = Fruizione {
                 name: f.name.clone(),
                 base: effective_base(
@@ -272,6 +292,7 @@ impl Fruizioni {
                         lifetime_secs: lifetime,
                     },
                     key,
+                    dpop,
                 },
                 limit: Arc::new(Semaphore::new(f.max_concurrency)),
                 modi,
@@ -349,6 +370,32 @@ fn voucher_failure(name: &str, e: &VoucherError, instance: &Option<String>) -> H
         )
         .into_response(),
     }
+}
+
+/// The `DPoP` proof of one call with a DPoP-bound voucher (method, URL without query, `ath` of
+/// the voucher), signed by the key the voucher is bound to; `None` for a Bearer voucher.
+fn dpop_proof(
+    f: &Fruizione,
+    voucher: &super::voucher_cache::CachedVoucher,
+    method: &str,
+    url: &str,
+    now: i64,
+) -> Result<Option<String>, String> {
+    let Some(jkt) = &voucher.dpop_jkt else {
+        if voucher.scheme == crate::pdnd::dpop::DPOP_SCHEME {
+            return Err("PDND answered token_type DPoP to a request without a proof".into());
+        }
+        return Ok(None);
+    };
+    let key = f
+        .spec
+        .dpop
+        .as_ref()
+        .filter(|k| k.jkt() == jkt)
+        .ok_or("the voucher is bound to a key this fruizione does not hold")?;
+    key.proof(method, url, Some(&voucher.access_token), now)
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 /// Our own ModI material could not sign (a configuration or key problem, not the caller's).
@@ -618,10 +665,29 @@ async fn forward(
         )
         .into_response();
     };
+    let dpop_proof = match dpop_proof(f, &voucher, method.as_str(), &url, state.clock.now()) {
+        Ok(proof) => proof,
+        Err(detail) => {
+            tracing::error!(
+                fruizione = f.name,
+                reason = detail,
+                "no DPoP proof for the call"
+            );
+            return problem(
+                StatusCode::BAD_GATEWAY,
+                format!("The DPoP proof of fruizione `{}` could not be made; the gateway's log says why.", f.name),
+                &instance,
+            )
+            .into_response();
+        }
+    };
     let mut out = f
         .http
         .request(method, &url)
         .header(reqwest::header::AUTHORIZATION, voucher.authorization());
+    if let Some(proof) = dpop_proof {
+        out = out.header(crate::pdnd::dpop::DPOP_HEADER, proof);
+    }
     for name in FORWARDED_REQUEST {
         if let Some(v) = req.headers().get(*name) {
             out = out.header(*name, v.as_bytes());

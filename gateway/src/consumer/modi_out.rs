@@ -365,6 +365,7 @@ mod tests {
             max_concurrency: 1,
             ca_file: None,
             max_response_bytes: crate::config::DEFAULT_MAX_RESPONSE_BYTES,
+            dpop: false,
         }
     }
 

@@ -4,10 +4,13 @@
 //! PDND collaudo or production: only the URL and audience differ). PDND answers every refusal
 //! with the same opaque `015-0008`, so a refusal is reported together with the claims that were
 //! sent: that is what an integrator needs to find the mistake. The key never leaves this module.
+//! With a [`DpopKey`] the request carries a `DPoP` proof for `POST` to the endpoint (RFC 9449
+//! section 5), so that PDND binds the voucher to that key and answers `token_type: DPoP`.
 
 use crate::pdnd::client_assertion::{
     ClientAssertionBuilder, ClientAssertionClaims, SignedAssertion, TokenRequest, TokenResponse,
 };
+use crate::pdnd::dpop::{DpopKey, DPOP_HEADER};
 use crate::pdnd::jwk::RsaPrivateKey;
 
 /// Why no voucher was obtained.
@@ -83,21 +86,36 @@ impl TokenClient {
         &self.endpoint
     }
 
-    /// Signs a fresh client assertion and exchanges it for a voucher.
+    /// Signs a fresh client assertion and exchanges it for a (Bearer) voucher.
     pub async fn obtain(
         &self,
         builder: &ClientAssertionBuilder,
         key: &RsaPrivateKey,
         now: i64,
     ) -> Result<Obtained, TokenClientError> {
+        self.obtain_with_dpop(builder, key, None, now).await
+    }
+
+    /// [`TokenClient::obtain`], with a fresh DPoP proof of `dpop` when given.
+    pub async fn obtain_with_dpop(
+        &self,
+        builder: &ClientAssertionBuilder,
+        key: &RsaPrivateKey,
+        dpop: Option<&DpopKey>,
+        now: i64,
+    ) -> Result<Obtained, TokenClientError> {
         let assertion = builder
             .sign(key, now)
             .map_err(|e| TokenClientError::Sign(e.to_string()))?;
         let form = TokenRequest::new(&builder.client_id, &assertion);
-        let response = self
-            .http
-            .post(&self.endpoint)
-            .form(&form)
+        let mut request = self.http.post(&self.endpoint).form(&form);
+        if let Some(dpop) = dpop {
+            let proof = dpop
+                .proof("POST", &self.endpoint, None, now)
+                .map_err(|e| TokenClientError::Sign(e.to_string()))?;
+            request = request.header(DPOP_HEADER, proof);
+        }
+        let response = request
             .send()
             .await
             .map_err(|e| TokenClientError::Unreachable {

@@ -1,7 +1,7 @@
 //! Vouchers for the outbound proxy: obtained once, shared, renewed ahead of expiry.
 //!
 //! [`TokenClient`] does one exchange; this module decides *when* to do one. Vouchers are cached
-//! per (token endpoint, clientId, purposeId, digest): a voucher bound to a TrackingEvidence
+//! per (token endpoint, clientId, purposeId, digest, DPoP key): a voucher bound to a TrackingEvidence
 //! digest (AUDIT_REST_02) is good for that evidence only, so it gets its own entry; the proxy
 //! asks for those with [`VoucherCache::get_for_one_call`], which keeps the retries but stores
 //! nothing (an evidence accompanies one call, so nobody could reuse the voucher). Rules:
@@ -15,10 +15,15 @@
 //!   honouring `Retry-After`, within a bounded number of attempts and total time; a 400 is a
 //!   refusal and is never retried (PDND answers the same opaque `015-0008` every time).
 //!
+//! A DPoP-bound voucher (RFC 9449) is asked for with a proof of the spec's [`DpopKey`]; the
+//! cached voucher keeps the thumbprint it is bound to, so each call can prove possession of
+//! the same key.
+//!
 //! Time comes from a [`Clock`], so renewal is tested by moving a clock rather than sleeping.
 
 use super::token_client::{TokenClient, TokenClientError};
 use crate::pdnd::client_assertion::ClientAssertionBuilder;
+use crate::pdnd::dpop::DpopKey;
 use crate::pdnd::jwk::RsaPrivateKey;
 use rand::Rng;
 use std::collections::HashMap;
@@ -119,15 +124,19 @@ impl Default for CachePolicy {
 pub struct VoucherSpec {
     pub builder: ClientAssertionBuilder,
     pub key: Arc<RsaPrivateKey>,
+    /// The key DPoP-bound vouchers are asked for with; `None` for Bearer vouchers.
+    pub dpop: Option<Arc<DpopKey>>,
 }
 
-/// The cache key: (token endpoint, clientId, purposeId, digest).
+/// The cache key: (token endpoint, clientId, purposeId, digest, DPoP key thumbprint).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
     pub endpoint: String,
     pub client_id: String,
     pub purpose_id: Option<String>,
     pub digest: Option<String>,
+    /// A voucher bound to one key is of no use to a caller holding another.
+    pub dpop_jkt: Option<String>,
 }
 
 /// A voucher ready to be sent.
@@ -136,6 +145,9 @@ pub struct CachedVoucher {
     pub access_token: String,
     /// `Bearer` or `DPoP`, from the token response's `token_type`.
     pub scheme: &'static str,
+    /// The thumbprint of the key a DPoP voucher is bound to (the key that asked for it); every
+    /// call with it needs a proof signed by that key.
+    pub dpop_jkt: Option<String>,
     /// Unix seconds; the voucher is not sent from then on.
     pub expires_at: i64,
     /// Unix seconds; from then on a renewal is started.
@@ -246,6 +258,7 @@ impl VoucherCache {
             client_id: spec.builder.client_id.clone(),
             purpose_id: spec.builder.purpose_id.clone(),
             digest: spec.builder.digest.as_ref().map(|d| d.value.clone()),
+            dpop_jkt: spec.dpop.as_ref().map(|k| k.jkt().to_owned()),
         }
     }
 
@@ -367,7 +380,11 @@ impl VoucherCache {
         loop {
             attempt += 1;
             let asked_at = self.clock.now();
-            let err = match self.token.obtain(&spec.builder, &spec.key, asked_at).await {
+            let obtained = self
+                .token
+                .obtain_with_dpop(&spec.builder, &spec.key, spec.dpop.as_deref(), asked_at)
+                .await;
+            let err = match obtained {
                 Ok(obtained) => {
                     let lifetime = obtained.response.expires_in.max(0);
                     let margin =
@@ -382,8 +399,16 @@ impl VoucherCache {
                         attempt,
                         "voucher obtained"
                     );
+                    let scheme = obtained.response.authorization_scheme();
+                    // Bound only when we asked with a key and PDND says so.
+                    let dpop_jkt = spec
+                        .dpop
+                        .as_ref()
+                        .filter(|_| scheme == crate::pdnd::dpop::DPOP_SCHEME)
+                        .map(|k| k.jkt().to_owned());
                     return Ok(CachedVoucher {
-                        scheme: obtained.response.authorization_scheme(),
+                        scheme,
+                        dpop_jkt,
                         access_token: obtained.response.access_token,
                         expires_at,
                         renew_at: expires_at.saturating_sub(margin.max(1)),
@@ -460,6 +485,7 @@ mod tests {
             scheme: "Bearer",
             expires_at: 0,
             renew_at: 0,
+            dpop_jkt: None,
         };
         let good = format!("{}.{}.sig", enc("{}"), enc(r#"{"jti":"abc-123"}"#));
         assert_eq!(voucher(good).jti().as_deref(), Some("abc-123"));

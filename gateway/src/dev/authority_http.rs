@@ -7,12 +7,20 @@
 //! anything else gets 401 problem+json. A refused request gets PDND's opaque 400 `015-0008` body, exactly
 //! like production; unlike production, the log line says which rule failed and why.
 //!
+//! A token request with a `DPoP` header gets a DPoP-bound voucher when the proof is valid for
+//! `POST` to [`TokenEndpoint::url`] (the address the authority really bound, never the request's
+//! `Host`) and its `jti` is new; otherwise PDND's 400. The jti is remembered as soon as the proof
+//! verifies (PDND checks its cache later, after the assertion), so a proof is single use even
+//! when the rest of the request fails: a client signs a new one for each request anyway.
+//!
 //! It also counts token requests ([`TokenStats`], `GET /stats`): the proxy's promise of one
 //! request per purpose at a time is checked against these numbers, and the gateway's bounds on
 //! key lookups against the count of `/keys/{kid}` requests.
 
-use crate::pdnd::authority::{pdnd_error_body, Authority};
+use crate::modi::{InMemoryReplayGuard, ReplayGuard, ReplayScope};
+use crate::pdnd::authority::{pdnd_error_body, AssertionRejection, Authority, Rejection};
 use crate::pdnd::client_assertion::TokenRequest;
+use crate::pdnd::dpop::{VerifiedProof, DPOP_HEADER};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,6 +60,64 @@ async fn stats(stats: Option<web::Data<TokenStats>>) -> HttpResponse {
         }))
 }
 
+/// Proofs remembered at once; beyond it a proof is refused rather than a jti forgotten.
+const PROOF_MEMORY: usize = 100_000;
+
+/// The token endpoint's own URL (the `htu` proofs must name) and the memory of proof `jti`s.
+pub struct TokenEndpoint {
+    pub url: String,
+    proofs: InMemoryReplayGuard,
+}
+
+impl TokenEndpoint {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            proofs: InMemoryReplayGuard::new(PROOF_MEMORY),
+        }
+    }
+}
+
+/// The request's DPoP proof, checked: `Ok(None)` without a `DPoP` header.
+fn dpop_proof(
+    req: &HttpRequest,
+    authority: &Authority,
+    endpoint: Option<&TokenEndpoint>,
+    now: i64,
+) -> Result<Option<VerifiedProof>, Rejection> {
+    let invalid = |reason: &str| {
+        Rejection::from(AssertionRejection::DpopProofInvalid(
+            crate::pdnd::dpop::DpopError::Malformed(reason.to_owned()),
+        ))
+    };
+    let mut headers = req.headers().get_all(DPOP_HEADER);
+    let Some(first) = headers.next() else {
+        return Ok(None);
+    };
+    if headers.next().is_some() {
+        return Err(invalid("more than one DPoP header"));
+    }
+    let proof = first
+        .to_str()
+        .map_err(|_| invalid("the DPoP header is not visible ASCII"))?;
+    let endpoint = endpoint.ok_or_else(|| invalid("this authority has no DPoP endpoint URL"))?;
+    let verified = authority.check_dpop_proof(proof, &endpoint.url, now)?;
+    endpoint
+        .proofs
+        .check_and_store_in(
+            ReplayScope::DpopProof,
+            verified.jti(),
+            verified.replay_expires_at(),
+            now,
+        )
+        .map_err(|_| {
+            Rejection::from(AssertionRejection::DpopProofJtiAlreadyUsed(
+                verified.jti().to_owned(),
+            ))
+        })?;
+    Ok(Some(verified))
+}
+
 fn refused(correlation_id: &str) -> HttpResponse {
     HttpResponse::BadRequest()
         .insert_header((header::CONTENT_TYPE, crate::problem::PROBLEM_JSON))
@@ -59,8 +125,10 @@ fn refused(correlation_id: &str) -> HttpResponse {
 }
 
 async fn token(
+    req: HttpRequest,
     authority: web::Data<Authority>,
     stats: Option<web::Data<TokenStats>>,
+    endpoint: Option<web::Data<TokenEndpoint>>,
     form: Result<web::Form<TokenRequest>, actix_web::Error>,
 ) -> HttpResponse {
     if let Some(s) = &stats {
@@ -75,7 +143,20 @@ async fn token(
         }
     };
     let now = chrono::Utc::now().timestamp();
-    match authority.issue(&form, now) {
+    // PDND's step 1: the proof, before anything about the assertion.
+    let proof = match dpop_proof(
+        &req,
+        &authority,
+        endpoint.as_ref().map(|e| e.get_ref()),
+        now,
+    ) {
+        Ok(proof) => proof,
+        Err(rejection) => {
+            tracing::warn!(correlation_id, client_id = form.client_id.as_deref().unwrap_or(""), reasons = %rejection, "token request refused");
+            return refused(&correlation_id);
+        }
+    };
+    match authority.issue_bound(&form, proof.as_ref(), now) {
         Ok(response) => {
             if let Some(s) = &stats {
                 s.issued.fetch_add(1, Ordering::SeqCst);
@@ -143,7 +224,8 @@ async fn client_key(
 }
 
 /// Registers the authority's routes; the app must hold `web::Data<Authority>` (and may hold
-/// `web::Data<TokenStats>`).
+/// `web::Data<TokenStats>`, and `web::Data<TokenEndpoint>`, without which DPoP proofs are
+/// refused).
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/token.oauth2", web::post().to(token))
         .route("/stats", web::get().to(stats))

@@ -136,6 +136,7 @@ pub fn sample_fruizione(config: &Config) -> FruizioneConfig {
         max_concurrency: 256,
         ca_file: None,
         max_response_bytes: crate::config::DEFAULT_MAX_RESPONSE_BYTES,
+        dpop: false,
     }
 }
 

@@ -34,7 +34,7 @@ pub use keys::{
     rsa_thumbprint, KeyReference, LeafKey, SigningAlgorithm, SigningMaterial, TrustStore,
 };
 pub use pki::{generate_dev_pki, DevPki};
-pub use replay::{InMemoryReplayGuard, ReplayGuard};
+pub use replay::{InMemoryReplayGuard, ReplayGuard, ReplayScope};
 pub use response::{is_signable_status, sign_response, verify_request, verify_response};
 pub use signature::{
     sign, sign_message, verify, MessageSignature, SignatureClaims, SignatureExpectations,

@@ -1,4 +1,5 @@
-//! Anti-replay for the `jti` of Agid-JWT-Signature and Agid-JWT-TrackingEvidence tokens.
+//! Anti-replay for the `jti` of Agid-JWT-Signature and Agid-JWT-TrackingEvidence tokens, and
+//! of DPoP proofs (RFC 9449).
 //!
 //! Verification proves a JWS is authentic; only memory proves it is new. A jti must be
 //! remembered until the token would be refused as expired anyway (`exp + leeway`), and no
@@ -10,6 +11,10 @@
 //! the client could resolve by resending, while the client must sign a fresh message.
 //!
 //! PDND vouchers are deliberately NOT subject to this: they are reusable until `exp`.
+//!
+//! One memory serves every kind of token, each in its own key space ([`ReplayScope`]): a jti
+//! is unique only among tokens of its kind, so a ModI jti can never consume (or be consumed
+//! by) a DPoP proof's, whatever strings the peers choose.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -17,15 +22,36 @@ use std::sync::Mutex;
 use super::jws::MAX_JTI_LEN;
 use super::ModiError;
 
+/// The kind of token a jti belongs to; each kind has its own key space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ReplayScope {
+    /// Agid-JWT-Signature and Agid-JWT-TrackingEvidence (one key space, as before DPoP).
+    Modi,
+    /// DPoP proofs, at the provider and at the development token endpoint.
+    DpopProof,
+}
+
 /// Remembers jtis until they expire and refuses the second use of one.
 pub trait ReplayGuard: Send + Sync {
-    /// Records `jti` until `expires_at` (unix seconds). Fails with [`ModiError::Replayed`] if
-    /// it is already recorded and not yet expired at `now`.
-    fn check_and_store(&self, jti: &str, expires_at: i64, now: i64) -> Result<(), ModiError>;
+    /// Records `jti` of the kind `scope` until `expires_at` (unix seconds), on behalf of
+    /// `client` when known (the PDND client id of the voucher the token came with, so that a
+    /// guard can give each client a share of its memory). Fails with [`ModiError::Replayed`]
+    /// if it is already recorded and not yet expired at `now`.
+    fn store_jti(
+        &self,
+        scope: ReplayScope,
+        client: Option<&str>,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<(), ModiError>;
 
-    /// [`ReplayGuard::check_and_store`] on behalf of `client` (the PDND client id of the
-    /// voucher the token came with), so that a guard can give each client a share of its
-    /// memory. The default ignores the client.
+    /// A ModI `jti`, with no client known.
+    fn check_and_store(&self, jti: &str, expires_at: i64, now: i64) -> Result<(), ModiError> {
+        self.store_jti(ReplayScope::Modi, None, jti, expires_at, now)
+    }
+
+    /// A ModI `jti` on behalf of `client`.
     fn check_and_store_for(
         &self,
         client: &str,
@@ -33,8 +59,18 @@ pub trait ReplayGuard: Send + Sync {
         expires_at: i64,
         now: i64,
     ) -> Result<(), ModiError> {
-        let _ = client;
-        self.check_and_store(jti, expires_at, now)
+        self.store_jti(ReplayScope::Modi, Some(client), jti, expires_at, now)
+    }
+
+    /// A `jti` in the key space of `scope`, with no client known.
+    fn check_and_store_in(
+        &self,
+        scope: ReplayScope,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<(), ModiError> {
+        self.store_jti(scope, None, jti, expires_at, now)
     }
 }
 
@@ -59,11 +95,13 @@ pub struct InMemoryReplayGuard {
     state: Mutex<State>,
 }
 
+type Key = (ReplayScope, String);
+
 #[derive(Debug, Default)]
 struct State {
-    /// jti -> (expires_at, client).
-    seen: HashMap<String, (i64, Option<String>)>,
-    by_expiry: BTreeSet<(i64, String)>,
+    /// (scope, jti) -> (expires_at, client).
+    seen: HashMap<Key, (i64, Option<String>)>,
+    by_expiry: BTreeSet<(i64, Key)>,
     /// client -> live entries per expiry second (the first key is when it next gets room).
     by_client: HashMap<String, BTreeMap<i64, usize>>,
 }
@@ -75,8 +113,8 @@ impl State {
             .map_or(0, |expiries| expiries.values().sum())
     }
 
-    fn forget(&mut self, jti: &str) {
-        let Some((expires_at, Some(client))) = self.seen.remove(jti) else {
+    fn forget(&mut self, key: &Key) {
+        let Some((expires_at, Some(client))) = self.seen.remove(key) else {
             return;
         };
         if let Some(expiries) = self.by_client.get_mut(&client) {
@@ -134,6 +172,7 @@ impl InMemoryReplayGuard {
 
     fn store(
         &self,
+        scope: ReplayScope,
         client: Option<&str>,
         jti: &str,
         expires_at: i64,
@@ -152,7 +191,8 @@ impl InMemoryReplayGuard {
                 state.forget(&key);
             }
         }
-        if state.seen.contains_key(jti) {
+        let key = (scope, jti.to_string());
+        if state.seen.contains_key(&key) {
             return Err(ModiError::Replayed(jti.to_string()));
         }
         if expires_at <= now {
@@ -177,8 +217,8 @@ impl InMemoryReplayGuard {
         }
         state
             .seen
-            .insert(jti.to_string(), (expires_at, client.map(str::to_owned)));
-        state.by_expiry.insert((expires_at, jti.to_string()));
+            .insert(key.clone(), (expires_at, client.map(str::to_owned)));
+        state.by_expiry.insert((expires_at, key));
         if let Some(client) = client {
             *state
                 .by_client
@@ -192,18 +232,15 @@ impl InMemoryReplayGuard {
 }
 
 impl ReplayGuard for InMemoryReplayGuard {
-    fn check_and_store(&self, jti: &str, expires_at: i64, now: i64) -> Result<(), ModiError> {
-        self.store(None, jti, expires_at, now)
-    }
-
-    fn check_and_store_for(
+    fn store_jti(
         &self,
-        client: &str,
+        scope: ReplayScope,
+        client: Option<&str>,
         jti: &str,
         expires_at: i64,
         now: i64,
     ) -> Result<(), ModiError> {
-        self.store(Some(client), jti, expires_at, now)
+        self.store(scope, client, jti, expires_at, now)
     }
 }
 
@@ -334,6 +371,31 @@ mod tests {
             Err(ModiError::ReplayQuotaExceeded {
                 retry_after_secs: 100
             })
+        );
+    }
+
+    #[test]
+    fn scopes_do_not_collide() {
+        let guard = InMemoryReplayGuard::new(10);
+        assert_eq!(guard.check_and_store("same", 1100, 1000), Ok(()));
+        // The same string as a DPoP proof jti is another token.
+        assert_eq!(
+            guard.check_and_store_in(ReplayScope::DpopProof, "same", 1100, 1000),
+            Ok(())
+        );
+        assert_eq!(
+            guard.check_and_store_in(ReplayScope::DpopProof, "same", 1100, 1001),
+            Err(ModiError::Replayed("same".into()))
+        );
+        assert_eq!(
+            guard.check_and_store_in(ReplayScope::Modi, "same", 1100, 1001),
+            Err(ModiError::Replayed("same".into()))
+        );
+        assert_eq!(guard.len(), 2);
+        // Both expire on their own.
+        assert_eq!(
+            guard.check_and_store_in(ReplayScope::DpopProof, "same", 1200, 1100),
+            Ok(())
         );
     }
 }

@@ -8,7 +8,10 @@
 //! failing claim collected; claim types; the key lookup (`(clientId, kid, purposeId)` when the
 //! assertion names a purpose, so an API Interop client asking with one finds no entry); the
 //! header's `crit`, the RS256 signature and `nbf`/`exp` with no clock tolerance, as
-//! `jose.jwtVerify` checks them; the purpose. DPoP and rate limiting are not modelled.
+//! `jose.jwtVerify` checks them; the purpose. Rate limiting is not modelled.
+//! DPoP (RFC 9449) is: a token request with a valid proof ([`Authority::check_dpop_proof`],
+//! PDND's step 1) gets a voucher bound to the proof's key (`cnf.jkt`) and `token_type: DPoP`
+//! ([`Authority::issue_bound`]); a proof's `jti` is single use, which the HTTP face enforces.
 //! Vouchers are shaped byte for byte like PDND's (`typ: at+jwt`, `use: sig`, `aud` as ONE
 //! comma-joined string). The HTTP layer answers every [`Rejection`] with PDND's opaque
 //! [`pdnd_error_body`] and logs its `Display`, which names each failed rule.
@@ -19,6 +22,7 @@ use serde_json::{Map, Value};
 use super::client_assertion::{
     DigestClaim, TokenRequest, TokenResponse, CLIENT_ASSERTION_TYPE, GRANT_TYPE,
 };
+use super::dpop::{self, DpopError, ProofPolicy, ProofRequest, VerifiedProof};
 use super::jwk::{JwkSet, RsaPrivateKey, RsaPublicKey};
 use super::jws::{self, Part};
 use super::uuid_format::is_pdnd_uuid;
@@ -150,6 +154,17 @@ pub enum AssertionRejection {
         client_id: String,
         purpose_id: String,
     },
+    /// The `DPoP` header is not a valid proof for this token endpoint (PDND
+    /// dpopProofValidationFailed).
+    #[error("DPoP proof not valid: {0}")]
+    DpopProofInvalid(DpopError),
+    /// The proof's signature does not verify with its own `jwk` (PDND
+    /// dpopProofSignatureValidationFailed).
+    #[error("DPoP proof signature not valid")]
+    DpopProofSignature,
+    /// The proof's `jti` was already used (PDND dpopProofJtiAlreadyUsed).
+    #[error("DPoP proof jti {0} already used")]
+    DpopProofJtiAlreadyUsed(String),
     /// Signing the voucher failed: an internal error (HTTP 500), not the client's fault.
     #[error("Voucher signing failed: {0}")]
     VoucherSigning(String),
@@ -194,6 +209,10 @@ impl AssertionRejection {
             EntryNotFound { .. } | PurposeNotRegistered { .. } | ApiClientWithPurpose { .. } => {
                 "entry-not-found"
             }
+            // The authorization server's own codes (errors.ts), with its service prefix.
+            DpopProofInvalid(_) => "015-0009",
+            DpopProofSignature => "015-0010",
+            DpopProofJtiAlreadyUsed(_) => "015-0012",
             VoucherSigning(_) => "internal",
         }
     }
@@ -221,6 +240,13 @@ impl Rejection {
     /// True when the authority itself failed (HTTP 500 rather than PDND's generic 400).
     pub fn is_internal(&self) -> bool {
         self.errors.iter().any(AssertionRejection::is_internal)
+    }
+}
+
+impl From<AssertionRejection> for Rejection {
+    /// A request that broke one rule.
+    fn from(error: AssertionRejection) -> Self {
+        Self::one(error)
     }
 }
 
@@ -284,6 +310,15 @@ struct VoucherClaims<'a> {
     eservice_id: &'a str,
     #[serde(rename = "descriptorId")]
     descriptor_id: &'a str,
+    /// The DPoP binding, when the token request carried a proof.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cnf: Option<Confirmation<'a>>,
+}
+
+/// `cnf` (RFC 7800) of a DPoP-bound voucher: the thumbprint of the proof key (RFC 9449 6.1).
+#[derive(Serialize)]
+struct Confirmation<'a> {
+    jkt: &'a str,
 }
 
 /// The claims PDND puts in an API Interop voucher (generateInteropApiToken): no purpose, no
@@ -301,6 +336,8 @@ struct M2mVoucherClaims<'a> {
     #[serde(rename = "organizationId")]
     organization_id: &'a str,
     role: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cnf: Option<Confirmation<'a>>,
 }
 
 /// The `role` of an API Interop voucher of an ordinary (non-admin) M2M client.
@@ -512,6 +549,41 @@ impl Authority {
 
     /// Checks a token request as PDND does and, if every rule holds, issues a voucher.
     pub fn issue(&self, request: &TokenRequest, now: i64) -> Result<TokenResponse, Rejection> {
+        self.issue_bound(request, None, now)
+    }
+
+    /// PDND's step 1 for a request with a `DPoP` header: a valid proof for `POST` to
+    /// `token_url` (the URL clients are configured with, never taken from the request), with
+    /// PDND's 60 s / 10 s window and no `ath` (no voucher exists yet). The `jti` is the caller's
+    /// to remember.
+    pub fn check_dpop_proof(
+        &self,
+        proof: &str,
+        token_url: &str,
+        now: i64,
+    ) -> Result<VerifiedProof, Rejection> {
+        let request = ProofRequest {
+            method: "POST",
+            url: token_url,
+            access_token: None,
+        };
+        dpop::verify(proof, &request, &ProofPolicy::default(), now).map_err(|e| {
+            Rejection::one(match e {
+                DpopError::BadSignature => AssertionRejection::DpopProofSignature,
+                other => AssertionRejection::DpopProofInvalid(other),
+            })
+        })
+    }
+
+    /// [`Authority::issue`], binding the voucher to `proof`'s key when there is one: `cnf.jkt`
+    /// in the voucher, `token_type: "DPoP"` in the answer.
+    pub fn issue_bound(
+        &self,
+        request: &TokenRequest,
+        proof: Option<&VerifiedProof>,
+        now: i64,
+    ) -> Result<TokenResponse, Rejection> {
+        let jkt = proof.map(VerifiedProof::jkt);
         check_request_parameters(request)?;
         let assertion = decode_assertion(
             &request.client_assertion,
@@ -552,17 +624,18 @@ impl Authority {
                 }));
             }
             verify_signature(&assertion, &api_client.public_key, now)?;
-            return self.sign_m2m_voucher(api_client, now);
+            return self.sign_m2m_voucher(api_client, jkt, now);
         };
 
         verify_signature(&assertion, &client.public_key, now)?;
         let purpose = check_purpose(client, assertion.purpose_id.as_deref())?;
-        self.sign_voucher(client, purpose, assertion.digest.as_ref(), now)
+        self.sign_voucher(client, purpose, assertion.digest.as_ref(), jkt, now)
     }
 
     fn sign_m2m_voucher(
         &self,
         client: &RegisteredApiClient,
+        jkt: Option<&str>,
         now: i64,
     ) -> Result<TokenResponse, Rejection> {
         let audience = self.m2m_audience.as_deref().ok_or_else(|| {
@@ -588,12 +661,13 @@ impl Authority {
             client_id: &client.client_id,
             organization_id: &client.organization_id,
             role: M2M_ROLE,
+            cnf: jkt.map(|jkt| Confirmation { jkt }),
         };
         let access_token = jws::sign_rs256(&header, &claims, &self.signing_key)
             .map_err(|e| Rejection::one(AssertionRejection::VoucherSigning(e.to_string())))?;
         Ok(TokenResponse {
             access_token,
-            token_type: Some("Bearer".to_owned()),
+            token_type: Some(token_type(jkt).to_owned()),
             expires_in: exp - now,
         })
     }
@@ -603,6 +677,7 @@ impl Authority {
         client: &RegisteredClient,
         purpose: &RegisteredPurpose,
         digest: Option<&DigestClaim>,
+        jkt: Option<&str>,
         now: i64,
     ) -> Result<TokenResponse, Rejection> {
         let header = VoucherHeader {
@@ -627,14 +702,24 @@ impl Authority {
             consumer_id: &client.consumer_id,
             eservice_id: &purpose.eservice_id,
             descriptor_id: &purpose.descriptor_id,
+            cnf: jkt.map(|jkt| Confirmation { jkt }),
         };
         let access_token = jws::sign_rs256(&header, &claims, &self.signing_key)
             .map_err(|e| Rejection::one(AssertionRejection::VoucherSigning(e.to_string())))?;
         Ok(TokenResponse {
             access_token,
-            token_type: Some("Bearer".to_owned()),
+            token_type: Some(token_type(jkt).to_owned()),
             expires_in: exp - now,
         })
+    }
+}
+
+/// The answer's `token_type`: `DPoP` for a bound voucher, `Bearer` otherwise.
+fn token_type(jkt: Option<&str>) -> &'static str {
+    if jkt.is_some() {
+        "DPoP"
+    } else {
+        "Bearer"
     }
 }
 
@@ -1947,5 +2032,93 @@ mod tests {
         assert_eq!(body["status"], 400);
         assert_eq!(body["errors"][0]["code"], "015-0008");
         assert_eq!(body["correlationId"], "abc");
+    }
+
+    // --- DPoP ---
+
+    const TOKEN_URL: &str = "https://auth.uat.interop.pagopa.it/token.oauth2";
+
+    fn dpop_key() -> &'static crate::pdnd::dpop::DpopKey {
+        static KEY: std::sync::OnceLock<crate::pdnd::dpop::DpopKey> = std::sync::OnceLock::new();
+        KEY.get_or_init(|| crate::pdnd::dpop::DpopKey::generate().unwrap())
+    }
+
+    fn good_request() -> TokenRequest {
+        let builder = ClientAssertionBuilder {
+            client_id: CLIENT.into(),
+            audience: AUD.into(),
+            purpose_id: Some(PURPOSE.into()),
+            digest: None,
+            lifetime_secs: 600,
+        };
+        TokenRequest::new(CLIENT, &builder.sign(test_keys::client(), NOW).unwrap())
+    }
+
+    #[test]
+    fn valid_proof_binds_the_voucher_to_its_key() {
+        let authority = authority();
+        let proof = dpop_key().proof("POST", TOKEN_URL, None, NOW).unwrap();
+        let verified = authority.check_dpop_proof(&proof, TOKEN_URL, NOW).unwrap();
+        let response = authority
+            .issue_bound(&good_request(), Some(&verified), NOW)
+            .unwrap();
+        assert_eq!(response.token_type.as_deref(), Some("DPoP"));
+        assert_eq!(response.authorization_scheme(), "DPoP");
+        let (header, claims) = decode_unverified(&response.access_token).unwrap();
+        // The voucher's header is PDND's usual one: at+jwt, not dpop+jwt.
+        assert_eq!(header["typ"], "at+jwt");
+        assert_eq!(claims["cnf"], json!({"jkt": dpop_key().jkt()}));
+        // The provider's check sees the binding.
+        let policy = crate::pdnd::voucher::VoucherPolicy::new(
+            vec!["uat.interop.pagopa.it".into()],
+            vec!["anagrafe-v1".into()],
+        );
+        let voucher =
+            crate::pdnd::voucher::validate(&response.access_token, &authority.jwks(), &policy, NOW)
+                .unwrap();
+        assert_eq!(voucher.confirmation_jkt(), Some(dpop_key().jkt()));
+        // Without a proof: Bearer, no cnf (the control).
+        let plain = authority.issue(&good_request(), NOW).unwrap();
+        assert_eq!(plain.token_type.as_deref(), Some("Bearer"));
+        let (_, claims) = decode_unverified(&plain.access_token).unwrap();
+        assert!(claims.get("cnf").is_none());
+    }
+
+    #[test]
+    fn proof_for_another_endpoint_method_or_time_is_refused() {
+        let authority = authority();
+        for (proof, at) in [
+            (
+                dpop_key().proof("POST", "https://evil.example/token.oauth2", None, NOW),
+                NOW,
+            ),
+            (dpop_key().proof("GET", TOKEN_URL, None, NOW), NOW),
+            (dpop_key().proof("POST", TOKEN_URL, None, NOW), NOW + 61),
+        ] {
+            let rejection = authority
+                .check_dpop_proof(&proof.unwrap(), TOKEN_URL, at)
+                .unwrap_err();
+            assert!(
+                matches!(rejection.errors.as_slice(), [R::DpopProofInvalid(_)]),
+                "{rejection}"
+            );
+            assert_eq!(rejection.errors[0].code(), "015-0009");
+        }
+    }
+
+    #[test]
+    fn proof_signed_by_another_key_is_a_signature_failure() {
+        let proof = dpop_key().proof("POST", TOKEN_URL, None, NOW).unwrap();
+        let other = crate::pdnd::dpop::DpopKey::generate().unwrap();
+        let forged = other.proof("POST", TOKEN_URL, None, NOW).unwrap();
+        // The header (and its jwk) of the first proof, the claims and signature of the second.
+        let [h, _, _] = jws::split(&proof).unwrap();
+        let [_, p, sig] = jws::split(&forged).unwrap();
+        let rejection = authority()
+            .check_dpop_proof(&format!("{h}.{p}.{sig}"), TOKEN_URL, NOW)
+            .unwrap_err();
+        assert_eq!(rejection.errors, [R::DpopProofSignature]);
+        assert_eq!(R::DpopProofSignature.code(), "015-0010");
+        assert_eq!(R::DpopProofJtiAlreadyUsed("j".into()).code(), "015-0012");
     }
 }

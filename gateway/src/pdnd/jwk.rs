@@ -199,6 +199,53 @@ impl RsaPublicKey {
     }
 }
 
+/// The length in bytes of each P-256 coordinate.
+pub const P256_COORDINATE_LEN: usize = 32;
+
+/// A P-256 (`crv: "P-256"`) public key as its JWK members: base64url (no padding) big-endian
+/// coordinates `x` and `y`. PDND registers only RSA keys for clients, but DPoP proofs (RFC 9449)
+/// carry their own key, and ES256 is what PDND recommends for them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EcPublicKey {
+    pub x: String,
+    pub y: String,
+}
+
+impl EcPublicKey {
+    /// The decoded coordinates, each exactly 32 bytes.
+    pub fn coordinates(&self) -> Result<(Vec<u8>, Vec<u8>), KeyError> {
+        let x = URL_SAFE_NO_PAD
+            .decode(&self.x)
+            .map_err(|_| KeyError::InvalidComponent("x"))?;
+        let y = URL_SAFE_NO_PAD
+            .decode(&self.y)
+            .map_err(|_| KeyError::InvalidComponent("y"))?;
+        if x.len() != P256_COORDINATE_LEN {
+            return Err(KeyError::InvalidComponent("x"));
+        }
+        if y.len() != P256_COORDINATE_LEN {
+            return Err(KeyError::InvalidComponent("y"));
+        }
+        Ok((x, y))
+    }
+
+    /// RFC 7638 thumbprint: base64url(SHA-256) of `{"crv":"P-256","kty":"EC","x":..,"y":..}`
+    /// (members in lexicographic order, no whitespace).
+    pub fn thumbprint(&self) -> String {
+        // x and y are base64url, so they never need JSON escaping; the format is canonical.
+        let canonical = format!(
+            r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+            self.x, self.y
+        );
+        URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+    }
+
+    /// The public JWK, exactly the required members (what a DPoP proof header carries).
+    pub fn to_jwk(&self) -> Value {
+        serde_json::json!({"kty": "EC", "crv": "P-256", "x": self.x, "y": self.y})
+    }
+}
+
 /// A JSON Web Key Set (`{"keys":[...]}`) as published at `/.well-known/jwks.json`.
 ///
 /// Keys stay raw JSON so that a set holding EC or encryption keys next to PDND's RSA signing
@@ -266,6 +313,30 @@ mod tests {
             key.thumbprint(),
             "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
         );
+    }
+
+    /// RFC 7638 section 3.1's method applied to the P-256 example key of RFC 7517 appendix A.1
+    /// (thumbprint computed independently with `openssl dgst -sha256 -binary | basenc
+    /// --base64url` over the canonical JSON).
+    #[test]
+    fn ec_thumbprint_follows_rfc7638() {
+        let key = EcPublicKey {
+            x: "MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4".into(),
+            y: "4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM".into(),
+        };
+        assert_eq!(
+            key.thumbprint(),
+            "cn-I_WNMClehiVp51i_0VpOENW1upEerA8sEam5hn-s"
+        );
+        assert!(key.coordinates().is_ok());
+        let short = EcPublicKey {
+            x: "AAAA".into(),
+            y: key.y.clone(),
+        };
+        assert!(matches!(
+            short.coordinates(),
+            Err(KeyError::InvalidComponent("x"))
+        ));
     }
 
     #[test]

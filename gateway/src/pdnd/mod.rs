@@ -8,10 +8,12 @@
 //! - [`jws`]: the compact JWS plumbing shared by the other modules (split, decode, sign, verify);
 //! - [`client_assertion`]: what the gateway sends to `/token.oauth2` as fruitore;
 //! - [`authority`]: the development authorisation server, checking assertions in PDND's order;
-//! - [`voucher`]: the erogatore's check of an incoming voucher.
+//! - [`voucher`]: the erogatore's check of an incoming voucher;
+//! - [`dpop`]: DPoP proofs (RFC 9449) that bind a voucher to its holder's key.
 
 pub mod authority;
 pub mod client_assertion;
+pub mod dpop;
 pub mod jwk;
 pub mod jws;
 pub mod uuid_format;

@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod audit_fruizioni;
+pub mod dpop;
 pub mod jwks;
 pub mod modi;
 pub mod purpose;

@@ -499,6 +499,7 @@ fn api_voucher(
                 .map_or(300, |c| c.assertion_lifetime_secs),
         },
         key: Arc::new(key),
+        dpop: None,
     };
     Ok(Some(ApiVoucher::new(
         TokenClient::new(http, config.pdnd.token_endpoint.clone()),
@@ -1148,6 +1149,7 @@ mod tests {
                 lifetime_secs: 300,
             },
             key: Arc::new(crate::pdnd::test_keys::client().clone()),
+            dpop: None,
         };
         let voucher = ApiVoucher::new(
             TokenClient::new(reqwest::Client::new(), format!("{}/token.oauth2", api.url)),

@@ -7,11 +7,18 @@
 //! request extensions for the next stages or answers 401 (503 only when no key set was ever
 //! loaded).
 //! The caller never learns why a voucher failed; the log does, by jti or reason only.
+//!
+//! Two schemes are accepted. `Bearer <voucher>` takes an unbound voucher only: one with
+//! `cnf.jkt` is DPoP-bound, and accepting it as Bearer would make a stolen copy as good as the
+//! original. `DPoP <voucher>` takes a bound voucher with a `DPoP` proof of this very request,
+//! checked by [`super::dpop::DpopCheck`] after the voucher itself; its refusals carry a
+//! `WWW-Authenticate: DPoP` challenge (RFC 9449 section 7.1).
 
+use super::dpop::{DpopCheck, DpopRefusal};
 use super::jwks::JwksCache;
 use super::request_id;
 use crate::pdnd::voucher::{validate, Voucher, VoucherError, VoucherPolicy};
-use crate::problem::{self, BearerFailure};
+use crate::problem::{self, BearerFailure, DpopFailure};
 use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::AUTHORIZATION;
@@ -25,20 +32,46 @@ pub struct VoucherStage {
     pub eservice: Eservice,
     pub policy: VoucherPolicy,
     pub jwks: Arc<JwksCache>,
+    /// How `Authorization: DPoP` requests prove possession of the voucher's key.
+    pub dpop: DpopCheck,
 }
 
-/// The bearer token of a request, or how the header is wrong.
-pub fn bearer_token(req: &ServiceRequest) -> Result<&str, BearerFailure> {
+/// The credential of a request: a voucher and the scheme it came under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Credential<'a> {
+    /// `Authorization: Bearer <voucher>`.
+    Bearer(&'a str),
+    /// `Authorization: DPoP <voucher>`, to be accompanied by a `DPoP` proof.
+    Dpop(&'a str),
+}
+
+/// The credential of a request, or how the header is wrong. Scheme names are
+/// case-insensitive (RFC 9110 section 11.1).
+pub fn credential(req: &ServiceRequest) -> Result<Credential<'_>, BearerFailure> {
     let Some(value) = req.headers().get(AUTHORIZATION) else {
         return Err(BearerFailure::Missing);
     };
     let value = value.to_str().map_err(|_| BearerFailure::InvalidRequest)?;
     let (scheme, token) = value.split_once(' ').ok_or(BearerFailure::InvalidRequest)?;
     let token = token.trim();
-    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.contains(' ') {
+    if token.is_empty() || token.contains(' ') {
         return Err(BearerFailure::InvalidRequest);
     }
-    Ok(token)
+    if scheme.eq_ignore_ascii_case("bearer") {
+        Ok(Credential::Bearer(token))
+    } else if scheme.eq_ignore_ascii_case(crate::pdnd::dpop::DPOP_SCHEME) {
+        Ok(Credential::Dpop(token))
+    } else {
+        Err(BearerFailure::InvalidRequest)
+    }
+}
+
+/// The bearer token of a request, or how the header is wrong (a DPoP credential is not one).
+pub fn bearer_token(req: &ServiceRequest) -> Result<&str, BearerFailure> {
+    match credential(req)? {
+        Credential::Bearer(token) => Ok(token),
+        Credential::Dpop(_) => Err(BearerFailure::InvalidRequest),
+    }
 }
 
 /// The current time in unix seconds: the only clock read of the voucher check.
@@ -65,29 +98,78 @@ impl VoucherStage {
         next: Next<BoxBody>,
     ) -> Result<ServiceResponse<BoxBody>, Error> {
         let request_id = request_id::of(&req);
-        let token = match bearer_token(&req) {
-            Ok(token) => token.to_owned(),
+        let (token, dpop) = match credential(&req) {
+            Ok(Credential::Bearer(token)) => (token.to_owned(), false),
+            Ok(Credential::Dpop(token)) => (token.to_owned(), true),
             Err(failure) => {
                 tracing::info!(request_id, eservice = self.eservice.id(), reason = ?failure, "voucher refused: no usable Authorization header");
                 let resp = problem::unauthorized(failure, request_id.as_deref());
                 return Ok(req.into_response(resp));
             }
         };
-        match self.check(&token, now()).await {
-            Ok(voucher) => {
-                tracing::debug!(
-                    request_id,
-                    jti = voucher.jti(),
-                    purpose_id = voucher.purpose_id(),
-                    "voucher accepted"
-                );
-                req.extensions_mut().insert(voucher);
-                next.call(req).await
-            }
+        let now = now();
+        let voucher = match self.check(&token, now).await {
+            Ok(voucher) => voucher,
             Err(failure) => {
-                let resp = failure.response(request_id.as_deref(), self.eservice);
-                Ok(req.into_response(resp))
+                let resp = failure.response(request_id.as_deref(), self.eservice, dpop);
+                return Ok(req.into_response(resp));
             }
+        };
+        if dpop {
+            if let Err(refusal) = self.dpop.check(&req, &token, &voucher, now) {
+                let resp = dpop_refusal(&refusal, request_id.as_deref(), self.eservice);
+                return Ok(req.into_response(resp));
+            }
+        } else if voucher.confirmation_jkt().is_some() {
+            tracing::info!(
+                request_id,
+                eservice = self.eservice.id(),
+                jti = voucher.jti(),
+                "voucher refused: DPoP-bound voucher presented as Bearer"
+            );
+            let resp = problem::unauthorized(BearerFailure::InvalidToken, request_id.as_deref());
+            return Ok(req.into_response(resp));
+        }
+        tracing::debug!(
+            request_id,
+            jti = voucher.jti(),
+            purpose_id = voucher.purpose_id(),
+            dpop,
+            "voucher accepted"
+        );
+        req.extensions_mut().insert(voucher);
+        next.call(req).await
+    }
+}
+
+/// The answer to a refused DPoP request: 401 with the DPoP challenge, or 503 when the replay
+/// memory cannot take the proof.
+fn dpop_refusal(
+    refusal: &DpopRefusal,
+    request_id: Option<&str>,
+    eservice: Eservice,
+) -> HttpResponse {
+    match refusal {
+        DpopRefusal::ReplayUnavailable(reason) => {
+            tracing::error!(
+                request_id,
+                eservice = eservice.id(),
+                reason,
+                "DPoP proof cannot be checked for replay"
+            );
+            problem::unavailable(
+                "The gateway cannot check DPoP proofs for replay right now; retry later.",
+                request_id,
+            )
+        }
+        refusal => {
+            tracing::info!(request_id, eservice = eservice.id(), reason = %refusal, "DPoP request refused");
+            let failure = if refusal.is_token_fault() {
+                DpopFailure::InvalidToken
+            } else {
+                DpopFailure::InvalidProof
+            };
+            problem::unauthorized_dpop(failure, request_id)
         }
     }
 }
@@ -102,11 +184,16 @@ pub enum StageFailure {
 }
 
 impl StageFailure {
-    fn response(&self, request_id: Option<&str>, eservice: Eservice) -> HttpResponse {
+    /// The answer; `dpop` when the voucher came under the DPoP scheme, whose challenge differs.
+    fn response(&self, request_id: Option<&str>, eservice: Eservice, dpop: bool) -> HttpResponse {
         match self {
             StageFailure::Voucher(e) => {
                 tracing::info!(request_id, eservice = eservice.id(), reason = %e, "voucher refused");
-                problem::unauthorized(BearerFailure::InvalidToken, request_id)
+                if dpop {
+                    problem::unauthorized_dpop(DpopFailure::InvalidToken, request_id)
+                } else {
+                    problem::unauthorized(BearerFailure::InvalidToken, request_id)
+                }
             }
             StageFailure::Keys(e) => {
                 tracing::error!(request_id, error = %e, "voucher keys unavailable");
