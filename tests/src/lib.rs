@@ -375,17 +375,20 @@ impl Harness {
         config.internal.api_keys = Vec::new();
         config.fruizioni = Vec::new();
         tweak(&mut config);
-        // The caller the helpers call as: allowed every fruizione the tweak configured.
+        // The caller the helpers call as: allowed every fruizione the tweak configured (none
+        // when the tweak configured none: a caller must be allowed something).
         let api_key = format!("consumer-{}", uuid::Uuid::new_v4().simple());
-        let all = config.fruizioni.iter().map(|f| f.name.clone()).collect();
-        config
-            .internal
-            .api_keys
-            .push(gateway::config::ApiKeyConfig::for_key(
-                CONSUMER_CALLER,
-                &api_key,
-                all,
-            ));
+        let all: Vec<String> = config.fruizioni.iter().map(|f| f.name.clone()).collect();
+        if !all.is_empty() {
+            config
+                .internal
+                .api_keys
+                .push(gateway::config::ApiKeyConfig::for_key(
+                    CONSUMER_CALLER,
+                    &api_key,
+                    all,
+                ));
+        }
         config.validate().expect("consumer config validates");
         let store = eservices::store::SqlStore::connect(&config.database.url)
             .await
