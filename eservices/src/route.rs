@@ -116,6 +116,28 @@ pub fn classify(eservice: Eservice, path: &str) -> Unmatched {
         .unwrap_or(Unmatched::NotFound)
 }
 
+/// The operation the gateway's router gives a request target (path and query, as sent on the
+/// request line), computed with the router's own pieces: actix's [`Url`] (which percent-decodes
+/// all but `%2F`, `%25`, `%2B`), the e-service scope's prefix match and each operation's
+/// [`ResourceDef`]. It exists for the fuzz target and the test that hold the routing decision to
+/// its promise: a target reaches an operation only when it decodes to exactly that operation's
+/// path. `None` for anything the router gives to no operation.
+///
+/// [`Url`]: actix_web::dev::Url
+pub fn resolve_target(target: &str) -> Option<Operation> {
+    use actix_web::dev::{Path, Url};
+    let uri: actix_web::http::Uri = target.parse().ok()?;
+    for &eservice in Eservice::all() {
+        let mut path = Path::new(Url::new(uri.clone()));
+        if !ResourceDef::prefix(eservice.base_path()).capture_match_info(&mut path) {
+            continue;
+        }
+        let within = path.unprocessed();
+        return operations(eservice).find(|op| ResourceDef::new(op.path()).is_match(within));
+    }
+    None
+}
+
 /// The e-service scope's default service: 404 problem+json, or 405 with `Allow` for a method
 /// the operation does not declare. No data store, cache or handler is reached.
 pub async fn no_operation(eservice: Eservice, req: HttpRequest) -> HttpResponse {
@@ -178,6 +200,91 @@ mod tests {
                     "{variant}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn targets_resolve_only_when_they_decode_to_an_operation_path() {
+        assert_eq!(
+            resolve_target("/anagrafe/v1/residenza"),
+            Some(Operation::Residenza)
+        );
+        assert_eq!(
+            resolve_target("/%61nagrafe/v1/residenz%61?x=1"),
+            Some(Operation::Residenza)
+        );
+        assert_eq!(
+            resolve_target("/tributi/v1/imu/posizione"),
+            Some(Operation::ImuPosizione)
+        );
+        for refused in [
+            "/tributi/v1/imu%2Fposizione",
+            "/anagrafe/v1/residenza/",
+            "/anagrafe/v1//residenza",
+            "/anagrafe/v1/./residenza",
+            "/anagrafe/v1/x/../residenza",
+            "/anagrafe/v1/residenza;x=1",
+            "/Anagrafe/v1/residenza",
+            "/anagrafe/v2/residenza",
+            "/tributi/v1/residenza",
+            "residenza",
+        ] {
+            assert_eq!(resolve_target(refused), None, "{refused}");
+        }
+    }
+
+    /// The resolver agrees with the router itself: the same targets sent to the mounted routes
+    /// reach the operation [`resolve_target`] names, or none.
+    #[actix_web::test]
+    async fn the_resolver_agrees_with_the_router() {
+        use actix_web::{test, App};
+        let app = test::init_service(
+            App::new()
+                .wrap_fn(|req, srv| {
+                    use actix_web::dev::Service;
+                    let fut = srv.call(req);
+                    async move {
+                        let mut res = fut.await?;
+                        if let Some(op) = Resolved::of(res.request()) {
+                            res.headers_mut().insert(
+                                header::HeaderName::from_static("x-test-operation"),
+                                header::HeaderValue::from_static(op.operation().id()),
+                            );
+                        }
+                        Ok(res)
+                    }
+                })
+                .service(web::scope("/anagrafe/v1").configure(crate::anagrafe::routes))
+                .service(web::scope("/tributi/v1").configure(crate::tributi::routes)),
+        )
+        .await;
+        let mut targets = Vec::new();
+        for op in Operation::all() {
+            let path = format!("{}{}", op.eservice().base_path(), op.path());
+            for i in 1..path.len() {
+                let b = path.as_bytes()[i];
+                targets.push(format!("{}%{b:02X}{}", &path[..i], &path[i + 1..]));
+                targets.push(format!("{}%{b:02x}{}", &path[..i], &path[i + 1..]));
+            }
+            targets.push(format!("{path}/"));
+            targets.push(format!("{path}?q=1"));
+            targets.push(path.to_uppercase());
+            targets.push(path.replacen('/', "//", 2));
+            targets.push(path);
+        }
+        for target in targets {
+            let req = test::TestRequest::post().uri(&target).to_request();
+            let res = test::call_service(&app, req).await;
+            let routed = res
+                .headers()
+                .get("x-test-operation")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            assert_eq!(
+                routed,
+                resolve_target(&target).map(|op| op.id().to_owned()),
+                "{target}"
+            );
         }
     }
 
