@@ -30,7 +30,20 @@ pub fn bearer_token(req: &ServiceRequest) -> Result<&str, BearerFailure> {
     let Some(value) = req.headers().get(AUTHORIZATION) else {
         return Err(BearerFailure::Missing);
     };
-    let value = value.to_str().map_err(|_| BearerFailure::InvalidRequest)?;
+    parse_bearer(value.as_bytes())
+}
+
+/// The bearer token in the raw bytes of an `Authorization` header value (RFC 6750 section
+/// 2.1: `Bearer <token>`, scheme case-insensitive, one token), or why the value is not one.
+/// Bytes that are not visible ASCII or tab make the value unreadable, as for `HeaderValue::to_str`.
+pub fn parse_bearer(value: &[u8]) -> Result<&str, BearerFailure> {
+    if !value
+        .iter()
+        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
+    {
+        return Err(BearerFailure::InvalidRequest);
+    }
+    let value = std::str::from_utf8(value).map_err(|_| BearerFailure::InvalidRequest)?;
     let (scheme, token) = value.split_once(' ').ok_or(BearerFailure::InvalidRequest)?;
     let token = token.trim();
     if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.contains(' ') {
