@@ -28,6 +28,7 @@ TARGETS=(
   modi_digest
   modi_signature
   modi_tracking
+  pdnd_keys
   codice_fiscale
   eservice_bodies
 )

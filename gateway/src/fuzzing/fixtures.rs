@@ -188,6 +188,43 @@ pub fn kid_material() -> &'static SigningMaterial {
     })
 }
 
+/// A valid voucher for [`voucher_policy`] at [`NOW`], signed with the authority key.
+pub fn signed_voucher() -> &'static str {
+    static TOKEN: OnceLock<String> = OnceLock::new();
+    once(&TOKEN, || {
+        let key = authority_key();
+        let header =
+            serde_json::json!({"alg": "RS256", "use": "sig", "typ": "at+jwt", "kid": key.kid()});
+        let claims = serde_json::json!({
+            "jti": "0c8a6f5e-1b2c-4d3e-8f4a-5b6c7d8e9f00", "iss": ISSUER, "aud": AUDIENCE,
+            "sub": CLIENT_ID, "client_id": CLIENT_ID, "purposeId": PURPOSE_ID,
+            "iat": NOW - 60, "nbf": NOW - 60, "exp": NOW + 540,
+        });
+        crate::pdnd::jws::sign_rs256(&header, &claims, key).expect("the fixed key signs")
+    })
+    .as_str()
+}
+
+/// A valid tracking evidence for [`modi_expectations`], signed with the `kid` key.
+pub fn signed_tracking_evidence() -> &'static str {
+    static TOKEN: OnceLock<String> = OnceLock::new();
+    once(&TOKEN, || {
+        let claims = crate::modi::TrackingClaims {
+            iss: CLIENT_ID.into(),
+            aud: AUDIENCE.into(),
+            user_id: "operatore-042".into(),
+            user_location: "ufficio-anagrafe-pc-07".into(),
+            loa: "substantial".into(),
+            iat: NOW - 10,
+            exp: NOW + 50,
+            jti: "te-fixed".into(),
+            purpose_id: Some(PURPOSE_ID.into()),
+        };
+        crate::modi::build_tracking_evidence(kid_material(), &claims).expect("the fixed key signs")
+    })
+    .as_str()
+}
+
 /// What the provider expects of a ModI token addressed to it.
 pub fn modi_expectations() -> SignatureExpectations {
     SignatureExpectations {

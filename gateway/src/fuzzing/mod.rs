@@ -22,6 +22,7 @@
 
 mod bodies;
 pub mod fixtures;
+mod keys;
 mod modi;
 pub mod seeds;
 mod voucher;
@@ -80,6 +81,10 @@ pub const TARGETS: &[Target] = &[
         run: modi::tracking,
     },
     Target {
+        name: "pdnd_keys",
+        run: keys::pdnd_keys,
+    },
+    Target {
         name: "codice_fiscale",
         run: bodies::codice_fiscale,
     },
@@ -95,6 +100,7 @@ pub fn target(name: &str) -> Option<fn(&[u8]) -> Outcome> {
 }
 
 pub use bodies::{codice_fiscale, eservice_bodies};
+pub use keys::pdnd_keys;
 pub use modi::{digest as modi_digest, signature as modi_signature, tracking as modi_tracking};
 pub use voucher::{bearer_voucher, client_assertion, compact_jws};
 

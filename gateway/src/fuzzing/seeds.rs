@@ -58,6 +58,16 @@ const ACCEPTED: &[(&str, &[&str])] = &[
     ),
     ("modi_tracking", &["raw", "signed", "signed-lower-loa"]),
     (
+        "pdnd_keys",
+        &[
+            "jwks",
+            "jwks-with-ec-key",
+            "key-answer",
+            "key-answer-wrapped",
+            "key-answer-no-kid",
+        ],
+    ),
+    (
         "codice_fiscale",
         &["personal", "lower-case-spaced", "omocode", "partita-iva"],
     ),
@@ -511,6 +521,69 @@ pub fn seeds() -> Vec<Seed> {
             1,
             text(&json!({"aud": "https://other.example", "iat": NOW, "exp": NOW + 60})),
         ),
+    );
+
+    // --- pdnd_keys
+    let authority_jwk = fixtures::authority_key()
+        .public()
+        .to_jwk(&fixtures::authority_key().kid());
+    let ec_jwk = json!({"kty": "EC", "crv": "P-256", "kid": "ec-1", "use": "sig",
+        "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+        "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"});
+    add(
+        "pdnd_keys",
+        "jwks",
+        with_mode(0, text(&json!({"keys": [authority_jwk]}))),
+    );
+    add(
+        "pdnd_keys",
+        "jwks-with-ec-key",
+        with_mode(0, text(&json!({"keys": [ec_jwk, authority_jwk]}))),
+    );
+    let mut other_kid = authority_jwk.clone();
+    other_kid["kid"] = json!("other");
+    add(
+        "pdnd_keys",
+        "jwks-other-kid",
+        with_mode(0, text(&json!({"keys": [other_kid]}))),
+    );
+    let mut encryption = authority_jwk.clone();
+    encryption["use"] = json!("enc");
+    add(
+        "pdnd_keys",
+        "jwks-encryption-key",
+        with_mode(0, text(&json!({"keys": [encryption]}))),
+    );
+    let modi_jwk = serde_json::to_value(
+        crate::modi::KidResolver::resolve(fixtures::kid_resolver(), fixtures::modi_kid())
+            .expect("resolves")
+            .expect("the fixed kid is registered"),
+    )
+    .expect("a JWK serialises");
+    add("pdnd_keys", "key-answer", with_mode(1, text(&modi_jwk)));
+    add(
+        "pdnd_keys",
+        "key-answer-wrapped",
+        with_mode(1, text(&json!({"key": modi_jwk}))),
+    );
+    let mut no_kid = modi_jwk.clone();
+    no_kid.as_object_mut().expect("an object").remove("kid");
+    add(
+        "pdnd_keys",
+        "key-answer-no-kid",
+        with_mode(1, text(&no_kid)),
+    );
+    let mut wrong_kid = modi_jwk.clone();
+    wrong_kid["kid"] = json!("another");
+    add(
+        "pdnd_keys",
+        "key-answer-other-kid",
+        with_mode(1, text(&wrong_kid)),
+    );
+    add(
+        "pdnd_keys",
+        "key-answer-not-json",
+        with_mode(1, "<html>502</html>"),
     );
 
     // --- codice_fiscale

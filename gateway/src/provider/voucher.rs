@@ -145,3 +145,29 @@ impl super::Stage for VoucherStage {
         Box::pin(self.run(req, next))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_header_values() {
+        assert_eq!(parse_bearer(b"Bearer abc.def.ghi"), Ok("abc.def.ghi"));
+        assert_eq!(parse_bearer(b"bEaReR   abc \t"), Ok("abc"));
+        for bad in [
+            &b""[..],
+            b"Bearer",
+            b"Bearer   ",
+            b"Basic dXNlcjpwYXNz",
+            b"Bearer abc def",
+            b"Bearer abc\xc3\xa8",
+            b"Bearer abc\x01",
+        ] {
+            assert_eq!(
+                parse_bearer(bad),
+                Err(BearerFailure::InvalidRequest),
+                "{bad:?}"
+            );
+        }
+    }
+}
