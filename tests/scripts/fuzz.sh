@@ -86,6 +86,7 @@ for t in "${selected[@]}"; do
   # New inputs go to the scratch folder; the committed corpus is only read.
   if cargo "+$toolchain" fuzz run --target-dir "$target_dir" "$t" "$work" "$corpus" -- \
     -max_total_time="$seconds" -artifact_prefix="$artifacts/" -print_final_stats=1 \
+    -dict="$fuzz/json.dict" \
     >"$log" 2>&1; then
     status=ok
   else
