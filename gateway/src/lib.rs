@@ -8,6 +8,8 @@ pub mod cli;
 pub mod config;
 pub mod consumer;
 pub mod dev;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod modi;
 pub mod openapi;
 pub mod pdnd;

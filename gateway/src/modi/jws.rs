@@ -250,7 +250,9 @@ pub(crate) fn check_window(
         return Err(ModiError::NotYetValid { not_before });
     }
     if let Some(max) = max_lifetime_secs {
-        let lifetime = exp - iat;
+        // exp >= iat here, but their difference may not fit an i64 (iat far in the past, exp
+        // far in the future): such a lifetime is the longest there is, never a wrapped one.
+        let lifetime = exp.saturating_sub(iat);
         if lifetime > max {
             return Err(ModiError::LifetimeTooLong { lifetime, max });
         }
@@ -341,6 +343,14 @@ mod tests {
             check_window(&c, 1050, 0, Some(60)),
             Err(ModiError::LifetimeTooLong {
                 lifetime: 100,
+                max: 60
+            })
+        );
+        let c = obj(json!({"iat": i64::MIN, "exp": i64::MAX}));
+        assert_eq!(
+            check_window(&c, 1050, 0, Some(60)),
+            Err(ModiError::LifetimeTooLong {
+                lifetime: i64::MAX,
                 max: 60
             })
         );

@@ -15,7 +15,7 @@
 
 pub mod digest;
 mod error;
-mod jws;
+pub(crate) mod jws;
 pub mod keys;
 pub mod pki;
 pub mod replay;

@@ -317,23 +317,28 @@ impl PdndKeySource {
             .bytes()
             .await
             .map_err(|e| unavailable(e.to_string()))?;
-        let value: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| unavailable(format!("not JSON: {e}")))?;
-        // A bare JWK, or one wrapped as `{"key": {...}}` as some PDND API versions answer.
-        let jwk_value = match value.get("key") {
-            Some(inner) if inner.is_object() => inner.clone(),
-            _ => value,
-        };
-        let jwk: Jwk = serde_json::from_value(jwk_value)
-            .map_err(|e| unavailable(format!("not a JWK: {e}")))?;
-        if jwk.common.key_id.as_deref().is_some_and(|k| k != kid) {
-            return Err(unavailable(format!(
-                "answered a key with another kid ({:?})",
-                jwk.common.key_id
-            )));
-        }
+        let jwk = parse_key_answer(&bytes, kid).map_err(unavailable)?;
         Ok(Some(Arc::new(jwk)))
     }
+}
+
+/// The body of a PDND key lookup for `kid`: a bare JWK, or one wrapped as `{"key": {...}}` as
+/// some PDND API versions answer, whose own `kid` (when it has one) is the one asked for.
+pub fn parse_key_answer(bytes: &[u8], kid: &str) -> Result<Jwk, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+    let jwk_value = match value.get("key") {
+        Some(inner) if inner.is_object() => inner.clone(),
+        _ => value,
+    };
+    let jwk: Jwk = serde_json::from_value(jwk_value).map_err(|e| format!("not a JWK: {e}"))?;
+    if jwk.common.key_id.as_deref().is_some_and(|k| k != kid) {
+        return Err(format!(
+            "answered a key with another kid ({:?})",
+            jwk.common.key_id
+        ));
+    }
+    Ok(jwk)
 }
 
 /// The one key fetched for a token, handed to the synchronous verifier.

@@ -51,7 +51,20 @@ pub fn credential(req: &ServiceRequest) -> Result<Credential<'_>, BearerFailure>
     let Some(value) = req.headers().get(AUTHORIZATION) else {
         return Err(BearerFailure::Missing);
     };
-    let value = value.to_str().map_err(|_| BearerFailure::InvalidRequest)?;
+    parse_bearer(value.as_bytes())
+}
+
+/// The bearer token in the raw bytes of an `Authorization` header value (RFC 6750 section
+/// 2.1: `Bearer <token>`, scheme case-insensitive, one token), or why the value is not one.
+/// Bytes that are not visible ASCII or tab make the value unreadable, as for `HeaderValue::to_str`.
+pub fn parse_bearer(value: &[u8]) -> Result<&str, BearerFailure> {
+    if !value
+        .iter()
+        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
+    {
+        return Err(BearerFailure::InvalidRequest);
+    }
+    let value = std::str::from_utf8(value).map_err(|_| BearerFailure::InvalidRequest)?;
     let (scheme, token) = value.split_once(' ').ok_or(BearerFailure::InvalidRequest)?;
     let token = token.trim();
     if token.is_empty() || token.contains(' ') {
@@ -214,5 +227,31 @@ pub fn of(req: &impl HttpMessage) -> Option<Voucher> {
 impl super::Stage for VoucherStage {
     fn call(self: Arc<Self>, req: ServiceRequest, next: Next<BoxBody>) -> super::StageFuture {
         Box::pin(self.run(req, next))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_header_values() {
+        assert_eq!(parse_bearer(b"Bearer abc.def.ghi"), Ok("abc.def.ghi"));
+        assert_eq!(parse_bearer(b"bEaReR   abc \t"), Ok("abc"));
+        for bad in [
+            &b""[..],
+            b"Bearer",
+            b"Bearer   ",
+            b"Basic dXNlcjpwYXNz",
+            b"Bearer abc def",
+            b"Bearer abc\xc3\xa8",
+            b"Bearer abc\x01",
+        ] {
+            assert_eq!(
+                parse_bearer(bad),
+                Err(BearerFailure::InvalidRequest),
+                "{bad:?}"
+            );
+        }
     }
 }
