@@ -10,7 +10,7 @@ use crate::pdnd::client_assertion::{decode_unverified, TokenRequest, CLIENT_ASSE
 use crate::pdnd::jwk::RsaPrivateKey;
 use crate::pdnd::jws::{self, CompactJws, Part};
 use crate::pdnd::voucher::{validate, Voucher, VOUCHER_TYP};
-use crate::provider::voucher::parse_bearer;
+use crate::provider::voucher::{parse_bearer, parse_credential, Credential};
 
 /// The header PDND puts on vouchers, with the fixed authority key's `kid`.
 fn voucher_header() -> Vec<u8> {
@@ -38,13 +38,19 @@ pub fn bearer_voucher(data: &[u8]) -> Outcome {
     };
     match mode {
         0 => {
-            let Ok(token) = parse_bearer(rest) else {
+            let Ok(credential) = parse_credential(rest) else {
                 return Outcome::Refused;
+            };
+            let (scheme, token) = match credential {
+                Credential::Bearer(token) => ("bearer", token),
+                Credential::Dpop(token) => ("dpop", token),
             };
             assert!(!token.is_empty() && !token.contains(' '), "{token:?}");
             assert_eq!(token, token.trim(), "the token keeps surrounding blanks");
             let value = std::str::from_utf8(rest).expect("an accepted header value is text");
-            assert!(value[..6].eq_ignore_ascii_case("bearer"), "{value:?}");
+            assert!(value[..scheme.len()].eq_ignore_ascii_case(scheme), "{value:?}");
+            // Only the Bearer scheme is a bearer token.
+            assert_eq!(parse_bearer(rest).is_ok(), scheme == "bearer", "{value:?}");
             check_voucher(token)
         }
         1 => match sign_raw(&voucher_header(), rest, fixtures::authority_key()) {

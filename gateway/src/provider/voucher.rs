@@ -51,13 +51,14 @@ pub fn credential(req: &ServiceRequest) -> Result<Credential<'_>, BearerFailure>
     let Some(value) = req.headers().get(AUTHORIZATION) else {
         return Err(BearerFailure::Missing);
     };
-    parse_bearer(value.as_bytes())
+    parse_credential(value.as_bytes())
 }
 
-/// The bearer token in the raw bytes of an `Authorization` header value (RFC 6750 section
-/// 2.1: `Bearer <token>`, scheme case-insensitive, one token), or why the value is not one.
-/// Bytes that are not visible ASCII or tab make the value unreadable, as for `HeaderValue::to_str`.
-pub fn parse_bearer(value: &[u8]) -> Result<&str, BearerFailure> {
+/// The credential in the raw bytes of an `Authorization` header value (`Bearer <token>`,
+/// RFC 6750 section 2.1, or `DPoP <token>`, RFC 9449 section 7.1; scheme case-insensitive, one
+/// token), or why the value is not one. Bytes that are not visible ASCII or tab make the value
+/// unreadable, as for `HeaderValue::to_str`.
+pub fn parse_credential(value: &[u8]) -> Result<Credential<'_>, BearerFailure> {
     if !value
         .iter()
         .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
@@ -76,6 +77,14 @@ pub fn parse_bearer(value: &[u8]) -> Result<&str, BearerFailure> {
         Ok(Credential::Dpop(token))
     } else {
         Err(BearerFailure::InvalidRequest)
+    }
+}
+
+/// The bearer token in an `Authorization` header value (a DPoP credential is not one).
+pub fn parse_bearer(value: &[u8]) -> Result<&str, BearerFailure> {
+    match parse_credential(value)? {
+        Credential::Bearer(token) => Ok(token),
+        Credential::Dpop(_) => Err(BearerFailure::InvalidRequest),
     }
 }
 
@@ -238,6 +247,8 @@ mod tests {
     fn bearer_header_values() {
         assert_eq!(parse_bearer(b"Bearer abc.def.ghi"), Ok("abc.def.ghi"));
         assert_eq!(parse_bearer(b"bEaReR   abc \t"), Ok("abc"));
+        assert_eq!(parse_credential(b"dpop abc"), Ok(Credential::Dpop("abc")));
+        assert_eq!(parse_bearer(b"DPoP abc"), Err(BearerFailure::InvalidRequest));
         for bad in [
             &b""[..],
             b"Bearer",
