@@ -31,6 +31,7 @@ TARGETS=(
   pdnd_keys
   codice_fiscale
   eservice_bodies
+  path_resolver
 )
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)

@@ -24,6 +24,7 @@ mod bodies;
 pub mod fixtures;
 mod keys;
 mod modi;
+mod route;
 pub mod seeds;
 mod voucher;
 
@@ -92,6 +93,10 @@ pub const TARGETS: &[Target] = &[
         name: "eservice_bodies",
         run: bodies::eservice_bodies,
     },
+    Target {
+        name: "path_resolver",
+        run: route::path_resolver,
+    },
 ];
 
 /// The body of the target called `name`.
@@ -102,6 +107,7 @@ pub fn target(name: &str) -> Option<fn(&[u8]) -> Outcome> {
 pub use bodies::{codice_fiscale, eservice_bodies};
 pub use keys::pdnd_keys;
 pub use modi::{digest as modi_digest, signature as modi_signature, tracking as modi_tracking};
+pub use route::path_resolver;
 pub use voucher::{bearer_voucher, client_assertion, compact_jws};
 
 /// The first byte as a mode in `0..modes`, and the rest.

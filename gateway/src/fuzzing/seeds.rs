@@ -80,6 +80,16 @@ const ACCEPTED: &[(&str, &[&str])] = &[
             "soggetto",
         ],
     ),
+    (
+        "path_resolver",
+        &[
+            "canonical",
+            "canonical-tributi",
+            "encoded-letters",
+            "encoded-dash",
+            "query",
+        ],
+    ),
 ];
 
 /// The ModI example body and its `Digest`.
@@ -618,6 +628,25 @@ pub fn seeds() -> Vec<Seed> {
         ("control-character", "{\"codiceFiscale\":\"MRNSFN44C26G702G\",\"indirizzo\":{\"dug\":\"VIA\\u0007\",\"toponimo\":\"X\",\"civico\":\"1\",\"cap\":\"56121\",\"codiceIstatComune\":\"050026\"}}"),
     ] {
         add("eservice_bodies", name, body.as_bytes().to_vec());
+    }
+
+    // --- path_resolver
+    for (name, target) in [
+        ("canonical", "/anagrafe/v1/residenza"),
+        ("canonical-tributi", "/tributi/v1/imu/posizione"),
+        ("encoded-letters", "/%61nagrafe/v%31/residenz%61"),
+        ("encoded-dash", "/anagrafe/v1/stato%2Dfamiglia"),
+        ("query", "/anagrafe/v1/generalita?operation=residenza"),
+        ("encoded-slash", "/tributi/v1/imu%2Fposizione"),
+        ("dot-segment", "/anagrafe/v1/x/../residenza"),
+        ("encoded-dot-segment", "/anagrafe/v1/%2e/residenza"),
+        ("trailing-slash", "/anagrafe/v1/residenza/"),
+        ("double-slash", "/anagrafe/v1//residenza"),
+        ("matrix-parameter", "/anagrafe/v1/residenza;x=1"),
+        ("case", "/anagrafe/v1/Residenza"),
+        ("double-encoded", "/anagrafe/v1/residenz%2561"),
+    ] {
+        add("path_resolver", name, target.as_bytes().to_vec());
     }
     out
 }

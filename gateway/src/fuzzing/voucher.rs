@@ -48,7 +48,10 @@ pub fn bearer_voucher(data: &[u8]) -> Outcome {
             assert!(!token.is_empty() && !token.contains(' '), "{token:?}");
             assert_eq!(token, token.trim(), "the token keeps surrounding blanks");
             let value = std::str::from_utf8(rest).expect("an accepted header value is text");
-            assert!(value[..scheme.len()].eq_ignore_ascii_case(scheme), "{value:?}");
+            assert!(
+                value[..scheme.len()].eq_ignore_ascii_case(scheme),
+                "{value:?}"
+            );
             // Only the Bearer scheme is a bearer token.
             assert_eq!(parse_bearer(rest).is_ok(), scheme == "bearer", "{value:?}");
             check_voucher(token)

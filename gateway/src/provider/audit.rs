@@ -223,44 +223,18 @@ impl AuditStore {
 
     /// Records matching a query, oldest first.
     pub async fn query(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, AuditError> {
-        let mut sql = String::from(
-            "SELECT record_id, at, request_id, consumer_id, client_id, purpose_id, voucher_jti, \
-             eservice, operation, status, latency_ms, subject_hash, user_id, user_location, loa \
-             FROM audit_log WHERE 1=1",
-        );
-        let mut binds: Vec<String> = Vec::new();
-        let mut push = |sql: &mut String, clause: &str, value: &str| {
-            binds.push(value.to_owned());
-            sql.push_str(&format!(" AND {clause} ${}", binds.len()));
-        };
-        if let Some(from) = &q.from {
-            push(&mut sql, "at >=", from);
-        }
-        if let Some(to) = &q.to {
-            push(&mut sql, "at <", to);
-        }
-        if let Some(c) = &q.consumer_id {
-            push(&mut sql, "consumer_id =", c);
-        }
-        if let Some(p) = &q.purpose_id {
-            push(&mut sql, "purpose_id =", p);
-        }
-        if let Some(h) = &q.subject_hash {
-            push(&mut sql, "subject_hash =", h);
-        }
-        if let Some(r) = &q.request_id {
-            push(&mut sql, "request_id =", r);
-        }
-        sql.push_str(" ORDER BY at, record_id");
-        if let Some(limit) = q.limit {
-            sql.push_str(&format!(" LIMIT {limit}"));
-        }
-        // Only fixed clauses are concatenated; every value is a bind parameter.
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for b in &binds {
-            query = query.bind(b.as_str());
-        }
-        let rows = query.fetch_all(&self.pool).await?;
+        let sql = "SELECT record_id, at, request_id, consumer_id, client_id, purpose_id, \
+             voucher_jti, eservice, operation, status, latency_ms, subject_hash, user_id, \
+             user_location, loa FROM audit_log";
+        let filters = [
+            ("at >=", q.from.as_deref()),
+            ("at <", q.to.as_deref()),
+            ("consumer_id =", q.consumer_id.as_deref()),
+            ("purpose_id =", q.purpose_id.as_deref()),
+            ("subject_hash =", q.subject_hash.as_deref()),
+            ("request_id =", q.request_id.as_deref()),
+        ];
+        let rows = select_where(&self.pool, sql, &filters, q.limit).await?;
         rows.iter().map(record_from_row).collect()
     }
 
@@ -297,6 +271,34 @@ fn record_from_row(row: &AnyRow) -> Result<AuditRecord, AuditError> {
         user_location: row.try_get("user_location")?,
         loa: row.try_get("loa")?,
     })
+}
+
+/// Runs `select` (a `SELECT … FROM table` with no `WHERE`) with one `AND clause $n` per filter
+/// that is set, oldest first, at most `limit` rows. Only the fixed clauses are concatenated;
+/// every value is a bind parameter.
+pub(crate) async fn select_where(
+    pool: &AnyPool,
+    select: &str,
+    filters: &[(&str, Option<&str>)],
+    limit: Option<u32>,
+) -> Result<Vec<AnyRow>, sqlx::Error> {
+    let mut sql = format!("{select} WHERE 1=1");
+    let mut binds: Vec<&str> = Vec::new();
+    for (clause, value) in filters {
+        if let Some(value) = value {
+            binds.push(value);
+            sql.push_str(&format!(" AND {clause} ${}", binds.len()));
+        }
+    }
+    sql.push_str(" ORDER BY at, record_id");
+    if let Some(limit) = limit {
+        sql.push_str(&format!(" LIMIT {limit}"));
+    }
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for b in binds {
+        query = query.bind(b);
+    }
+    query.fetch_all(pool).await
 }
 
 /// A query over the trail; every filter is optional.

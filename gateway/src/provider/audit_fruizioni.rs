@@ -122,44 +122,18 @@ impl AuditStore {
         &self,
         q: &FruizioniQuery,
     ) -> Result<Vec<FruizioneRecord>, AuditError> {
-        let mut sql = String::from(
-            "SELECT record_id, at, request_id, caller, fruizione, method, purpose_id, client_id, \
-             voucher_jti, status, remote_status, latency_ms, user_id FROM audit_fruizioni \
-             WHERE 1=1",
-        );
-        let mut binds: Vec<String> = Vec::new();
-        let mut push = |sql: &mut String, clause: &str, value: &str| {
-            binds.push(value.to_owned());
-            sql.push_str(&format!(" AND {clause} ${}", binds.len()));
-        };
-        if let Some(from) = &q.from {
-            push(&mut sql, "at >=", from);
-        }
-        if let Some(to) = &q.to {
-            push(&mut sql, "at <", to);
-        }
-        if let Some(c) = &q.caller {
-            push(&mut sql, "caller =", c);
-        }
-        if let Some(f) = &q.fruizione {
-            push(&mut sql, "fruizione =", f);
-        }
-        if let Some(p) = &q.purpose_id {
-            push(&mut sql, "purpose_id =", p);
-        }
-        if let Some(r) = &q.request_id {
-            push(&mut sql, "request_id =", r);
-        }
-        sql.push_str(" ORDER BY at, record_id");
-        if let Some(limit) = q.limit {
-            sql.push_str(&format!(" LIMIT {limit}"));
-        }
-        // Only fixed clauses are concatenated; every value is a bind parameter.
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for b in &binds {
-            query = query.bind(b.as_str());
-        }
-        let rows = query.fetch_all(self.pool()).await?;
+        let sql = "SELECT record_id, at, request_id, caller, fruizione, method, purpose_id, \
+             client_id, voucher_jti, status, remote_status, latency_ms, user_id \
+             FROM audit_fruizioni";
+        let filters = [
+            ("at >=", q.from.as_deref()),
+            ("at <", q.to.as_deref()),
+            ("caller =", q.caller.as_deref()),
+            ("fruizione =", q.fruizione.as_deref()),
+            ("purpose_id =", q.purpose_id.as_deref()),
+            ("request_id =", q.request_id.as_deref()),
+        ];
+        let rows = super::audit::select_where(self.pool(), sql, &filters, q.limit).await?;
         rows.iter().map(record_from_row).collect()
     }
 }

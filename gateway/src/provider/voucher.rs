@@ -248,7 +248,10 @@ mod tests {
         assert_eq!(parse_bearer(b"Bearer abc.def.ghi"), Ok("abc.def.ghi"));
         assert_eq!(parse_bearer(b"bEaReR   abc \t"), Ok("abc"));
         assert_eq!(parse_credential(b"dpop abc"), Ok(Credential::Dpop("abc")));
-        assert_eq!(parse_bearer(b"DPoP abc"), Err(BearerFailure::InvalidRequest));
+        assert_eq!(
+            parse_bearer(b"DPoP abc"),
+            Err(BearerFailure::InvalidRequest)
+        );
         for bad in [
             &b""[..],
             b"Bearer",
