@@ -1,7 +1,7 @@
 //! The one path every operation's answer takes: cache, store lookup, serialisation, errors.
 //!
 //! Handlers only say which lookup to run and how to shape its result; this module decides the
-//! status (200, 404, 503, 500), the content type, the `X-Cache` and `Cache-Control` headers and
+//! status (200, 404, 503, 500), the content type, the `Cache-Status` (RFC 9211) and `Cache-Control` headers and
 //! what is cached.
 
 use crate::cache::CachedAnswer;
@@ -16,8 +16,15 @@ use serde::Serialize;
 use std::future::Future;
 use std::sync::Arc;
 
-/// Header saying whether the answer came from the cache.
-pub const X_CACHE: &str = "X-Cache";
+/// Header saying whether the answer came from the cache (RFC 9211 `Cache-Status`, with the
+/// gateway as the cache's name: a standard header rather than an `X-` one).
+pub const CACHE_STATUS: &str = "Cache-Status";
+
+/// `Cache-Status` of an answer served from the cache.
+pub const CACHE_HIT: &str = "pdnd-gateway; hit";
+
+/// `Cache-Status` of an answer looked up now (the request went forward to the store).
+pub const CACHE_MISS: &str = "pdnd-gateway; fwd=miss";
 
 /// The detail of every 404: it does not say which table missed, only that nothing matched.
 const NOT_FOUND_DETAIL: &str = "No record matches the subject of the request.";
@@ -32,7 +39,7 @@ fn respond(answer: &CachedAnswer, hit: bool) -> HttpResponse {
         .insert_header((header::CONTENT_TYPE, content_type))
         // Personal data: no shared or private cache may keep it (problems already say so).
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((X_CACHE, if hit { "hit" } else { "miss" }))
+        .insert_header((CACHE_STATUS, if hit { CACHE_HIT } else { CACHE_MISS }))
         .body(answer.body.clone())
 }
 

@@ -181,11 +181,16 @@ pub struct Indirizzo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IndirizzoRichiesta {
-    #[schema(value_type = String, min_length = 1, max_length = 32, example = "VIA")]
+    /// The DUG (VIA, PIAZZA...). Compared after trimming; control characters are refused (the
+    /// pattern says as much of it as a pattern can).
+    #[schema(value_type = String, min_length = 1, max_length = 32, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$", example = "VIA")]
     pub dug: Text<32>,
-    #[schema(value_type = String, min_length = 1, max_length = 100, example = "DI CISANELLO")]
+    /// The street name without its DUG. Compared after trimming; control characters are
+    /// refused.
+    #[schema(value_type = String, min_length = 1, max_length = 100, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$", example = "DI CISANELLO")]
     pub toponimo: Text<100>,
-    #[schema(value_type = String, min_length = 1, max_length = 16, example = "147")]
+    /// The house number. Compared after trimming; control characters are refused.
+    #[schema(value_type = String, min_length = 1, max_length = 16, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$", example = "147")]
     pub civico: Text<16>,
     #[schema(value_type = String, min_length = 5, max_length = 5, pattern = "^[0-9]{5}$", example = "56121")]
     pub cap: Digits<5>,

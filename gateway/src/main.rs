@@ -15,6 +15,10 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log line format of `dev` and `serve`: `text` for a person, `json` for a collector
+    /// (default: text on a terminal, JSON anywhere else).
+    #[arg(long, value_enum, global = true)]
+    log_format: Option<telemetry::LogFormat>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -216,16 +220,19 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let log_format = cli.log_format;
     match cli.command {
         Command::Dev { data_dir, config } => {
-            telemetry::init("info", true);
+            let format = telemetry::LogFormat::for_stderr(log_format);
+            telemetry::init("info", format == telemetry::LogFormat::Json);
             let config = Config::load_dev(config.as_deref())?;
             let env = dev::start(config, &data_dir).await?;
             print_dev_banner(&env, &data_dir);
             env.running.wait().await?;
         }
         Command::Serve { config } => {
-            telemetry::init("info", true);
+            let format = telemetry::LogFormat::for_stderr(log_format);
+            telemetry::init("info", format == telemetry::LogFormat::Json);
             let config = Config::load_file(&config)?;
             config.validate_for_serve()?;
             let store = eservices::store::SqlStore::connect(&config.database.url).await?;

@@ -225,6 +225,19 @@ async fn status(health: web::Data<Health>) -> HttpResponse {
     problem.into_response_with(builder)
 }
 
+/// `GET {path}` answering [`status`]; any other method gets 405 problem+json with `Allow: GET`.
+fn status_resource(path: &str) -> actix_web::Resource {
+    web::resource(path)
+        .route(web::get().to(status))
+        .default_service(web::to(|| async {
+            let problem = Problem::new(StatusCode::METHOD_NOT_ALLOWED)
+                .with_detail("The status is published for GET only.");
+            let mut builder = problem.response_builder();
+            builder.insert_header(("allow", "GET"));
+            problem.into_response_with(builder)
+        }))
+}
+
 async fn not_found(req: HttpRequest) -> HttpResponse {
     Problem::not_found("No operation is published at this path.")
         .with_instance(req.path())
@@ -250,9 +263,9 @@ pub fn public_app(
         .app_data(state.health.clone())
         .app_data(eservices::json_config())
         .app_data(state.body_read_deadline)
-        .route("/status", web::get().to(status))
-        .route("/anagrafe/v1/status", web::get().to(status))
-        .route("/tributi/v1/status", web::get().to(status))
+        .service(status_resource("/status"))
+        .service(status_resource("/anagrafe/v1/status"))
+        .service(status_resource("/tributi/v1/status"))
         // The contracts and their documentation page: public, like /status.
         .configure(openapi::routes(state.documents.clone()))
         .service(eservice_scope(Eservice::Anagrafe, &state.anagrafe))
@@ -332,7 +345,7 @@ pub fn internal_app(
         .app_data(state.health)
         .app_data(state.fruizioni)
         .app_data(state.api_keys)
-        .route("/status", web::get().to(status))
+        .service(status_resource("/status"))
         .configure(fruizioni::routes)
         .default_service(web::to(not_found))
 }

@@ -1,9 +1,40 @@
-//! Logging: JSON lines through `tracing`, one per event, filtered by `RUST_LOG`.
+//! Logging through `tracing`, one line per event, filtered by `RUST_LOG`: JSON lines for log
+//! collectors, or a compact text line for a person at a terminal.
+//!
+//! The format follows where the lines go unless asked (`--log-format json|text`): a terminal
+//! gets text (a newcomer running `dev` reads it), anything else (a file, a pipe, a container
+//! runtime) gets JSON, so a deployment never has to remember to ask for it.
 //!
 //! A voucher is logged by its jti and a codice fiscale never: the stages take care of what
 //! they pass here; this module only decides the format.
 
 use tracing_subscriber::{fmt, EnvFilter};
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line (for log collectors).
+    Json,
+    /// One compact, human-readable line per event.
+    Text,
+}
+
+impl LogFormat {
+    /// The format asked for, else text on a terminal and JSON anywhere else.
+    pub fn resolve(asked: Option<LogFormat>, to_terminal: bool) -> LogFormat {
+        match asked {
+            Some(format) => format,
+            None if to_terminal => LogFormat::Text,
+            None => LogFormat::Json,
+        }
+    }
+
+    /// [`LogFormat::resolve`] for standard error, where the lines go.
+    pub fn for_stderr(asked: Option<LogFormat>) -> LogFormat {
+        use std::io::IsTerminal;
+        LogFormat::resolve(asked, std::io::stderr().is_terminal())
+    }
+}
 
 /// Installs the global subscriber. `default` is the filter when `RUST_LOG` is unset.
 pub fn init(default: &str, json: bool) {
@@ -15,4 +46,23 @@ pub fn init(default: &str, json: bool) {
     } else {
         builder.compact().try_init()
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_format_follows_the_output_unless_asked() {
+        assert_eq!(LogFormat::resolve(None, true), LogFormat::Text);
+        assert_eq!(LogFormat::resolve(None, false), LogFormat::Json);
+        assert_eq!(
+            LogFormat::resolve(Some(LogFormat::Json), true),
+            LogFormat::Json
+        );
+        assert_eq!(
+            LogFormat::resolve(Some(LogFormat::Text), false),
+            LogFormat::Text
+        );
+    }
 }

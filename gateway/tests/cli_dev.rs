@@ -34,12 +34,18 @@ fn data_dir(name: &str) -> PathBuf {
 
 /// Starts `dev` on free ports and reads the addresses from its start-up message.
 fn start_dev(dir: &Path) -> Dev {
+    start_dev_with(dir, &[])
+}
+
+/// [`start_dev`] with extra command-line arguments.
+fn start_dev_with(dir: &Path, extra: &[&str]) -> Dev {
     std::fs::create_dir_all(dir).expect("data dir");
     let log = dir.join(format!("server-{}.log", uuid::Uuid::new_v4()));
     let log_file = std::fs::File::create(&log).expect("log file");
     let mut child = Command::new(BIN)
         .args(["dev", "--data-dir"])
         .arg(dir)
+        .args(extra)
         .env("PDNDGW_SERVER__PUBLIC_LISTEN", "127.0.0.1:0")
         .env("PDNDGW_SERVER__INTERNAL_LISTEN", "127.0.0.1:0")
         .env("PDNDGW_DEV__AUTHORITY_LISTEN", "127.0.0.1:0")
@@ -326,6 +332,33 @@ async fn kill_9_loses_no_audit_record_of_a_served_answer() {
         served.len(),
         records.len()
     );
+    drop(dev);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Log lines go to a file here, not a terminal: JSON by default (the walkthrough test above
+/// parses them), compact text when asked, and the start-up message is the same either way.
+#[test]
+fn dev_logs_text_when_asked() {
+    let dir = data_dir("text-log");
+    let dev = start_dev_with(&dir, &["--log-format", "text"]);
+    // The start-up itself logs (workers starting, listeners bound).
+    let mut log = String::new();
+    for _ in 0..50 {
+        log = std::fs::read_to_string(&dev.log).expect("server log");
+        if log.lines().count() >= 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!log.trim().is_empty(), "no log lines");
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(
+            serde_json::from_str::<Value>(line).is_err(),
+            "a JSON line in text mode: {line}"
+        );
+    }
+    assert!(log.contains("INFO"), "{log}");
     drop(dev);
     let _ = std::fs::remove_dir_all(&dir);
 }

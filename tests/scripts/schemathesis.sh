@@ -5,7 +5,8 @@
 # PDND voucher per e-service from its local authority, and runs Schemathesis over every operation
 # of openapi/anagrafe-v1.yaml and openapi/tributi-v1.yaml (examples, coverage and fuzzing phases)
 # with these checks: no 5xx, status codes, content types, headers and bodies as the document
-# declares them. Schemathesis is installed, pinned, into the git-ignored .tools/venv on first use.
+# declares them, and every method a path does not declare answered 405 with a right `Allow`.
+# Schemathesis is installed, pinned, into the git-ignored .tools/venv on first use.
 #
 # Usage: bash tests/scripts/schemathesis.sh
 #   SCHEMATHESIS_EXAMPLES   test cases per operation and phase (default 100)
@@ -15,7 +16,7 @@ set -euo pipefail
 SCHEMATHESIS_VERSION=4.32.5
 EXAMPLES="${SCHEMATHESIS_EXAMPLES:-100}"
 SEED="${SCHEMATHESIS_SEED:-20261124}"
-CHECKS=not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance
+CHECKS=not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,unsupported_method,allow_header_conformance
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"

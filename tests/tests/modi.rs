@@ -155,7 +155,10 @@ async fn responses_are_signed_and_verify_with_independent_implementations() {
     // The same question again is a cache hit: the body is byte-identical, so is its Digest,
     // while the signature is a new one (fresh jti).
     let resp = h.post(RESIDENZA, Some(&voucher), &body).await;
-    assert_eq!(header(&resp, "x-cache").as_deref(), Some("hit"));
+    assert_eq!(
+        header(&resp, "cache-status").as_deref(),
+        Some("pdnd-gateway; hit")
+    );
     assert_eq!(header(&resp, "digest").as_deref(), Some(digest.as_str()));
     let second_jws = header(&resp, "agid-jwt-signature").expect("signed");
     let second_body = resp.bytes().await.expect("body").to_vec();

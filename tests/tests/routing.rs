@@ -407,3 +407,22 @@ mod property {
         });
     }
 }
+
+#[tokio::test]
+async fn status_is_get_only_and_says_so() {
+    let h = Harness::start().await;
+    for path in ["/status", "/anagrafe/v1/status", "/tributi/v1/status"] {
+        let ok = raw_request(h.env.running.public, "GET", path, &[], b"").await;
+        assert_eq!(ok.status, 200, "{path}: {}", ok.text());
+        for method in ["POST", "PUT", "DELETE", "PATCH"] {
+            let r = raw_request(h.env.running.public, method, path, &[], b"").await;
+            assert_eq!(r.status, 405, "{method} {path}");
+            assert_eq!(r.header("allow"), Some("GET"), "{method} {path}");
+            assert_eq!(
+                r.header("content-type"),
+                Some("application/problem+json"),
+                "{method} {path}"
+            );
+        }
+    }
+}

@@ -21,7 +21,7 @@ use actix_web::{web, HttpResponse};
     responses(
         (status = 200, description = "The residence", body = ResidenzaResponse, content_type = "application/json",
             headers(
-                ("X-Cache" = String, description = "`hit` when the answer came from the gateway's cache, `miss` otherwise"),
+                ("Cache-Status" = String, description = "RFC 9211: `pdnd-gateway; hit` when the answer came from the gateway's cache, `pdnd-gateway; fwd=miss` when it was looked up now"),
                 ("Cache-Control" = String, description = "Always `no-store`: the answer carries personal data, no cache may keep it"),
             )),
         (status = 404, description = "Unknown subject", body = Problem, content_type = "application/problem+json"),
@@ -75,7 +75,7 @@ pub async fn residenza(
     responses(
         (status = 200, description = "The personal details", body = GeneralitaResponse, content_type = "application/json",
             headers(
-                ("X-Cache" = String, description = "`hit` when the answer came from the gateway's cache, `miss` otherwise"),
+                ("Cache-Status" = String, description = "RFC 9211: `pdnd-gateway; hit` when the answer came from the gateway's cache, `pdnd-gateway; fwd=miss` when it was looked up now"),
                 ("Cache-Control" = String, description = "Always `no-store`: the answer carries personal data, no cache may keep it"),
             )),
         (status = 404, description = "Unknown subject", body = Problem, content_type = "application/problem+json"),
@@ -135,7 +135,7 @@ pub async fn generalita(
     responses(
         (status = 200, description = "The family", body = StatoFamigliaResponse, content_type = "application/json",
             headers(
-                ("X-Cache" = String, description = "`hit` when the answer came from the gateway's cache, `miss` otherwise"),
+                ("Cache-Status" = String, description = "RFC 9211: `pdnd-gateway; hit` when the answer came from the gateway's cache, `pdnd-gateway; fwd=miss` when it was looked up now"),
                 ("Cache-Control" = String, description = "Always `no-store`: the answer carries personal data, no cache may keep it"),
             )),
         (status = 404, description = "Unknown subject, or not in a family of the comune", body = Problem, content_type = "application/problem+json"),
@@ -189,7 +189,7 @@ pub async fn stato_famiglia(
     responses(
         (status = 200, description = "The life status", body = EsistenzaInVitaResponse, content_type = "application/json",
             headers(
-                ("X-Cache" = String, description = "`hit` when the answer came from the gateway's cache, `miss` otherwise"),
+                ("Cache-Status" = String, description = "RFC 9211: `pdnd-gateway; hit` when the answer came from the gateway's cache, `pdnd-gateway; fwd=miss` when it was looked up now"),
                 ("Cache-Control" = String, description = "Always `no-store`: the answer carries personal data, no cache may keep it"),
             )),
         (status = 404, description = "Unknown subject", body = Problem, content_type = "application/problem+json"),
@@ -234,7 +234,7 @@ pub async fn esistenza_in_vita(
     responses(
         (status = 200, description = "Whether the address matches", body = VerificaResidenzaResponse, content_type = "application/json",
             headers(
-                ("X-Cache" = String, description = "`hit` when the answer came from the gateway's cache, `miss` otherwise"),
+                ("Cache-Status" = String, description = "RFC 9211: `pdnd-gateway; hit` when the answer came from the gateway's cache, `pdnd-gateway; fwd=miss` when it was looked up now"),
                 ("Cache-Control" = String, description = "Always `no-store`: the answer carries personal data, no cache may keep it"),
             )),
         (status = 404, description = "Unknown subject", body = Problem, content_type = "application/problem+json"),

@@ -21,7 +21,7 @@ use actix_web::{web, HttpResponse};
     responses(
         (status = 200, description = "The IMU position", body = ImuPosizioneResponse, content_type = "application/json",
             headers(
-                ("X-Cache" = String, description = "`hit` when the answer came from the gateway's cache, `miss` otherwise"),
+                ("Cache-Status" = String, description = "RFC 9211: `pdnd-gateway; hit` when the answer came from the gateway's cache, `pdnd-gateway; fwd=miss` when it was looked up now"),
                 ("Cache-Control" = String, description = "Always `no-store`: the answer carries personal data, no cache may keep it"),
             )),
         (status = 404, description = "Unknown subject", body = Problem, content_type = "application/problem+json"),
@@ -79,7 +79,7 @@ pub async fn imu_posizione(
     responses(
         (status = 200, description = "The TARI position", body = TariPosizioneResponse, content_type = "application/json",
             headers(
-                ("X-Cache" = String, description = "`hit` when the answer came from the gateway's cache, `miss` otherwise"),
+                ("Cache-Status" = String, description = "RFC 9211: `pdnd-gateway; hit` when the answer came from the gateway's cache, `pdnd-gateway; fwd=miss` when it was looked up now"),
                 ("Cache-Control" = String, description = "Always `no-store`: the answer carries personal data, no cache may keep it"),
             )),
         (status = 404, description = "Unknown subject", body = Problem, content_type = "application/problem+json"),
@@ -143,7 +143,7 @@ pub async fn tari_posizione(
     responses(
         (status = 200, description = "The regularity", body = RegolaritaResponse, content_type = "application/json",
             headers(
-                ("X-Cache" = String, description = "`hit` when the answer came from the gateway's cache, `miss` otherwise"),
+                ("Cache-Status" = String, description = "RFC 9211: `pdnd-gateway; hit` when the answer came from the gateway's cache, `pdnd-gateway; fwd=miss` when it was looked up now"),
                 ("Cache-Control" = String, description = "Always `no-store`: the answer carries personal data, no cache may keep it"),
             )),
         (status = 404, description = "Unknown subject", body = Problem, content_type = "application/problem+json"),
@@ -188,7 +188,7 @@ pub async fn regolarita(
     responses(
         (status = 200, description = "The payments", body = PagamentiResponse, content_type = "application/json",
             headers(
-                ("X-Cache" = String, description = "`hit` when the answer came from the gateway's cache, `miss` otherwise"),
+                ("Cache-Status" = String, description = "RFC 9211: `pdnd-gateway; hit` when the answer came from the gateway's cache, `pdnd-gateway; fwd=miss` when it was looked up now"),
                 ("Cache-Control" = String, description = "Always `no-store`: the answer carries personal data, no cache may keep it"),
             )),
         (status = 404, description = "Unknown subject", body = Problem, content_type = "application/problem+json"),

@@ -199,7 +199,12 @@ impl Server {
         };
         let status = res.status().as_u16();
         let content_type = header("content-type").unwrap_or_default();
-        let x_cache = header("x-cache");
+        // RFC 9211 `Cache-Status: pdnd-gateway; hit | fwd=miss`, as `hit` / `miss`.
+        let x_cache = header("cache-status").map(|v| match v.as_str() {
+            "pdnd-gateway; hit" => "hit".to_owned(),
+            "pdnd-gateway; fwd=miss" => "miss".to_owned(),
+            other => format!("unexpected Cache-Status `{other}`"),
+        });
         let subject = header(SUBJECT_HEADER);
         let bytes = res.bytes().await.expect("body").to_vec();
         Answer {
