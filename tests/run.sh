@@ -11,8 +11,8 @@ cd "$root"
 
 say() { printf '\n==> %s\n' "$*"; }
 
-# Build artefacts live outside the clone and are reused between runs (and between clones).
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pdnd-gateway/target}"
+# Where cargo builds (shared with `cargo run` unless a CI cache exists).
+. "$root/tests/scripts/target_dir.sh"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 say "setup"

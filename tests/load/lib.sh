@@ -2,7 +2,8 @@
 # `dev` gateway on fixed ports, run wrk and read its percentiles.
 # Callers set: root, profile (release|debug). Ports: PUBLIC_PORT, INTERNAL_PORT, AUTHORITY_PORT.
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pdnd-gateway/target}"
+# Where cargo builds (shared with `cargo run` unless a CI cache exists).
+. "$root/tests/scripts/target_dir.sh"
 export RUST_LOG=${RUST_LOG:-warn}
 bin=${BIN:-$CARGO_TARGET_DIR/$profile/pdnd-gateway}
 public=127.0.0.1:${PUBLIC_PORT:-18180}

@@ -20,7 +20,8 @@ CHECKS=not_a_server_error,status_code_conformance,content_type_conformance,respo
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pdnd-gateway/target}"
+# Where cargo builds (shared with `cargo run` unless a CI cache exists).
+. "$root/tests/scripts/target_dir.sh"
 
 # The tool, pinned.
 venv="$root/.tools/venv"
