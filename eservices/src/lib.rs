@@ -3,7 +3,7 @@
 //! This crate knows the domain (codici fiscali, residents, tax positions), how to read it from a
 //! store, and how to answer each operation over HTTP. It knows nothing of PDND: by the time a
 //! request reaches a handler here, the gateway's pipeline has already validated the voucher and
-//! authorised the purpose. The gateway mounts [`anagrafe::routes`] and [`tributi::routes`] under
+//! authorised the purpose. The gateway mounts each operation ([`route`]) under
 //! each e-service's base path and registers an [`EserviceState`] and [`json_config`].
 
 pub mod anagrafe;

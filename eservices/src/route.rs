@@ -254,8 +254,8 @@ mod tests {
                         Ok(res)
                     }
                 })
-                .service(web::scope("/anagrafe/v1").configure(crate::anagrafe::routes))
-                .service(web::scope("/tributi/v1").configure(crate::tributi::routes)),
+                .service(web::scope("/anagrafe/v1").configure(routes(Eservice::Anagrafe)))
+                .service(web::scope("/tributi/v1").configure(routes(Eservice::Tributi))),
         )
         .await;
         let mut targets = Vec::new();

@@ -10,6 +10,7 @@ pub mod consumer;
 pub mod dev;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod http_client;
 pub mod modi;
 pub mod openapi;
 pub mod pdnd;

@@ -125,14 +125,6 @@ pub fn dpop_check(
     }
 }
 
-/// One HTTP client for the process (connection pool inside), with bounded timeouts.
-pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(15))
-        .build()
-}
-
 impl PublicState {
     pub fn new(
         config: &Config,
@@ -493,7 +485,7 @@ pub async fn start(
     store: Arc<dyn Store>,
     authority: Option<Bound>,
 ) -> Result<Running, StartError> {
-    let http = http_client()?;
+    let http = crate::http_client::http_client()?;
     let audit_store = AuditStore::connect(&config.audit.url)
         .await
         .map_err(|source| StartError::Audit {

@@ -1,8 +1,8 @@
 //! The anagrafe e-service (`/anagrafe/v1`): residence, personal details, family, life status.
 //!
 //! Each operation is its own authorisable unit, so a purpose receives exactly the data category
-//! it was granted. [`routes`] registers the operations relative to the e-service base; the
-//! gateway mounts them under `web::scope("/anagrafe/v1")` behind its voucher check.
+//! it was granted. [`crate::route`] mounts each operation as its own resource under
+//! `/anagrafe/v1`; the gateway puts its pipeline around each.
 
 mod handlers;
 pub mod model;
@@ -10,14 +10,7 @@ pub mod model;
 pub use handlers::*;
 
 use crate::problem::Problem;
-use actix_web::web;
 use utoipa::OpenApi;
-
-/// Registers the anagrafe operations (relative paths), each at its own resource with its routing
-/// decision recorded first (see [`crate::route`]).
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    crate::route::routes(crate::Eservice::Anagrafe)(cfg)
-}
 
 #[derive(OpenApi)]
 #[openapi(

@@ -1,8 +1,7 @@
 //! The tributi e-service (`/tributi/v1`): IMU and TARI positions, tax regularity, payments.
 //!
-//! The subject is a codice fiscale or a partita IVA (`soggetto`). [`routes`] registers the
-//! operations relative to the e-service base; the gateway mounts them under
-//! `web::scope("/tributi/v1")` behind its voucher check.
+//! The subject is a codice fiscale or a partita IVA (`soggetto`). [`crate::route`] mounts each
+//! operation as its own resource under `/tributi/v1`; the gateway puts its pipeline around each.
 
 mod handlers;
 pub mod model;
@@ -10,14 +9,7 @@ pub mod model;
 pub use handlers::*;
 
 use crate::problem::Problem;
-use actix_web::web;
 use utoipa::OpenApi;
-
-/// Registers the tributi operations (relative paths), each at its own resource with its routing
-/// decision recorded first (see [`crate::route`]).
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    crate::route::routes(crate::Eservice::Tributi)(cfg)
-}
 
 #[derive(OpenApi)]
 #[openapi(

@@ -6,7 +6,7 @@ use actix_web::dev::Service;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, App, HttpMessage, HttpServer};
 use eservices::store::{seed, SeedSummary, SqlStore};
-use eservices::{anagrafe, json_config, tributi, CacheConfig, DataSubject, EserviceState};
+use eservices::{json_config, route, CacheConfig, DataSubject, Eservice, EserviceState};
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -143,8 +143,8 @@ pub async fn server(db: Db, cache: CacheConfig) -> Option<Server> {
                     Ok(res)
                 }
             })
-            .service(web::scope("/anagrafe/v1").configure(anagrafe::routes))
-            .service(web::scope("/tributi/v1").configure(tributi::routes))
+            .service(web::scope("/anagrafe/v1").configure(route::routes(Eservice::Anagrafe)))
+            .service(web::scope("/tributi/v1").configure(route::routes(Eservice::Tributi)))
     })
     .workers(1)
     .bind(("127.0.0.1", 0))

@@ -90,7 +90,8 @@ fn load_key(path: &Path) -> Result<RsaPrivateKey, VoucherCliError> {
 
 /// Asks the token endpoint.
 pub async fn obtain(plan: &VoucherPlan) -> Result<Obtained, VoucherCliError> {
-    let http = crate::server::http_client().map_err(|e| VoucherCliError::Http(e.to_string()))?;
+    let http =
+        crate::http_client::http_client().map_err(|e| VoucherCliError::Http(e.to_string()))?;
     let client = TokenClient::new(http, plan.endpoint.clone());
     let now = chrono::Utc::now().timestamp();
     Ok(client

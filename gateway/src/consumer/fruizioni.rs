@@ -213,7 +213,7 @@ impl Fruizioni {
         clock: Arc<dyn Clock>,
         audit: AuditLog,
     ) -> Result<Fruizioni, FruizioniError> {
-        let token_http = crate::server::http_client().map_err(|e| FruizioniError::Http {
+        let token_http = crate::http_client::http_client().map_err(|e| FruizioniError::Http {
             name: "(token endpoint)".into(),
             reason: e.to_string(),
         })?;

@@ -14,6 +14,7 @@
 //! citizen's "who looked at my data" (GDPR art. 15) by recomputing the hash, while the log
 //! itself holds no codice fiscale.
 
+use super::audit_fruizioni::{FruizioneRecord, FruizioniQuery};
 use chrono::{DateTime, SecondsFormat, Utc};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -273,10 +274,35 @@ fn record_from_row(row: &AnyRow) -> Result<AuditRecord, AuditError> {
     })
 }
 
+impl AuditStore {
+    /// The fruizioni's records matching a query, oldest first.
+    pub async fn query_fruizioni(
+        &self,
+        q: &FruizioniQuery,
+    ) -> Result<Vec<FruizioneRecord>, AuditError> {
+        let sql = "SELECT record_id, at, request_id, caller, fruizione, method, purpose_id, \
+             client_id, voucher_jti, status, remote_status, latency_ms, user_id \
+             FROM audit_fruizioni";
+        let filters = [
+            ("at >=", q.from.as_deref()),
+            ("at <", q.to.as_deref()),
+            ("caller =", q.caller.as_deref()),
+            ("fruizione =", q.fruizione.as_deref()),
+            ("purpose_id =", q.purpose_id.as_deref()),
+            ("request_id =", q.request_id.as_deref()),
+        ];
+        let rows = select_where(self.pool(), sql, &filters, q.limit).await?;
+        Ok(rows
+            .iter()
+            .map(super::audit_fruizioni::record_from_row)
+            .collect::<Result<_, _>>()?)
+    }
+}
+
 /// Runs `select` (a `SELECT … FROM table` with no `WHERE`) with one `AND clause $n` per filter
 /// that is set, oldest first, at most `limit` rows. Only the fixed clauses are concatenated;
 /// every value is a bind parameter.
-pub(crate) async fn select_where(
+async fn select_where(
     pool: &AnyPool,
     select: &str,
     filters: &[(&str, Option<&str>)],
@@ -319,7 +345,7 @@ pub struct AuditQuery {
 #[derive(Debug, Clone)]
 enum Entry {
     Eservice(AuditRecord),
-    Fruizione(super::audit_fruizioni::FruizioneRecord),
+    Fruizione(FruizioneRecord),
 }
 
 /// A queued entry and, when somebody waits for its commit, where to say how it went.
@@ -406,10 +432,7 @@ impl AuditLog {
     }
 
     /// Queues the record of a call through `/fruizioni` and waits for its commit.
-    pub async fn record_fruizione(
-        &self,
-        record: super::audit_fruizioni::FruizioneRecord,
-    ) -> Result<(), AuditError> {
+    pub async fn record_fruizione(&self, record: FruizioneRecord) -> Result<(), AuditError> {
         self.commit(Entry::Fruizione(record)).await
     }
 

@@ -9,7 +9,6 @@
 //! columns in `audit_log`: the two directions share few fields (no consumer or data subject
 //! here, no internal caller there), and `pdnd-gateway audit` merges both by time.
 
-use super::audit::{AuditError, AuditStore};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -70,7 +69,7 @@ const INSERT: &str = "INSERT INTO audit_fruizioni (record_id, at, request_id, ca
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 
 /// Creates the table and its indexes when missing (idempotent: run on every start).
-pub(crate) async fn migrate(pool: &sqlx::AnyPool) -> Result<(), AuditError> {
+pub(crate) async fn migrate(pool: &sqlx::AnyPool) -> Result<(), sqlx::Error> {
     sqlx::query(SCHEMA).execute(pool).await?;
     for index in INDEXES {
         sqlx::query(index).execute(pool).await?;
@@ -82,7 +81,7 @@ pub(crate) async fn migrate(pool: &sqlx::AnyPool) -> Result<(), AuditError> {
 pub(crate) async fn insert(
     conn: &mut sqlx::AnyConnection,
     r: &FruizioneRecord,
-) -> Result<(), AuditError> {
+) -> Result<(), sqlx::Error> {
     sqlx::query(INSERT)
         .bind(&r.record_id)
         .bind(&r.time)
@@ -116,29 +115,9 @@ pub struct FruizioniQuery {
     pub limit: Option<u32>,
 }
 
-impl AuditStore {
-    /// The fruizioni's records matching a query, oldest first.
-    pub async fn query_fruizioni(
-        &self,
-        q: &FruizioniQuery,
-    ) -> Result<Vec<FruizioneRecord>, AuditError> {
-        let sql = "SELECT record_id, at, request_id, caller, fruizione, method, purpose_id, \
-             client_id, voucher_jti, status, remote_status, latency_ms, user_id \
-             FROM audit_fruizioni";
-        let filters = [
-            ("at >=", q.from.as_deref()),
-            ("at <", q.to.as_deref()),
-            ("caller =", q.caller.as_deref()),
-            ("fruizione =", q.fruizione.as_deref()),
-            ("purpose_id =", q.purpose_id.as_deref()),
-            ("request_id =", q.request_id.as_deref()),
-        ];
-        let rows = super::audit::select_where(self.pool(), sql, &filters, q.limit).await?;
-        rows.iter().map(record_from_row).collect()
-    }
-}
-
-fn record_from_row(row: &AnyRow) -> Result<FruizioneRecord, AuditError> {
+/// The record a row of `audit_fruizioni` holds (the table's one reader is
+/// `AuditStore::query_fruizioni`, beside the writer, so that this module needs nothing of it).
+pub(crate) fn record_from_row(row: &AnyRow) -> Result<FruizioneRecord, sqlx::Error> {
     let status: i64 = row.try_get("status")?;
     let remote_status: Option<i64> = row.try_get("remote_status")?;
     Ok(FruizioneRecord {
@@ -161,7 +140,7 @@ fn record_from_row(row: &AnyRow) -> Result<FruizioneRecord, AuditError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::audit::{format_time, AuditLog, AuditQuery};
+    use crate::provider::audit::{format_time, AuditLog, AuditQuery, AuditStore};
 
     fn record(i: usize, caller: &str) -> FruizioneRecord {
         FruizioneRecord {
