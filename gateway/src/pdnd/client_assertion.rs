@@ -199,7 +199,7 @@ mod tests {
     const CLIENT: &str = "8e9f24ca-78f5-4c69-9e4f-0efbeac7bb2b";
     const PURPOSE: &str = "34f1624b-91cb-4b05-b8c0-cad208a30222";
     const NOW: i64 = 1_616_170_068;
-    /// PDND.md section 7: the docs' sample tracking-evidence JWS.
+    /// PDND's documentation: its sample tracking-evidence JWS.
     const EVIDENCE: &str = "eyJhbGciOiJIUzI1NiIsImtpZCI6IlptWXhaR0UyWWpRdE16WTJZeTAwTldJNUxUaGpOR0l0TURKbVltUXlaR0l5TW1aaCIsInR5cCI6ImF0K2p3dCJ9.eyJqdGkiOiJkc2Zkc2Zkc2ZkcyIsImEiOiJiIn0.2QcY5UpoE2PgJhe1FKnHx-SZZq_NS6AKDTlfFdpVP9Q";
 
     fn builder() -> ClientAssertionBuilder {

@@ -1,8 +1,9 @@
 //! The inbound pipeline of the public listener (the comune as erogatore).
 //!
-//! Stages run in the order of `DESIGN.md` section 1; each is one middleware registered in
-//! [`crate::server::public_app`], in one visible place: request id, audit (outermost of an
-//! e-service, so it sees every outcome), voucher, modi-out (response signing), purpose, modi-in
+//! Stages run in the order the README's Architecture section shows; each is one middleware
+//! registered in [`crate::server`]'s `eservice_scope`, in one visible place: request id, audit
+//! (around the whole e-service scope, so it sees every outcome), then, around each operation's
+//! own resource, the routing decision, voucher, modi-out (response signing), purpose, modi-in
 //! (request integrity and tracking evidence), then the handler.
 
 pub mod audit;
