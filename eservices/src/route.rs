@@ -110,10 +110,15 @@ pub enum Unmatched {
 /// It uses actix's own [`ResourceDef`] matching on that same string, so it agrees with the
 /// router about which paths are an operation's.
 pub fn classify(eservice: Eservice, path: &str) -> Unmatched {
-    operations(eservice)
-        .find(|op| ResourceDef::new(op.path()).is_match(path))
+    operation_at(eservice, path)
         .map(Unmatched::MethodNotAllowed)
         .unwrap_or(Unmatched::NotFound)
+}
+
+/// The operation of `eservice` whose resource matches `path` (the part after the e-service's
+/// base, as the router sees it), by the router's own [`ResourceDef`] matching.
+fn operation_at(eservice: Eservice, path: &str) -> Option<Operation> {
+    operations(eservice).find(|op| ResourceDef::new(op.path()).is_match(path))
 }
 
 /// The operation the gateway's router gives a request target (path and query, as sent on the
@@ -132,8 +137,7 @@ pub fn resolve_target(target: &str) -> Option<Operation> {
         if !ResourceDef::prefix(eservice.base_path()).capture_match_info(&mut path) {
             continue;
         }
-        let within = path.unprocessed();
-        return operations(eservice).find(|op| ResourceDef::new(op.path()).is_match(within));
+        return operation_at(eservice, path.unprocessed());
     }
     None
 }

@@ -136,17 +136,10 @@ pub async fn entries(
         );
     }
     if side != Side::Erogazioni {
+        let (from, to) = time_range(filters)?;
         let q = FruizioniQuery {
-            from: filters
-                .from
-                .as_deref()
-                .map(|v| normalise_time("from", v))
-                .transpose()?,
-            to: filters
-                .to
-                .as_deref()
-                .map(|v| normalise_time("to", v))
-                .transpose()?,
+            from,
+            to,
             caller: filters.caller.clone(),
             fruizione: filters.fruizione.clone(),
             purpose_id: filters.purpose_id.clone(),
@@ -168,23 +161,27 @@ pub async fn entries(
     Ok(out)
 }
 
+/// `--from` / `--to` in the trail's time format (either may be absent).
+fn time_range(filters: &Filters) -> Result<(Option<String>, Option<String>), AuditCliError> {
+    let bound = |name, value: &Option<String>| {
+        value
+            .as_deref()
+            .map(|v| normalise_time(name, v))
+            .transpose()
+    };
+    Ok((bound("from", &filters.from)?, bound("to", &filters.to)?))
+}
+
 /// Runs the query over the e-services' records only.
 pub async fn query(
     store: &AuditStore,
     hasher: &SubjectHasher,
     filters: &Filters,
 ) -> Result<Vec<AuditRecord>, AuditCliError> {
+    let (from, to) = time_range(filters)?;
     let q = AuditQuery {
-        from: filters
-            .from
-            .as_deref()
-            .map(|v| normalise_time("from", v))
-            .transpose()?,
-        to: filters
-            .to
-            .as_deref()
-            .map(|v| normalise_time("to", v))
-            .transpose()?,
+        from,
+        to,
         consumer_id: filters.consumer_id.clone(),
         purpose_id: filters.purpose_id.clone(),
         subject_hash: filters.codice_fiscale.as_deref().map(|cf| hasher.hash(cf)),
