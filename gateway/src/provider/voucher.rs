@@ -88,14 +88,6 @@ pub fn parse_bearer(value: &[u8]) -> Result<&str, BearerFailure> {
     }
 }
 
-/// The bearer token of a request, or how the header is wrong (a DPoP credential is not one).
-pub fn bearer_token(req: &ServiceRequest) -> Result<&str, BearerFailure> {
-    match credential(req)? {
-        Credential::Bearer(token) => Ok(token),
-        Credential::Dpop(_) => Err(BearerFailure::InvalidRequest),
-    }
-}
-
 /// The current time in unix seconds: the only clock read of the voucher check.
 pub fn now() -> i64 {
     chrono::Utc::now().timestamp()
