@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test of pdnd-gateway: formatting, lints, the OpenAPI contracts against the
 # Italian guidelines, unit, property and end-to-end suites on SQLite and on a throwaway
-# PostgreSQL this script starts (and stops), then the contracts against the running gateway.
+# PostgreSQL and Redis this script starts (and stops), then the contracts against the running
+# gateway.
 #
 # Usage: bash tests/run.sh        (from the repository root; installs what is missing)
 set -euo pipefail
@@ -27,13 +28,21 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 say "OpenAPI contracts: Italian guidelines (Spectral, zero errors)"
 bash tests/scripts/spectral.sh
 
-say "PostgreSQL (throwaway)"
+say "PostgreSQL and Redis (throwaway)"
 pgdir=$(mktemp -d /tmp/pdndgw-pg.XXXXXX)
-cleanup() { bash tests/scripts/postgres.sh stop "$pgdir" >/dev/null 2>&1 || true; rm -rf "$pgdir"; }
+redisdir=$(mktemp -d /tmp/pdndgw-redis.XXXXXX)
+cleanup() {
+  bash tests/scripts/postgres.sh stop "$pgdir" >/dev/null 2>&1 || true
+  bash tests/scripts/redis.sh stop "$redisdir" >/dev/null 2>&1 || true
+  rm -rf "$pgdir" "$redisdir"
+}
 trap cleanup EXIT
 url_line=$(bash tests/scripts/postgres.sh start "$pgdir" | grep '^DATABASE_URL=' | tail -n 1)
 export PDNDGW_TEST_POSTGRES_URL="${url_line#DATABASE_URL=}"
 echo "PostgreSQL at ${PDNDGW_TEST_POSTGRES_URL%%@*}@…"
+url_line=$(bash tests/scripts/redis.sh start "$redisdir" | grep '^REDIS_URL=' | tail -n 1)
+export PDNDGW_TEST_REDIS_URL="${url_line#REDIS_URL=}"
+echo "Redis at $PDNDGW_TEST_REDIS_URL"
 
 say "cargo test (unit, property, end-to-end)"
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$pgdir/cargo-test.log"

@@ -13,6 +13,8 @@ for d in $(command -v initdb 2>/dev/null | xargs -r dirname) /usr/lib/postgresql
   if [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ]; then have_pg=true; fi
 done
 $have_pg || need+=(postgresql)
+# Redis for the shared state store's suites.
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 
 if [ "${#need[@]}" -gt 0 ]; then
   echo "installing: ${need[*]}"

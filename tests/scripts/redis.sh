@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# A throwaway Redis server for the test suites (no systemd, nothing outside DIR).
+#
+#   tests/scripts/redis.sh start DIR   -> prints REDIS_URL=redis://127.0.0.1:PORT/0 on stdout
+#   tests/scripts/redis.sh stop DIR
+#
+# Installs Debian's redis-server with apt-get if it is missing, starts it on a free port on
+# 127.0.0.1 with its pid file and log in DIR and no persistence (the suites want a clean server).
+# Running `start` again on a running server just prints the URL again.
+set -euo pipefail
+
+die() { echo "redis.sh: $*" >&2; exit 1; }
+
+[ $# -eq 2 ] || die "usage: $0 start|stop DIR"
+cmd=$1
+dir=$2
+mkdir -p "$dir"
+dir=$(cd "$dir" && pwd)
+
+ensure_installed() {
+    command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 && return 0
+    local sudo_cmd=""
+    [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    echo "redis.sh: installing redis-server with apt-get" >&2
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq redis-server >&2
+    command -v redis-server >/dev/null 2>&1 || die "redis-server still missing after apt-get install"
+}
+
+free_port() {
+    python3 - <<'PY' 2>/dev/null || echo $(( 20000 + RANDOM % 20000 ))
+import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()
+PY
+}
+
+is_running() {
+    [ -f "$dir/port" ] && redis-cli -h 127.0.0.1 -p "$(cat "$dir/port")" ping 2>/dev/null | grep -q PONG
+}
+
+print_url() { echo "REDIS_URL=redis://127.0.0.1:$(cat "$dir/port")/0"; }
+
+start() {
+    ensure_installed
+    if is_running; then print_url; return 0; fi
+    local port
+    port=$(free_port)
+    echo "$port" > "$dir/port"
+    redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --daemonize yes \
+        --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
+        --save '' --appendonly no >/dev/null
+    for _ in $(seq 1 100); do
+        if is_running; then print_url; return 0; fi
+        sleep 0.1
+    done
+    cat "$dir/redis.log" >&2 || true
+    die "redis-server did not answer on port $port"
+}
+
+stop() {
+    if is_running; then
+        redis-cli -h 127.0.0.1 -p "$(cat "$dir/port")" shutdown nosave >/dev/null 2>&1 || true
+    fi
+    for _ in $(seq 1 50); do
+        [ -f "$dir/redis.pid" ] && kill -0 "$(cat "$dir/redis.pid")" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -9 "$(cat "$dir/redis.pid")" 2>/dev/null || true
+}
+
+case "$cmd" in
+    start) start ;;
+    stop) stop ;;
+    *) die "usage: $0 start|stop DIR" ;;
+esac
