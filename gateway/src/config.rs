@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 pub mod secret_strength;
 pub mod serve_policy;
+pub mod state;
 
 /// The development configuration, embedded so that `pdnd-gateway dev` needs no file at all.
 pub const DEV_TOML: &str = include_str!("../../config/dev.toml");
@@ -73,6 +74,9 @@ pub struct Config {
     /// ModI security patterns: our signing material and how peers' signatures are checked.
     #[serde(default)]
     pub modi: ModiConfig,
+    /// Where the state shared by replicas is kept (anti-replay memory).
+    #[serde(default)]
+    pub state: state::StateConfig,
 }
 
 /// Authentication of the comune's own systems on the internal listener.
@@ -888,6 +892,7 @@ impl Config {
             }
         }
         self.validate_modi()?;
+        self.state.validate()?;
         if !(1..=64).contains(&self.server.workers) {
             return invalid("server.workers", "must be between 1 and 64");
         }
