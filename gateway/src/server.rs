@@ -342,6 +342,7 @@ pub fn internal_app(
         .app_data(state.health)
         .app_data(state.fruizioni)
         .app_data(state.api_keys)
+        .app_data(state.state)
         .service(status_resource("/status"))
         .configure(fruizioni::routes)
         .default_service(web::to(not_found))
