@@ -320,6 +320,9 @@ pub struct ServerConfig {
     /// Longest wait for in-flight requests at SIGTERM/SIGINT (see [`operations`]).
     #[serde(default = "operations::default_shutdown_timeout_secs")]
     pub shutdown_timeout_secs: u64,
+    /// At SIGTERM, how long `/readyz` says 503 before the listeners close (see [`operations`]).
+    #[serde(default)]
+    pub shutdown_delay_secs: u64,
     /// Accept private key files readable by their group (Kubernetes Secret volumes with
     /// `fsGroup`); never by others (see [`operations`]).
     #[serde(default)]

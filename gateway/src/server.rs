@@ -447,6 +447,8 @@ pub struct Running {
     /// Flushed last at shutdown.
     audit: Option<AuditLog>,
     shutdown_timeout: Duration,
+    /// At SIGTERM, how long `/readyz` says 503 before the listeners close.
+    shutdown_delay: Duration,
 }
 
 impl Running {
@@ -478,6 +480,7 @@ impl Running {
             readiness: None,
             audit: None,
             shutdown_timeout: Duration::from_secs(30),
+            shutdown_delay: Duration::ZERO,
         }
     }
 
@@ -625,5 +628,6 @@ pub async fn start(
     running.readiness = Some(readiness);
     running.audit = Some(shutdown_audit);
     running.shutdown_timeout = shutdown;
+    running.shutdown_delay = config.shutdown_delay();
     Ok(running)
 }

@@ -2,7 +2,8 @@
 //!
 //! The order is what makes it graceful:
 //! 1. `/readyz` turns 503 (`shutting_down`), so whatever still routes by readiness stops
-//!    sending new work here;
+//!    sending new work here; at SIGTERM the listeners keep accepting for
+//!    `server.shutdown_delay_secs` (default 0) so that it has the time to notice;
 //! 2. every listener stops accepting (a new connection is refused) and the requests in flight
 //!    run to their end, their audit commits included (a served answer awaits its record), for
 //!    at most `server.shutdown_timeout_secs`;
@@ -57,6 +58,7 @@ pub(super) async fn serve_until_signal(running: Running) -> Result<(), ShutdownE
         readiness,
         audit,
         shutdown_timeout,
+        shutdown_delay,
         ..
     } = running;
     if tasks.is_empty() {
@@ -81,10 +83,20 @@ pub(super) async fn serve_until_signal(running: Running) -> Result<(), ShutdownE
     tracing::info!(
         ?signal,
         timeout_secs = shutdown_timeout.as_secs(),
-        "stopping: no new connections; requests in flight may finish"
+        "stopping: /readyz says 503; then no new connections, requests in flight may finish"
     );
     if let Some(readiness) = &readiness {
         readiness.begin_shutdown();
+    }
+    if matches!(signal, Signal::Term) && !shutdown_delay.is_zero() {
+        tracing::info!(
+            delay_secs = shutdown_delay.as_secs(),
+            "not ready; still accepting until the delay ends"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(shutdown_delay) => {}
+            _ = next_signal() => {}
+        }
     }
     let graceful = async {
         // Each server stops accepting at once and waits for its own workers (bounded by the
