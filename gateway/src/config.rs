@@ -808,10 +808,14 @@ impl Config {
 
     fn from_figment_with_env(base: Figment, env: bool) -> Result<Config, ConfigError> {
         let figment = if env {
-            // Variables for the test harness share the prefix but are not configuration.
+            // Variables for the test harness share the prefix but are not configuration; nor
+            // is PDNDGW_CONFIG, which names the file itself (`serve`, `migrate`).
             base.merge(
                 Env::prefixed(ENV_PREFIX)
-                    .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_"))
+                    .filter(|key| {
+                        let key = key.as_str().to_ascii_lowercase();
+                        !key.starts_with("test_") && key != "config"
+                    })
                     .split("__"),
             )
         } else {

@@ -236,9 +236,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let format = telemetry::LogFormat::for_stderr(log_format);
             telemetry::init("info", format == telemetry::LogFormat::Json);
             let config = Config::load_dev(config.as_deref())?;
+            let signals = server::Signals::install()?;
             let env = dev::start(config, &data_dir).await?;
             print_dev_banner(&env, &data_dir);
-            env.running.wait().await?;
+            env.running.wait(signals).await?;
         }
         Command::Serve { config, no_migrate } => {
             let format = telemetry::LogFormat::for_stderr(log_format);
@@ -253,9 +254,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if config.database.migrate_on_start {
                 store.migrate().await?;
             }
+            let signals = server::Signals::install()?;
             let running = server::start(&config, std::sync::Arc::new(store), None).await?;
             tracing::info!(public = %running.public, internal = %running.internal, environment = config.pdnd.environment, "pdnd-gateway serving");
-            running.wait().await?;
+            running.wait(signals).await?;
         }
         Command::Migrate { config } => {
             telemetry::init("info", false);

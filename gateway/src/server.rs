@@ -35,6 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod shutdown;
+pub use shutdown::{ShutdownError, Signals};
 
 /// The largest voucher accepted (PDND vouchers are about 1 KiB).
 pub const MAX_VOUCHER_LEN: usize = 16 * 1024;
@@ -487,8 +488,8 @@ impl Running {
     /// Serves until SIGTERM or SIGINT, then shuts down gracefully (see [`shutdown`]): `/readyz`
     /// 503, listeners closed, requests in flight finished within `server.shutdown_timeout_secs`,
     /// the audit queue flushed. Also returns when a server ends on its own.
-    pub async fn wait(self) -> Result<(), shutdown::ShutdownError> {
-        shutdown::serve_until_signal(self).await
+    pub async fn wait(self, signals: Signals) -> Result<(), ShutdownError> {
+        shutdown::serve_until_signal(self, signals).await
     }
 
     /// Stops only the development authority (tests of a PDND outage).

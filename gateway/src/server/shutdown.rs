@@ -38,20 +38,39 @@ enum Signal {
     Int,
 }
 
-/// The next SIGTERM or SIGINT.
-async fn next_signal() -> std::io::Result<Signal> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(tokio::select! {
-        _ = term.recv() => Signal::Term,
-        _ = int.recv() => Signal::Int,
-    })
+/// SIGTERM and SIGINT, caught from the moment this exists: create it before the listeners
+/// start, so a signal that arrives while they do is not lost (nor kills the process the
+/// default way, without the graceful steps). Only the binary creates it: once caught, a
+/// signal stays caught for the whole process.
+pub struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Starts catching SIGTERM and SIGINT (needs the tokio runtime).
+    pub fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.term.recv() => Signal::Term,
+            _ = self.int.recv() => Signal::Int,
+        }
+    }
 }
 
 /// Serves until a signal, then shuts down in the order above; or returns as soon as one of the
 /// servers ends on its own (stopping the others).
-pub(super) async fn serve_until_signal(running: Running) -> Result<(), ShutdownError> {
+pub(super) async fn serve_until_signal(
+    running: Running,
+    mut signals: Signals,
+) -> Result<(), ShutdownError> {
     let Running {
         handles,
         tasks,
@@ -64,13 +83,10 @@ pub(super) async fn serve_until_signal(running: Running) -> Result<(), ShutdownE
     if tasks.is_empty() {
         return Ok(());
     }
-    // Installed before anything else can happen, so an early SIGTERM is not lost.
-    let signal = next_signal();
-    tokio::pin!(signal);
     let ended = select_all(tasks);
     tokio::pin!(ended);
     let signal = tokio::select! {
-        sig = &mut signal => sig?,
+        sig = signals.next() => sig,
         (result, _, _rest) = &mut ended => {
             // A listener ended without being asked: stop the others and report it.
             for handle in &handles {
@@ -95,7 +111,7 @@ pub(super) async fn serve_until_signal(running: Running) -> Result<(), ShutdownE
         );
         tokio::select! {
             _ = tokio::time::sleep(shutdown_delay) => {}
-            _ = next_signal() => {}
+            _ = signals.next() => {}
         }
     }
     let graceful = async {
@@ -117,10 +133,9 @@ pub(super) async fn serve_until_signal(running: Running) -> Result<(), ShutdownE
     };
     // A little beyond actix's own bound, so that its forced stop wins and reports first.
     let bound = shutdown_timeout + Duration::from_secs(2);
-    let second_signal = next_signal();
     let result = tokio::select! {
         r = tokio::time::timeout(bound, graceful) => r.unwrap_or(Err(ShutdownError::Timeout(shutdown_timeout))),
-        _ = second_signal => Err(ShutdownError::Forced),
+        _ = signals.next() => Err(ShutdownError::Forced),
     };
     match &result {
         Ok(()) => tracing::info!("stopped: every request in flight finished, audit trail flushed"),
