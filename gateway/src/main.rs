@@ -455,7 +455,7 @@ fn print_dev_banner(env: &dev::DevEnvironment, data_dir: &std::path::Path) {
 pdnd-gateway dev is running. Data directory: {data}{seeded}
 
   e-services (public)    http://{public}    /anagrafe/v1, /tributi/v1, /status
-  internal listener      {internal_scheme}://{internal}    /status, /fruizioni/{{name}}/... (API key: {key_file})
+  internal listener      {internal_scheme}://{internal}    /status, /livez, /readyz, /fruizioni/{{name}}/... (API key: {key_file})
   fruizioni              {fruizioni}
   API documentation      http://{public}{docs}    (OpenAPI: /anagrafe/v1/openapi.json, /tributi/v1/openapi.json)
   local PDND authority   http://{authority}    /token.oauth2, /.well-known/jwks.json, /keys/{{kid}}

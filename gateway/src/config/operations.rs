@@ -153,4 +153,43 @@ mod tests {
             "a misspelt key must not pass: {err:?}"
         );
     }
+
+    /// The examples carry every key of this module, commented; uncommented they parse and pass.
+    #[test]
+    fn the_examples_commented_keys_parse_and_validate() {
+        for text in [
+            include_str!("../../../config/collaudo.example.toml"),
+            include_str!("../../../config/produzione.example.toml"),
+        ] {
+            let mut uncommented = String::new();
+            let mut found = 0;
+            for line in text.lines() {
+                let key = [
+                    "# shutdown_delay_secs =",
+                    "# shutdown_timeout_secs =",
+                    "# allow_group_readable_keys =",
+                    "# migrate_on_start =",
+                ]
+                .iter()
+                .any(|k| line.starts_with(k));
+                if key {
+                    found += 1;
+                    uncommented.push_str(&line[2..]);
+                } else {
+                    uncommented.push_str(line);
+                }
+                uncommented.push('\n');
+            }
+            assert_eq!(
+                found, 4,
+                "a key of docs/operations.md is missing from an example"
+            );
+            let c = Config::from_toml_str(&uncommented).expect("parses");
+            assert_eq!(c.server.shutdown_delay_secs, 5);
+            assert_eq!(c.server.shutdown_timeout_secs, 30);
+            assert!(!c.server.allow_group_readable_keys);
+            assert!(c.database.migrate_on_start);
+            c.validate_operations().expect("valid");
+        }
+    }
 }

@@ -8,7 +8,7 @@
 //!    run to their end, their audit commits included (a served answer awaits its record), for
 //!    at most `server.shutdown_timeout_secs`;
 //! 3. the audit writer's queue is flushed (the best-effort records of refused requests);
-//! 4. the process exits 0.
+//! 4. the process exits 0 (1 when the bound cut requests still in flight).
 //!
 //! A second signal during the wait ends it at once, with an error (exit 1), for an operator who
 //! does not want to wait. actix's own signal handling is disabled on every listener
@@ -117,7 +117,11 @@ pub(super) async fn serve_until_signal(
     let graceful = async {
         // Each server stops accepting at once and waits for its own workers (bounded by the
         // same timeout inside actix); stopping them together keeps the total to one timeout.
+        let stopping = std::time::Instant::now();
         join_all(handles.iter().map(|h| h.stop(true))).await;
+        // actix ends a graceful stop early when its connections are done, and at the bound by
+        // dropping the ones still open: reaching the bound means requests were cut.
+        let cut = stopping.elapsed() >= shutdown_timeout;
         let (result, _, rest) = (&mut ended).await;
         result.map_err(std::io::Error::other)??;
         for task in rest {
@@ -128,6 +132,9 @@ pub(super) async fn serve_until_signal(
                 .flush()
                 .await
                 .map_err(|e| ShutdownError::AuditFlush(e.to_string()))?;
+        }
+        if cut {
+            return Err(ShutdownError::Timeout(shutdown_timeout));
         }
         Ok::<(), ShutdownError>(())
     };
