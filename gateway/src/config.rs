@@ -12,6 +12,7 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+pub mod operations;
 pub mod secret_strength;
 pub mod serve_policy;
 pub mod state;
@@ -320,6 +321,16 @@ pub struct ServerConfig {
     /// comune's systems, a service mesh doing mTLS). Logged as a warning at every start.
     #[serde(default)]
     pub internal_allow_plaintext_non_loopback: bool,
+    /// Longest wait for in-flight requests at SIGTERM/SIGINT (see [`operations`]).
+    #[serde(default = "operations::default_shutdown_timeout_secs")]
+    pub shutdown_timeout_secs: u64,
+    /// At SIGTERM, how long `/readyz` says 503 before the listeners close (see [`operations`]).
+    #[serde(default)]
+    pub shutdown_delay_secs: u64,
+    /// Accept private key files readable by their group (Kubernetes Secret volumes with
+    /// `fsGroup`); never by others (see [`operations`]).
+    #[serde(default)]
+    pub allow_group_readable_keys: bool,
 }
 
 /// The internal listener's TLS identity and, for mTLS, the CA its callers' certificates must
@@ -655,6 +666,9 @@ pub struct ComuneConfig {
 pub struct DatabaseConfig {
     /// `sqlite://path?mode=rwc` or `postgres://user:password@host/db`.
     pub url: String,
+    /// Whether `serve` creates/upgrades the schemas at start (see [`operations`]).
+    #[serde(default = "operations::default_migrate_on_start")]
+    pub migrate_on_start: bool,
 }
 
 /// The audit trail's store and keyed hash.
@@ -798,10 +812,14 @@ impl Config {
 
     fn from_figment_with_env(base: Figment, env: bool) -> Result<Config, ConfigError> {
         let figment = if env {
-            // Variables for the test harness share the prefix but are not configuration.
+            // Variables for the test harness share the prefix but are not configuration; nor
+            // is PDNDGW_CONFIG, which names the file itself (`serve`, `migrate`).
             base.merge(
                 Env::prefixed(ENV_PREFIX)
-                    .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_"))
+                    .filter(|key| {
+                        let key = key.as_str().to_ascii_lowercase();
+                        !key.starts_with("test_") && key != "config"
+                    })
                     .split("__"),
             )
         } else {
@@ -897,6 +915,7 @@ impl Config {
             return invalid("server.workers", "must be between 1 and 64");
         }
         self.validate_internal_exposure()?;
+        self.validate_operations()?;
         let url = self.database.url.as_str();
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres://")

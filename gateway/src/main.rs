@@ -51,6 +51,16 @@ enum Command {
     Serve {
         #[arg(long, env = "PDNDGW_CONFIG")]
         config: PathBuf,
+        /// Do not create or upgrade the schemas (as `database.migrate_on_start = false`): refuse
+        /// to start on a schema that is missing or behind; `migrate` brings it up to date.
+        #[arg(long)]
+        no_migrate: bool,
+    },
+    /// Create or upgrade the database schemas (e-service store and audit trail) and exit:
+    /// the step before a rollout whose replicas run `serve --no-migrate`.
+    Migrate {
+        #[arg(long, env = "PDNDGW_CONFIG")]
+        config: PathBuf,
     },
     /// Obtain a PDND voucher as the comune's client and print it.
     Voucher {
@@ -226,20 +236,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let format = telemetry::LogFormat::for_stderr(log_format);
             telemetry::init("info", format == telemetry::LogFormat::Json);
             let config = Config::load_dev(config.as_deref())?;
+            let signals = server::Signals::install()?;
             let env = dev::start(config, &data_dir).await?;
             print_dev_banner(&env, &data_dir);
-            env.running.wait().await?;
+            env.running.wait(signals).await?;
         }
-        Command::Serve { config } => {
+        Command::Serve { config, no_migrate } => {
             let format = telemetry::LogFormat::for_stderr(log_format);
             telemetry::init("info", format == telemetry::LogFormat::Json);
-            let config = Config::load_file(&config)?;
+            let mut config = Config::load_file(&config)?;
             config.validate_for_serve()?;
+            config.database.migrate_on_start &= !no_migrate;
+            if !config.database.migrate_on_start {
+                gateway::migrate::verify(&config).await?;
+            }
             let store = eservices::store::SqlStore::connect(&config.database.url).await?;
-            store.migrate().await?;
+            if config.database.migrate_on_start {
+                store.migrate().await?;
+            }
+            let signals = server::Signals::install()?;
             let running = server::start(&config, std::sync::Arc::new(store), None).await?;
             tracing::info!(public = %running.public, internal = %running.internal, environment = config.pdnd.environment, "pdnd-gateway serving");
-            running.wait().await?;
+            running.wait(signals).await?;
+        }
+        Command::Migrate { config } => {
+            telemetry::init("info", false);
+            let config = Config::load_file(&config)?;
+            config.validate()?;
+            println!("{}", gateway::migrate::run(&config).await?);
         }
         Command::Voucher {
             config,
@@ -431,7 +455,7 @@ fn print_dev_banner(env: &dev::DevEnvironment, data_dir: &std::path::Path) {
 pdnd-gateway dev is running. Data directory: {data}{seeded}
 
   e-services (public)    http://{public}    /anagrafe/v1, /tributi/v1, /status
-  internal listener      {internal_scheme}://{internal}    /status, /fruizioni/{{name}}/... (API key: {key_file})
+  internal listener      {internal_scheme}://{internal}    /status, /livez, /readyz, /fruizioni/{{name}}/... (API key: {key_file})
   fruizioni              {fruizioni}
   API documentation      http://{public}{docs}    (OpenAPI: /anagrafe/v1/openapi.json, /tributi/v1/openapi.json)
   local PDND authority   http://{authority}    /token.oauth2, /.well-known/jwks.json, /keys/{{kid}}

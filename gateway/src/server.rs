@@ -35,6 +35,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod shutdown;
+pub use shutdown::{ShutdownError, Signals};
+
 /// The largest voucher accepted (PDND vouchers are about 1 KiB).
 pub const MAX_VOUCHER_LEN: usize = 16 * 1024;
 
@@ -321,11 +324,14 @@ pub struct InternalState {
     pub health: web::Data<Health>,
     pub fruizioni: web::Data<Fruizioni>,
     pub api_keys: web::Data<ApiKeys>,
+    /// `/readyz`'s components and the shutdown flag.
+    pub readiness: web::Data<crate::health::Readiness>,
     /// The shared-state store (`[state]`); its `ping()` is its health.
     pub state: web::Data<dyn crate::state::StateStore>,
 }
 
-/// The internal listener's application: `/status` (open) and the fruizioni (API key required).
+/// The internal listener's application: `/status`, the probes `/livez` and `/readyz` (open)
+/// and the fruizioni (API key required).
 pub fn internal_app(
     state: InternalState,
 ) -> App<
@@ -342,8 +348,10 @@ pub fn internal_app(
         .app_data(state.health)
         .app_data(state.fruizioni)
         .app_data(state.api_keys)
+        .app_data(state.readiness)
         .app_data(state.state)
         .service(status_resource("/status"))
+        .configure(crate::health::routes)
         .configure(fruizioni::routes)
         .default_service(web::to(not_found))
 }
@@ -354,10 +362,18 @@ pub struct Bound {
     pub server: Server,
 }
 
-/// Binds the public listener.
-pub fn bind_public(addr: SocketAddr, workers: usize, state: PublicState) -> std::io::Result<Bound> {
+/// Binds the public listener. Signals are handled by [`Running::wait`], not by actix; a
+/// graceful stop waits `shutdown` at most for requests in flight.
+pub fn bind_public(
+    addr: SocketAddr,
+    workers: usize,
+    shutdown: Duration,
+    state: PublicState,
+) -> std::io::Result<Bound> {
     let http = HttpServer::new(move || public_app(state.clone()))
         .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(shutdown.as_secs())
         .bind(addr)?;
     let addr = first_addr(&http.addrs(), addr);
     Ok(Bound {
@@ -366,14 +382,19 @@ pub fn bind_public(addr: SocketAddr, workers: usize, state: PublicState) -> std:
     })
 }
 
-/// Binds the internal listener, over TLS when `tls` is given.
+/// Binds the internal listener, over TLS when `tls` is given (signals and `shutdown` as for
+/// [`bind_public`]).
 pub fn bind_internal(
     addr: SocketAddr,
     workers: usize,
+    shutdown: Duration,
     state: InternalState,
     tls: Option<rustls::ServerConfig>,
 ) -> std::io::Result<Bound> {
-    let http = HttpServer::new(move || internal_app(state.clone())).workers(workers);
+    let http = HttpServer::new(move || internal_app(state.clone()))
+        .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(shutdown.as_secs());
     let http = match tls {
         Some(tls) => http.bind_rustls_0_23(addr, tls)?,
         None => http.bind(addr)?,
@@ -406,6 +427,7 @@ pub fn bind_authority(
             .configure(crate::dev::authority_http::routes)
     })
     .workers(1)
+    .disable_signals()
     .listen(listener)?;
     Ok(Bound {
         addr,
@@ -427,6 +449,13 @@ pub struct Running {
     authority_handle: Option<ServerHandle>,
     handles: Vec<ServerHandle>,
     tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// Told first at shutdown, so `/readyz` turns 503 before the listeners close.
+    readiness: Option<web::Data<crate::health::Readiness>>,
+    /// Flushed last at shutdown.
+    audit: Option<AuditLog>,
+    shutdown_timeout: Duration,
+    /// At SIGTERM, how long `/readyz` says 503 before the listeners close.
+    shutdown_delay: Duration,
 }
 
 impl Running {
@@ -455,15 +484,18 @@ impl Running {
             authority_handle,
             handles,
             tasks,
+            readiness: None,
+            audit: None,
+            shutdown_timeout: Duration::from_secs(30),
+            shutdown_delay: Duration::ZERO,
         }
     }
 
-    /// Waits until any server ends (Ctrl-C stops them all).
-    pub async fn wait(self) -> std::io::Result<()> {
-        for task in self.tasks {
-            task.await.map_err(std::io::Error::other)??;
-        }
-        Ok(())
+    /// Serves until SIGTERM or SIGINT, then shuts down gracefully (see [`shutdown`]): `/readyz`
+    /// 503, listeners closed, requests in flight finished within `server.shutdown_timeout_secs`,
+    /// the audit queue flushed. Also returns when a server ends on its own.
+    pub async fn wait(self, signals: Signals) -> Result<(), ShutdownError> {
+        shutdown::serve_until_signal(self, signals).await
     }
 
     /// Stops only the development authority (tests of a PDND outage).
@@ -492,12 +524,17 @@ pub async fn start(
     authority: Option<Bound>,
 ) -> Result<Running, StartError> {
     let http = crate::http_client::http_client()?;
-    let audit_store = AuditStore::connect(&config.audit.url)
-        .await
-        .map_err(|source| StartError::Audit {
-            url: crate::config::redact_url(&config.audit.url),
-            source,
-        })?;
+    // Without migrate_on_start the schema was checked by the caller and is not touched here.
+    let migrate = config.database.migrate_on_start;
+    let audit_store = if migrate {
+        AuditStore::connect(&config.audit.url).await
+    } else {
+        AuditStore::open(&config.audit.url).await
+    }
+    .map_err(|source| StartError::Audit {
+        url: crate::config::redact_url(&config.audit.url),
+        source,
+    })?;
     let audit = AuditLog::start_with(
         audit_store.clone(),
         AuditSettings {
@@ -513,12 +550,16 @@ pub async fn start(
         }
     })?;
     let purposes = Arc::new(PurposeRegistry::from_file(&config.purposes.file)?);
-    let purpose_db = PurposeDb::open(audit_store.pool().clone())
-        .await
-        .map_err(|e| StartError::Audit {
-            url: crate::config::redact_url(&config.audit.url),
-            source: AuditError::Store(e),
-        })?;
+    let purpose_db = if migrate {
+        PurposeDb::open(audit_store.pool().clone())
+            .await
+            .map_err(|e| StartError::Audit {
+                url: crate::config::redact_url(&config.audit.url),
+                source: AuditError::Store(e),
+            })?
+    } else {
+        PurposeDb::attach(audit_store.pool().clone())
+    };
     if let Ok(rows) = purpose_db.load().await {
         if let Err(e) = purposes.replace_db(rows) {
             tracing::error!(error = %e, "purposes table invalid; only the file's purposes apply");
@@ -530,10 +571,32 @@ pub async fn start(
     let replay = Arc::new(ReplayMemory::from_config(config, state_store.clone()));
     let modi = Arc::new(ModiShared::from_config(config, http.clone(), replay)?);
     let fruizioni_audit = audit.clone();
-    let state = PublicState::new(config, store, http, audit, hasher, purposes, modi)?;
+    let shutdown_audit = audit.clone();
+    let signs = [&config.eservices.anagrafe, &config.eservices.tributi]
+        .iter()
+        .any(|e| e.modi.sign_responses);
+    let signing = signs.then(|| modi.clone());
+    let state = PublicState::new(
+        config,
+        store.clone(),
+        http,
+        audit.clone(),
+        hasher,
+        purposes,
+        modi,
+    )?;
     let jwks = state.anagrafe.voucher.jwks.clone();
     let health = state.health.clone();
-    let public = bind_public(config.server.public_listen, config.server.workers, state)?;
+    let mut readiness = crate::health::Readiness::standard(audit, store, jwks.clone(), signing);
+    readiness.push(crate::health::Check::state(state_store.clone()));
+    let readiness = web::Data::new(readiness);
+    let shutdown = config.shutdown_timeout();
+    let public = bind_public(
+        config.server.public_listen,
+        config.server.workers,
+        shutdown,
+        state,
+    )?;
     // Built after the public listener is bound: a fruizione aimed at the gateway itself (dev)
     // follows it to the port really bound.
     let fruizioni = Fruizioni::from_config(
@@ -546,6 +609,7 @@ pub async fn start(
         health,
         fruizioni: web::Data::new(fruizioni),
         api_keys: web::Data::new(ApiKeys::from_config(&config.internal.api_keys)?),
+        readiness: readiness.clone(),
         state: web::Data::from(state_store),
     };
     let tls = match &config.server.internal_tls {
@@ -563,10 +627,15 @@ pub async fn start(
     let internal = bind_internal(
         config.server.internal_listen,
         config.server.workers,
+        shutdown,
         internal_state,
         tls,
     )?;
     let mut running = Running::spawn(public, internal, authority);
     running.jwks = Some(jwks);
+    running.readiness = Some(readiness);
+    running.audit = Some(shutdown_audit);
+    running.shutdown_timeout = shutdown;
+    running.shutdown_delay = config.shutdown_delay();
     Ok(running)
 }
