@@ -19,3 +19,4 @@ pub mod provider;
 pub mod server;
 pub mod telemetry;
 pub mod tls;
+pub mod tracing_pdnd;

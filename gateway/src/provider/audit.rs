@@ -168,6 +168,7 @@ impl AuditStore {
             sqlx::query(index).execute(&pool).await?;
         }
         super::audit_fruizioni::migrate(&pool).await?;
+        super::audit_lifecycle::migrate(&pool).await?;
         Ok(AuditStore { pool })
     }
 
