@@ -51,6 +51,9 @@ struct Tracing {
 /// Counters of what was asked (tests check that a second run deposits nothing).
 #[derive(Debug, Default)]
 pub struct Calls {
+    /// Every submit that passed the voucher check, refused or not.
+    pub submit_attempts: AtomicU64,
+    /// Submits accepted.
     pub submits: AtomicU64,
     pub recovers: AtomicU64,
     pub replaces: AtomicU64,
@@ -67,6 +70,9 @@ pub struct TracingService {
     clock: Arc<ManualClock>,
     /// When set, every call answers 503 (PDND down).
     pub down: AtomicBool,
+    /// Days the list leaves out although they are deposited: PDND's list lags behind a
+    /// deposit just made (tests use it to meet `TRACING_ALREADY_EXISTS`).
+    pub unlisted: Mutex<HashSet<NaiveDate>>,
     pub calls: Calls,
 }
 
@@ -86,6 +92,7 @@ impl TracingService {
             since: Mutex::new(since),
             clock: Arc::new(ManualClock::new(chrono::Utc::now().timestamp())),
             down: AtomicBool::new(false),
+            unlisted: Mutex::new(HashSet::new()),
             calls: Calls::default(),
         }
     }
@@ -307,6 +314,7 @@ async fn submit(
     let Ok(date) = NaiveDate::parse_from_str(date, "%Y-%m-%d") else {
         return problem(400, "INVALID_REQUEST", "date must be YYYY-MM-DD");
     };
+    service.calls.submit_attempts.fetch_add(1, Ordering::SeqCst);
     service.mark_missing();
     let errors = match service.check_file(file, date) {
         Ok(e) => e,
@@ -428,10 +436,16 @@ async fn list(
     service.calls.lists.fetch_add(1, Ordering::SeqCst);
     service.mark_missing();
     let states: Option<Vec<&str>> = q.states.as_deref().map(|s| s.split(',').collect());
+    let unlisted = service
+        .unlisted
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let tracings = service.lock();
     let mut matching: Vec<&Tracing> = tracings
         .iter()
         .filter(|t| states.as_ref().is_none_or(|s| s.contains(&t.state)))
+        .filter(|t| !unlisted.contains(&t.date))
         .collect();
     matching.sort_by_key(|t| t.date);
     let results: Vec<_> = matching
