@@ -238,9 +238,9 @@ async fn sync_loop(db: Db) {
         if let Some(url) = url {
             c.audit.url = url;
         }
-        if let Some(t) = c.tracing.as_mut() {
-            t.window_days = 3;
-        }
+        let mut tracing = gateway::dev::tracing_service::dev_section(c);
+        tracing.window_days = 3;
+        c.tracing = Some(tracing);
     })
     .await;
     let config = &h.env.config;
@@ -593,4 +593,49 @@ async fn lock_on(db: Db) {
 async fn one_replica_at_a_time_holds_the_sync_lock() {
     lock_on(Db::Sqlite).await;
     lock_on(Db::Postgres).await;
+}
+
+#[tokio::test]
+async fn cli_prints_the_file_and_refuses_a_purge_without_a_period() {
+    let Some(url) = fresh_url(Db::Sqlite).await else {
+        return;
+    };
+    let mut config = gateway::config::Config::load_dev(None).expect("dev config");
+    config.audit.url = url.clone();
+    let store_ = AuditStore::connect(&url).await.expect("store");
+    AuditLog::start(store_.clone(), 8)
+        .record(erogazione(
+            "2026-02-02T10:00:00.000Z",
+            Some(PA),
+            Some("j1"),
+            200,
+        ))
+        .await
+        .expect("record");
+    let csv = gateway::cli::tracing::TracingCommand::Csv {
+        date: "2026-02-02".into(),
+    };
+    let mut out = Vec::new();
+    gateway::cli::tracing::run(&csv, &config, &mut out)
+        .await
+        .expect("csv");
+    assert_eq!(
+        String::from_utf8(out).expect("utf-8"),
+        format!("date,purpose_id,status,token_id,requests_count\n2026-02-02,{PA},200,j1,1\n")
+    );
+    let bad = gateway::cli::tracing::TracingCommand::Csv {
+        date: "2/2/2026".into(),
+    };
+    let err = gateway::cli::tracing::run(&bad, &config, &mut Vec::new())
+        .await
+        .expect_err("bad date");
+    assert!(err.to_string().contains("YYYY-MM-DD"), "{err}");
+
+    config.audit.retention_days = None;
+    let purge_cmd = gateway::cli::tracing::AuditCommand::Purge { dry_run: false };
+    let err = gateway::cli::tracing::run_audit(&purge_cmd, &config, &mut Vec::new())
+        .await
+        .expect_err("no period");
+    assert!(err.to_string().contains("audit.retention_days"), "{err}");
+    assert_eq!(store_.count().await.expect("count"), 1);
 }

@@ -80,12 +80,8 @@ pub fn complete_config(config: &mut Config, data: &DataDir) -> Result<(), DevErr
     if config.audit.hmac_secret.is_empty() {
         config.audit.hmac_secret = data.audit_secret()?;
     }
-    if let Some(t) = config.tracing.as_mut().filter(|t| t.service_url.is_empty()) {
-        t.service_url = format!(
-            "http://{}{}",
-            config.dev.authority_listen,
-            tracing_service::BASE_PATH
-        );
+    if config.tracing.is_none() {
+        config.tracing = Some(tracing_service::dev_section(config));
     }
     if config.purposes.file.as_os_str().is_empty() {
         config.purposes.file = data.purposes_file(&purposes_toml(config))?;

@@ -523,3 +523,13 @@ pub fn for_dev(
         since,
     )
 }
+
+/// The `[tracing]` section `dev` fills in: the local service, the sample tracing purpose.
+pub fn dev_section(config: &crate::config::Config) -> crate::config::tracing::TracingConfig {
+    crate::config::tracing::TracingConfig {
+        service_url: format!("http://{}{BASE_PATH}", config.dev.authority_listen),
+        purpose_id: TRACING_PURPOSE_ID.to_owned(),
+        window_days: 10,
+        run_in_serve: false,
+    }
+}
