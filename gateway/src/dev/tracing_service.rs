@@ -194,6 +194,11 @@ impl TracingService {
     }
 }
 
+/// [`problem`], boxed (a refusal travels in a `Result`).
+fn refusal(status: u16, code: &str, detail: &str) -> Box<HttpResponse> {
+    Box::new(problem(status, code, detail))
+}
+
 /// PDND's problem body.
 fn problem(status: u16, code: &str, detail: &str) -> HttpResponse {
     let body = json!({
@@ -209,10 +214,14 @@ fn problem(status: u16, code: &str, detail: &str) -> HttpResponse {
     .json(body)
 }
 
-/// The caller's voucher, checked: `Err` is the answer to send.
-fn admit(req: &HttpRequest, service: &TracingService) -> Result<(), HttpResponse> {
+/// The caller's voucher, checked: `Some` is the refusal to send.
+fn admit(req: &HttpRequest, service: &TracingService) -> Option<HttpResponse> {
+    check_voucher(req, service).err().map(|r| *r)
+}
+
+fn check_voucher(req: &HttpRequest, service: &TracingService) -> Result<(), Box<HttpResponse>> {
     if service.down.load(Ordering::SeqCst) {
-        return Err(problem(
+        return Err(refusal(
             503,
             "SERVICE_UNAVAILABLE",
             "the tracing service is down",
@@ -223,7 +232,7 @@ fn admit(req: &HttpRequest, service: &TracingService) -> Result<(), HttpResponse
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| problem(401, "UNAUTHORIZED", "a voucher is required"))?;
+        .ok_or_else(|| refusal(401, "UNAUTHORIZED", "a voucher is required"))?;
     let voucher = validate(
         token.trim(),
         &service.keys,
@@ -232,14 +241,14 @@ fn admit(req: &HttpRequest, service: &TracingService) -> Result<(), HttpResponse
     )
     .map_err(|e| {
         tracing::warn!(reason = %e, "tracing service: voucher refused");
-        problem(401, "UNAUTHORIZED", "invalid voucher")
+        refusal(401, "UNAUTHORIZED", "invalid voucher")
     })?;
     if voucher.purpose_id() != TRACING_PURPOSE_ID {
         tracing::warn!(
             purpose_id = voucher.purpose_id(),
             "tracing service: voucher for another purpose"
         );
-        return Err(problem(
+        return Err(refusal(
             403,
             "FORBIDDEN",
             "the voucher is not for the tracing purpose",
@@ -297,7 +306,7 @@ async fn submit(
     body: web::Bytes,
     service: web::Data<TracingService>,
 ) -> HttpResponse {
-    if let Err(r) = admit(&req, &service) {
+    if let Some(r) = admit(&req, &service) {
         return r;
     }
     let parts = match multipart(&req, &body) {
@@ -351,7 +360,7 @@ async fn redeposit(
     path: web::Path<(String, String)>,
     service: web::Data<TracingService>,
 ) -> HttpResponse {
-    if let Err(r) = admit(&req, &service) {
+    if let Some(r) = admit(&req, &service) {
         return r;
     }
     let (id, action) = path.into_inner();
@@ -410,15 +419,19 @@ struct PageQuery {
     limit: Option<usize>,
 }
 
-fn page_bounds(q: &PageQuery) -> Result<(usize, usize), HttpResponse> {
+fn page_bounds(q: &PageQuery) -> Option<(usize, usize)> {
     match (q.offset, q.limit) {
-        (Some(o), Some(l)) if (1..=50).contains(&l) => Ok((o, l)),
-        _ => Err(problem(
-            400,
-            "INVALID_REQUEST",
-            "offset and limit (1 to 50) are required",
-        )),
+        (Some(o), Some(l)) if (1..=50).contains(&l) => Some((o, l)),
+        _ => None,
     }
+}
+
+fn bad_page() -> HttpResponse {
+    problem(
+        400,
+        "INVALID_REQUEST",
+        "offset and limit (1 to 50) are required",
+    )
 }
 
 async fn list(
@@ -426,12 +439,11 @@ async fn list(
     q: web::Query<PageQuery>,
     service: web::Data<TracingService>,
 ) -> HttpResponse {
-    if let Err(r) = admit(&req, &service) {
+    if let Some(r) = admit(&req, &service) {
         return r;
     }
-    let (offset, limit) = match page_bounds(&q) {
-        Ok(b) => b,
-        Err(r) => return r,
+    let Some((offset, limit)) = page_bounds(&q) else {
+        return bad_page();
     };
     service.calls.lists.fetch_add(1, Ordering::SeqCst);
     service.mark_missing();
@@ -465,12 +477,11 @@ async fn errors(
     q: web::Query<PageQuery>,
     service: web::Data<TracingService>,
 ) -> HttpResponse {
-    if let Err(r) = admit(&req, &service) {
+    if let Some(r) = admit(&req, &service) {
         return r;
     }
-    let (offset, limit) = match page_bounds(&q) {
-        Ok(b) => b,
-        Err(r) => return r,
+    let Some((offset, limit)) = page_bounds(&q) else {
+        return bad_page();
     };
     let tracings = service.lock();
     let Some(t) = tracings.iter().find(|t| t.id == *id) else {
