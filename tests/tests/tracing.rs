@@ -639,3 +639,93 @@ async fn cli_prints_the_file_and_refuses_a_purge_without_a_period() {
     assert!(err.to_string().contains("audit.retention_days"), "{err}");
     assert_eq!(store_.count().await.expect("count"), 1);
 }
+
+#[tokio::test]
+async fn the_local_tracing_service_checks_rows_dates_vouchers_and_states() {
+    let h = Harness::start().await;
+    let base = &h
+        .env
+        .config
+        .tracing
+        .as_ref()
+        .expect("dev fills [tracing]")
+        .service_url;
+    let client = TracingClient::new(reqwest::Client::new(), base);
+    let voucher = h
+        .voucher(gateway::dev::tracing_service::TRACING_PURPOSE_ID)
+        .await;
+    let known = sample::ANAGRAFE_FULL.purpose_id;
+    let file = format!(
+        "date,purpose_id,status,token_id,requests_count\n\
+         2026-04-01,{known},200,j1,3\n\
+         2026-04-02,{known},200,j1,1\n\
+         2026-04-01,{known},999,j1,1\n\
+         2026-04-01,not-a-uuid,200,j1,1\n"
+    );
+    let d = client
+        .submit(&voucher, day("2026-04-01"), &file)
+        .await
+        .expect("submit");
+    let errors = client
+        .errors(&voucher, &d.tracing_id)
+        .await
+        .expect("errors");
+    let got: Vec<_> = errors
+        .iter()
+        .map(|e| (e.row_number, e.error_code.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (2, "INVALID_DATE"),
+            (3, "INVALID_STATUS_CODE"),
+            (4, "INVALID_PURPOSE_ID")
+        ]
+    );
+    let listed = client.list(&voucher).await.expect("list");
+    let t = listed
+        .iter()
+        .find(|t| t.tracing_id == d.tracing_id)
+        .expect("listed");
+    assert_eq!(t.state, "ERROR");
+
+    // Recover with the corrected file, by PUT (the method the OpenAPI names).
+    let good =
+        format!("date,purpose_id,status,token_id,requests_count\n2026-04-01,{known},200,j1,3\n");
+    let put = |action: &str| {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(good.clone().into_bytes()).file_name("t.csv"),
+        );
+        h.http
+            .put(format!("{base}/tracings/{}/{action}", d.tracing_id))
+            .bearer_auth(&voucher)
+            .multipart(form)
+            .send()
+    };
+    assert_eq!(put("recover").await.expect("recover").status(), 200);
+    // A COMPLETED day cannot be recovered, only replaced.
+    assert_eq!(put("recover").await.expect("recover").status(), 400);
+    assert_eq!(put("replace").await.expect("replace").status(), 200);
+
+    // A file with another header is refused; a voucher is required; limit is at most 50.
+    let bad_date = client
+        .submit(&voucher, day("2026-04-05"), "date,purpose_id\n")
+        .await;
+    assert!(bad_date.is_err(), "a wrong header is refused");
+    let no_voucher = h
+        .http
+        .get(format!("{base}/tracings?offset=0&limit=10"))
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(no_voucher.status(), 401);
+    let too_many = h
+        .http
+        .get(format!("{base}/tracings?offset=0&limit=51"))
+        .bearer_auth(&voucher)
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(too_many.status(), 400);
+}
