@@ -127,7 +127,7 @@ enum Command {
         #[arg(long)]
         limit: Option<u32>,
         #[arg(long, value_enum, default_value = "table")]
-        format: cli::audit::Format,
+        format: cli::audit::AuditOutputFormat,
     },
     /// Make the API key of a new internal caller of the fruizioni: prints the key (hand it to
     /// the caller; it is not kept) and the `[[internal.api_key]]` block with its SHA-256.
@@ -173,7 +173,7 @@ enum Command {
         #[arg(long, value_enum)]
         eservice: EserviceArg,
         #[arg(long, value_enum, default_value = "yaml")]
-        format: gateway::openapi::Format,
+        format: gateway::openapi::DocumentFormat,
         /// The configuration whose public URLs and contact the document names; without it, the
         /// embedded development configuration.
         #[arg(long)]

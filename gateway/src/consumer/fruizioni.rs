@@ -47,8 +47,8 @@
 //! the caller's allowance. Calls are not queued: a caller retries after `Retry-After`.
 
 use super::internal_auth::InternalCaller;
-use super::modi_out::{CallerAudit, ModiSetupError, OutboundModi};
-use super::voucher_cache::{Clock, VoucherCache, VoucherError, VoucherSpec};
+use super::modi_out::{CallerAudit, OutboundModi, OutboundModiSetupError};
+use super::voucher_cache::{Clock, VoucherCache, VoucherFetchError, VoucherSpec};
 use crate::config::{Config, FruizioneConfig};
 use crate::pdnd::client_assertion::ClientAssertionBuilder;
 use crate::pdnd::jwk::RsaPrivateKey;
@@ -125,7 +125,7 @@ pub enum FruizioniError {
     Modi {
         name: String,
         #[source]
-        source: ModiSetupError,
+        source: OutboundModiSetupError,
     },
 }
 
@@ -345,9 +345,9 @@ fn with_retry_after(p: Problem, secs: u64) -> HttpResponse {
 }
 
 /// Maps a voucher failure to the caller's answer.
-fn voucher_failure(name: &str, e: &VoucherError, instance: &Option<String>) -> HttpResponse {
+fn voucher_failure(name: &str, e: &VoucherFetchError, instance: &Option<String>) -> HttpResponse {
     match e {
-        VoucherError::Unavailable { retry_after, .. } => with_retry_after(
+        VoucherFetchError::Unavailable { retry_after, .. } => with_retry_after(
             problem(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("PDND is unreachable: no voucher could be obtained for fruizione `{name}`. Try again later."),
@@ -356,14 +356,14 @@ fn voucher_failure(name: &str, e: &VoucherError, instance: &Option<String>) -> H
             .with_title("PDND unreachable"),
             retry_after.unwrap_or(5).max(1),
         ),
-        VoucherError::Refused { status, claims, .. } => problem(
+        VoucherFetchError::Refused { status, claims, .. } => problem(
             StatusCode::BAD_GATEWAY,
             format!("PDND refused the voucher request for fruizione `{name}` (HTTP {status}); check the client, key and purpose. Claims sent: {claims}"),
             instance,
         )
         .with_title("PDND refused the voucher request")
         .into_response(),
-        VoucherError::Client(_) => problem(
+        VoucherFetchError::Client(_) => problem(
             StatusCode::BAD_GATEWAY,
             format!("No voucher could be obtained for fruizione `{name}`; the gateway's log says why."),
             instance,

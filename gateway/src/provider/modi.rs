@@ -30,7 +30,7 @@ use super::request_id;
 use crate::config::{AuditPattern, Config, EserviceModiConfig, RequestIntegrity};
 use crate::consumer::token_client::TokenClient;
 use crate::consumer::voucher_cache::{
-    CachePolicy, Clock, RetryPolicy, SystemClock, VoucherCache, VoucherError, VoucherSpec,
+    CachePolicy, Clock, RetryPolicy, SystemClock, VoucherCache, VoucherFetchError, VoucherSpec,
 };
 use crate::modi::{
     self, InMemoryReplayGuard, KeySource, KidResolver, ModiError, ReplayGuard, SignatureClaims,
@@ -115,7 +115,7 @@ impl ApiVoucher {
     }
 
     /// The `Authorization` value to send, with the cache it came from (for [`Self::drop_from`]).
-    pub async fn authorization(&self) -> Result<(String, Arc<VoucherCache>), VoucherError> {
+    pub async fn authorization(&self) -> Result<(String, Arc<VoucherCache>), VoucherFetchError> {
         let cache = self.cache().clone();
         let voucher = cache.get(&self.spec).await?;
         Ok((voucher.authorization(), cache))

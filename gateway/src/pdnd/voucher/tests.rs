@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::pdnd::authority::{Authority, AuthorityConfig, RegisteredClient, RegisteredPurpose};
 use crate::pdnd::client_assertion::{ClientAssertionBuilder, TokenRequest};

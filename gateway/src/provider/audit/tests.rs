@@ -1,4 +1,3 @@
-
 use super::*;
 
 fn record(i: usize, subject: Option<String>) -> AuditRecord {
