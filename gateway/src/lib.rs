@@ -14,6 +14,7 @@ pub mod http_client;
 pub mod modi;
 pub mod openapi;
 pub mod pdnd;
+pub mod pdnd_client;
 pub mod problem;
 pub mod provider;
 pub mod server;

@@ -7,17 +7,17 @@
 use crate::config::{Config, EserviceConfig};
 use crate::consumer::fruizioni::{self, Fruizioni, FruizioniError};
 use crate::consumer::internal_auth::ApiKeys;
-use crate::consumer::voucher_cache::SystemClock;
 use crate::openapi::{self, Documents};
 use crate::pdnd::authority::Authority;
 use crate::pdnd::voucher::VoucherPolicy;
+use crate::pdnd_client::jwks::{JwksCache, JwksSchedule};
+use crate::pdnd_client::voucher_cache::SystemClock;
 use crate::problem::{Problem, PROBLEM_JSON};
 use crate::provider;
 use crate::provider::audit::{
     AuditError, AuditLog, AuditSettings, AuditStage, AuditStore, SubjectHasher,
 };
 use crate::provider::dpop::DpopCheck;
-use crate::provider::jwks::{JwksCache, JwksSchedule};
 use crate::provider::modi::{
     ModiSetupError, ModiShared, ModiStage, RequestChecks, ResponseSigning,
 };

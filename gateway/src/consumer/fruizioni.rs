@@ -48,10 +48,10 @@
 
 use super::internal_auth::InternalCaller;
 use super::modi_out::{CallerAudit, OutboundModi, OutboundModiSetupError};
-use super::voucher_cache::{Clock, VoucherCache, VoucherFetchError, VoucherSpec};
 use crate::config::{Config, FruizioneConfig};
 use crate::pdnd::client_assertion::ClientAssertionBuilder;
 use crate::pdnd::jwk::RsaPrivateKey;
+use crate::pdnd_client::voucher_cache::{Clock, VoucherCache, VoucherFetchError, VoucherSpec};
 use crate::problem::Problem;
 use crate::provider::audit::AuditLog;
 use crate::provider::audit_fruizioni::FruizioneRecord;
@@ -219,11 +219,14 @@ impl Fruizioni {
         })?;
         let vc = &config.voucher_client;
         let vouchers = VoucherCache::new(
-            super::token_client::TokenClient::new(token_http, config.pdnd.token_endpoint.clone()),
+            crate::pdnd_client::token_client::TokenClient::new(
+                token_http,
+                config.pdnd.token_endpoint.clone(),
+            ),
             clock.clone(),
-            super::voucher_cache::CachePolicy {
+            crate::pdnd_client::voucher_cache::CachePolicy {
                 renew_margin_fraction: vc.renew_margin_fraction,
-                retry: super::voucher_cache::RetryPolicy {
+                retry: crate::pdnd_client::voucher_cache::RetryPolicy {
                     max_attempts: vc.max_attempts,
                     max_elapsed: Duration::from_millis(vc.max_retry_ms),
                     initial_backoff: Duration::from_millis(vc.initial_backoff_ms),
@@ -376,7 +379,7 @@ fn voucher_failure(name: &str, e: &VoucherFetchError, instance: &Option<String>)
 /// the voucher), signed by the key the voucher is bound to; `None` for a Bearer voucher.
 fn dpop_proof(
     f: &Fruizione,
-    voucher: &super::voucher_cache::CachedVoucher,
+    voucher: &crate::pdnd_client::voucher_cache::CachedVoucher,
     method: &str,
     url: &str,
     now: i64,

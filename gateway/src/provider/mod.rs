@@ -9,11 +9,13 @@
 pub mod audit;
 pub mod audit_fruizioni;
 pub mod dpop;
-pub mod jwks;
 pub mod modi;
 pub mod purpose;
 pub mod request_id;
 pub mod voucher;
+
+/// PDND's JWKS cache, in [`crate::pdnd_client`]; re-exported under its former path.
+pub use crate::pdnd_client::jwks;
 
 use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};

@@ -28,10 +28,6 @@
 use super::audit::TrackingInfo;
 use super::request_id;
 use crate::config::{AuditPattern, Config, EserviceModiConfig, RequestIntegrity};
-use crate::consumer::token_client::TokenClient;
-use crate::consumer::voucher_cache::{
-    CachePolicy, Clock, RetryPolicy, SystemClock, VoucherCache, VoucherFetchError, VoucherSpec,
-};
 use crate::modi::{
     self, InMemoryReplayGuard, KeySource, KidResolver, ModiError, ReplayGuard, SignatureClaims,
     SignatureExpectations, SigningMaterial, TrustStore, VerifiedSignature, AGID_JWT_SIGNATURE,
@@ -40,6 +36,10 @@ use crate::modi::{
 use crate::pdnd::client_assertion::ClientAssertionBuilder;
 use crate::pdnd::jwk::RsaPrivateKey;
 use crate::pdnd::voucher::Voucher;
+use crate::pdnd_client::token_client::TokenClient;
+use crate::pdnd_client::voucher_cache::{
+    CachePolicy, Clock, RetryPolicy, SystemClock, VoucherCache, VoucherFetchError, VoucherSpec,
+};
 use crate::problem::Problem;
 use actix_web::body::{BodyStream, BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
