@@ -8,7 +8,6 @@ use crate::config::{Config, EserviceConfig};
 use crate::consumer::fruizioni::{self, Fruizioni, FruizioniError};
 use crate::consumer::internal_auth::ApiKeys;
 use crate::openapi::{self, Documents};
-use crate::pdnd::authority::Authority;
 use crate::pdnd::voucher::VoucherPolicy;
 use crate::pdnd_client::jwks::{JwksCache, JwksSchedule};
 use crate::pdnd_client::voucher_cache::SystemClock;
@@ -373,34 +372,6 @@ pub fn bind_internal(
         None => http.bind(addr)?,
     };
     let addr = first_addr(&http.addrs(), addr);
-    Ok(Bound {
-        addr,
-        server: http.run(),
-    })
-}
-
-/// Binds the development PDND authority; `stats` counts its token requests.
-pub fn bind_authority(
-    addr: SocketAddr,
-    authority: Authority,
-    stats: web::Data<crate::dev::authority_http::TokenStats>,
-) -> std::io::Result<Bound> {
-    // Bound first, so that the token endpoint knows the URL DPoP proofs must name.
-    let listener = std::net::TcpListener::bind(addr)?;
-    let addr = listener.local_addr()?;
-    let endpoint = web::Data::new(crate::dev::authority_http::TokenEndpoint::new(format!(
-        "http://{addr}/token.oauth2"
-    )));
-    let authority = web::Data::new(authority);
-    let http = HttpServer::new(move || {
-        App::new()
-            .app_data(authority.clone())
-            .app_data(stats.clone())
-            .app_data(endpoint.clone())
-            .configure(crate::dev::authority_http::routes)
-    })
-    .workers(1)
-    .listen(listener)?;
     Ok(Bound {
         addr,
         server: http.run(),

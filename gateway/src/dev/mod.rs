@@ -256,7 +256,7 @@ pub async fn start(mut config: Config, root: &std::path::Path) -> Result<DevEnvi
         (0, load_samples(&data.samples_path()))
     };
     let token_stats = std::sync::Arc::new(authority_http::TokenStats::default());
-    let authority = crate::server::bind_authority(
+    let authority = authority_http::bind(
         config.dev.authority_listen,
         authority(&config, &data),
         actix_web::web::Data::from(token_stats.clone()),
