@@ -5,6 +5,7 @@
 //! configured to trust only that authority. The start-up message says what to type next.
 
 pub mod authority_http;
+pub mod banner;
 pub mod data_dir;
 pub mod sample;
 
