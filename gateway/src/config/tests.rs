@@ -1,4 +1,6 @@
 use super::*;
+use figment::providers::{Format, Toml};
+use figment::Figment;
 use std::path::PathBuf;
 
 fn dev() -> Config {
@@ -716,5 +718,95 @@ fn example_configs_parse_and_validate() {
     ] {
         let c = Config::from_toml_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
         c.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+/// The keys a section's type accepts, asked of the type itself: `snippet` gives the section an
+/// unknown key, and serde's refusal lists the expected ones.
+fn keys_of(snippet: &str) -> Vec<String> {
+    let figment = Figment::from(Toml::string(DEV_TOML)).merge(Toml::string(snippet));
+    let err = Config::from_figment_with_env(figment, false)
+        .expect_err("an unknown key is refused")
+        .to_string();
+    assert!(err.contains("zzz_unknown"), "{snippet}: {err}");
+    // e.g. "unknown field: found `zzz_unknown`, expected `one of `a`, `b`` for key ...".
+    let expected = err
+        .split_once("expected")
+        .unwrap_or_else(|| panic!("{snippet}: no list of keys in {err}"))
+        .1;
+    let expected = expected.split(" for key").next().unwrap_or(expected);
+    expected
+        .split('`')
+        .filter(|k| {
+            !k.is_empty()
+                && k.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn reference_documents_every_section_and_key() {
+    let reference = include_str!("../../../docs/configuration.md");
+    // The part of the reference under a heading, up to the next one.
+    let section = |heading: &str| -> &str {
+        let marker = format!("## {heading}\n");
+        let start = reference
+            .find(&marker)
+            .unwrap_or_else(|| panic!("docs/configuration.md has no `{marker}`"));
+        let rest = &reference[start + marker.len()..];
+        &rest[..rest.find("\n## ").unwrap_or(rest.len())]
+    };
+    let top = keys_of("zzz_unknown = 1");
+    assert!(top.len() >= 14, "{top:?}");
+    for key in &top {
+        assert!(
+            reference.contains(&format!("## `[{key}"))
+                || reference.contains(&format!("## `[[{key}")),
+            "section `{key}` is not documented in docs/configuration.md"
+        );
+    }
+    let tables = [
+        ("[server]\nzzz_unknown = 1", "`[server]`"),
+        (
+            "[server.internal_tls]\nzzz_unknown = 1",
+            "`[server.internal_tls]`",
+        ),
+        ("[pdnd]\nzzz_unknown = 1", "`[pdnd]`"),
+        (
+            "[eservices.anagrafe]\nzzz_unknown = 1",
+            "`[eservices.<name>]`",
+        ),
+        (
+            "[eservices.tributi.modi]\nzzz_unknown = 1",
+            "`[eservices.<name>.modi]`",
+        ),
+        ("[comune]\nzzz_unknown = 1", "`[comune]`"),
+        ("[database]\nzzz_unknown = 1", "`[database]`"),
+        ("[audit]\nzzz_unknown = 1", "`[audit]`"),
+        ("[purposes]\nzzz_unknown = 1", "`[purposes]`"),
+        ("[client]\nzzz_unknown = 1", "`[client]`"),
+        ("[cache]\nzzz_unknown = 1", "`[cache]`"),
+        ("[dev]\nzzz_unknown = 1", "`[dev]`"),
+        ("[internal]\nzzz_unknown = 1", "`[internal]`"),
+        (
+            "[[internal.api_key]]\nzzz_unknown = 1",
+            "`[[internal.api_key]]`",
+        ),
+        ("[voucher_client]\nzzz_unknown = 1", "`[voucher_client]`"),
+        ("[[fruizioni]]\nzzz_unknown = 1", "`[[fruizioni]]`"),
+        ("[modi]\nzzz_unknown = 1", "`[modi]`"),
+    ];
+    for (snippet, heading) in tables {
+        let documented = section(heading);
+        let keys = keys_of(snippet);
+        assert!(!keys.is_empty(), "{snippet}");
+        for key in keys {
+            assert!(
+                documented.contains(&format!("| `{key}` |")),
+                "key `{key}` of {heading} is not documented in docs/configuration.md"
+            );
+        }
     }
 }
