@@ -111,7 +111,7 @@ impl Readiness {
     pub fn standard(
         audit: crate::provider::audit::AuditLog,
         registry: Arc<dyn eservices::store::Store>,
-        jwks: Arc<crate::provider::jwks::JwksCache>,
+        jwks: Arc<crate::pdnd_client::jwks::JwksCache>,
         signing: Option<Arc<crate::provider::modi::ModiShared>>,
     ) -> Readiness {
         let mut checks = vec![

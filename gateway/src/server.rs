@@ -7,17 +7,16 @@
 use crate::config::{Config, EserviceConfig};
 use crate::consumer::fruizioni::{self, Fruizioni, FruizioniError};
 use crate::consumer::internal_auth::ApiKeys;
-use crate::consumer::voucher_cache::SystemClock;
 use crate::openapi::{self, Documents};
-use crate::pdnd::authority::Authority;
 use crate::pdnd::voucher::VoucherPolicy;
+use crate::pdnd_client::jwks::{JwksCache, JwksSchedule};
+use crate::pdnd_client::voucher_cache::SystemClock;
 use crate::problem::{Problem, PROBLEM_JSON};
 use crate::provider;
 use crate::provider::audit::{
     AuditError, AuditLog, AuditSettings, AuditStage, AuditStore, SubjectHasher,
 };
 use crate::provider::dpop::DpopCheck;
-use crate::provider::jwks::{JwksCache, JwksSchedule};
 use crate::provider::modi::{
     ModiSetupError, ModiShared, ModiStage, RequestChecks, ResponseSigning,
 };
@@ -400,38 +399,6 @@ pub fn bind_internal(
         None => http.bind(addr)?,
     };
     let addr = first_addr(&http.addrs(), addr);
-    Ok(Bound {
-        addr,
-        server: http.run(),
-    })
-}
-
-/// Binds the development PDND authority; `stats` counts its token requests.
-pub fn bind_authority(
-    addr: SocketAddr,
-    authority: Authority,
-    stats: web::Data<crate::dev::authority_http::TokenStats>,
-    tracing: web::Data<crate::dev::tracing_service::TracingService>,
-) -> std::io::Result<Bound> {
-    // Bound first, so that the token endpoint knows the URL DPoP proofs must name.
-    let listener = std::net::TcpListener::bind(addr)?;
-    let addr = listener.local_addr()?;
-    let endpoint = web::Data::new(crate::dev::authority_http::TokenEndpoint::new(format!(
-        "http://{addr}/token.oauth2"
-    )));
-    let authority = web::Data::new(authority);
-    let http = HttpServer::new(move || {
-        App::new()
-            .app_data(authority.clone())
-            .app_data(stats.clone())
-            .app_data(endpoint.clone())
-            .configure(crate::dev::authority_http::routes)
-            .app_data(tracing.clone())
-            .configure(crate::dev::tracing_service::routes)
-    })
-    .workers(1)
-    .disable_signals()
-    .listen(listener)?;
     Ok(Bound {
         addr,
         server: http.run(),

@@ -18,9 +18,9 @@
 //! State lives in memory: restarting `dev` forgets the deposits (the gateway's own
 //! `tracing_days` table then meets an empty list and deposits again).
 
-use crate::consumer::voucher_cache::{Clock, ManualClock};
 use crate::pdnd::jwk::JwkSet;
 use crate::pdnd::voucher::{validate, VoucherPolicy};
+use crate::pdnd_client::voucher_cache::{Clock, ManualClock};
 use crate::tracing_pdnd::csv::HEADER;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
