@@ -28,6 +28,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 say "OpenAPI contracts: Italian guidelines (Spectral, zero errors)"
 bash tests/scripts/spectral.sh
 
+say "Helm chart: lint, render, Kubernetes schemas, refusals (offline)"
+bash tests/scripts/helm.sh
+
 say "PostgreSQL and Redis (throwaway)"
 pgdir=$(mktemp -d /tmp/pdndgw-pg.XXXXXX)
 redisdir=$(mktemp -d /tmp/pdndgw-redis.XXXXXX)
