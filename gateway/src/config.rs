@@ -12,6 +12,7 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+pub mod operations;
 pub mod secret_strength;
 pub mod serve_policy;
 
@@ -316,6 +317,13 @@ pub struct ServerConfig {
     /// comune's systems, a service mesh doing mTLS). Logged as a warning at every start.
     #[serde(default)]
     pub internal_allow_plaintext_non_loopback: bool,
+    /// Longest wait for in-flight requests at SIGTERM/SIGINT (see [`operations`]).
+    #[serde(default = "operations::default_shutdown_timeout_secs")]
+    pub shutdown_timeout_secs: u64,
+    /// Accept private key files readable by their group (Kubernetes Secret volumes with
+    /// `fsGroup`); never by others (see [`operations`]).
+    #[serde(default)]
+    pub allow_group_readable_keys: bool,
 }
 
 /// The internal listener's TLS identity and, for mTLS, the CA its callers' certificates must
@@ -651,6 +659,9 @@ pub struct ComuneConfig {
 pub struct DatabaseConfig {
     /// `sqlite://path?mode=rwc` or `postgres://user:password@host/db`.
     pub url: String,
+    /// Whether `serve` creates/upgrades the schemas at start (see [`operations`]).
+    #[serde(default = "operations::default_migrate_on_start")]
+    pub migrate_on_start: bool,
 }
 
 /// The audit trail's store and keyed hash.
@@ -892,6 +903,7 @@ impl Config {
             return invalid("server.workers", "must be between 1 and 64");
         }
         self.validate_internal_exposure()?;
+        self.validate_operations()?;
         let url = self.database.url.as_str();
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres://")

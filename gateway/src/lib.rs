@@ -10,7 +10,9 @@ pub mod consumer;
 pub mod dev;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod health;
 pub mod http_client;
+pub mod migrate;
 pub mod modi;
 pub mod openapi;
 pub mod pdnd;

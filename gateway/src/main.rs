@@ -51,6 +51,16 @@ enum Command {
     Serve {
         #[arg(long, env = "PDNDGW_CONFIG")]
         config: PathBuf,
+        /// Do not create or upgrade the schemas (as `database.migrate_on_start = false`): refuse
+        /// to start on a schema that is missing or behind; `migrate` brings it up to date.
+        #[arg(long)]
+        no_migrate: bool,
+    },
+    /// Create or upgrade the database schemas (e-service store and audit trail) and exit:
+    /// the step before a rollout whose replicas run `serve --no-migrate`.
+    Migrate {
+        #[arg(long, env = "PDNDGW_CONFIG")]
+        config: PathBuf,
     },
     /// Obtain a PDND voucher as the comune's client and print it.
     Voucher {
@@ -230,16 +240,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print_dev_banner(&env, &data_dir);
             env.running.wait().await?;
         }
-        Command::Serve { config } => {
+        Command::Serve { config, no_migrate } => {
             let format = telemetry::LogFormat::for_stderr(log_format);
             telemetry::init("info", format == telemetry::LogFormat::Json);
-            let config = Config::load_file(&config)?;
+            let mut config = Config::load_file(&config)?;
             config.validate_for_serve()?;
+            config.database.migrate_on_start &= !no_migrate;
+            if !config.database.migrate_on_start {
+                gateway::migrate::verify(&config).await?;
+            }
             let store = eservices::store::SqlStore::connect(&config.database.url).await?;
-            store.migrate().await?;
+            if config.database.migrate_on_start {
+                store.migrate().await?;
+            }
             let running = server::start(&config, std::sync::Arc::new(store), None).await?;
             tracing::info!(public = %running.public, internal = %running.internal, environment = config.pdnd.environment, "pdnd-gateway serving");
             running.wait().await?;
+        }
+        Command::Migrate { config } => {
+            telemetry::init("info", false);
+            let config = Config::load_file(&config)?;
+            config.validate()?;
+            println!("{}", gateway::migrate::run(&config).await?);
         }
         Command::Voucher {
             config,

@@ -34,6 +34,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod shutdown;
+
 /// The largest voucher accepted (PDND vouchers are about 1 KiB).
 pub const MAX_VOUCHER_LEN: usize = 16 * 1024;
 
@@ -318,9 +320,12 @@ pub struct InternalState {
     pub health: web::Data<Health>,
     pub fruizioni: web::Data<Fruizioni>,
     pub api_keys: web::Data<ApiKeys>,
+    /// `/readyz`'s components and the shutdown flag.
+    pub readiness: web::Data<crate::health::Readiness>,
 }
 
-/// The internal listener's application: `/status` (open) and the fruizioni (API key required).
+/// The internal listener's application: `/status`, the probes `/livez` and `/readyz` (open)
+/// and the fruizioni (API key required).
 pub fn internal_app(
     state: InternalState,
 ) -> App<
@@ -337,7 +342,9 @@ pub fn internal_app(
         .app_data(state.health)
         .app_data(state.fruizioni)
         .app_data(state.api_keys)
+        .app_data(state.readiness)
         .service(status_resource("/status"))
+        .configure(crate::health::routes)
         .configure(fruizioni::routes)
         .default_service(web::to(not_found))
 }
@@ -348,10 +355,18 @@ pub struct Bound {
     pub server: Server,
 }
 
-/// Binds the public listener.
-pub fn bind_public(addr: SocketAddr, workers: usize, state: PublicState) -> std::io::Result<Bound> {
+/// Binds the public listener. Signals are handled by [`Running::wait`], not by actix; a
+/// graceful stop waits `shutdown` at most for requests in flight.
+pub fn bind_public(
+    addr: SocketAddr,
+    workers: usize,
+    shutdown: Duration,
+    state: PublicState,
+) -> std::io::Result<Bound> {
     let http = HttpServer::new(move || public_app(state.clone()))
         .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(shutdown.as_secs())
         .bind(addr)?;
     let addr = first_addr(&http.addrs(), addr);
     Ok(Bound {
@@ -360,14 +375,19 @@ pub fn bind_public(addr: SocketAddr, workers: usize, state: PublicState) -> std:
     })
 }
 
-/// Binds the internal listener, over TLS when `tls` is given.
+/// Binds the internal listener, over TLS when `tls` is given (signals and `shutdown` as for
+/// [`bind_public`]).
 pub fn bind_internal(
     addr: SocketAddr,
     workers: usize,
+    shutdown: Duration,
     state: InternalState,
     tls: Option<rustls::ServerConfig>,
 ) -> std::io::Result<Bound> {
-    let http = HttpServer::new(move || internal_app(state.clone())).workers(workers);
+    let http = HttpServer::new(move || internal_app(state.clone()))
+        .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(shutdown.as_secs());
     let http = match tls {
         Some(tls) => http.bind_rustls_0_23(addr, tls)?,
         None => http.bind(addr)?,
@@ -400,6 +420,7 @@ pub fn bind_authority(
             .configure(crate::dev::authority_http::routes)
     })
     .workers(1)
+    .disable_signals()
     .listen(listener)?;
     Ok(Bound {
         addr,
@@ -421,6 +442,11 @@ pub struct Running {
     authority_handle: Option<ServerHandle>,
     handles: Vec<ServerHandle>,
     tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// Told first at shutdown, so `/readyz` turns 503 before the listeners close.
+    readiness: Option<web::Data<crate::health::Readiness>>,
+    /// Flushed last at shutdown.
+    audit: Option<AuditLog>,
+    shutdown_timeout: Duration,
 }
 
 impl Running {
@@ -449,15 +475,17 @@ impl Running {
             authority_handle,
             handles,
             tasks,
+            readiness: None,
+            audit: None,
+            shutdown_timeout: Duration::from_secs(30),
         }
     }
 
-    /// Waits until any server ends (Ctrl-C stops them all).
-    pub async fn wait(self) -> std::io::Result<()> {
-        for task in self.tasks {
-            task.await.map_err(std::io::Error::other)??;
-        }
-        Ok(())
+    /// Serves until SIGTERM or SIGINT, then shuts down gracefully (see [`shutdown`]): `/readyz`
+    /// 503, listeners closed, requests in flight finished within `server.shutdown_timeout_secs`,
+    /// the audit queue flushed. Also returns when a server ends on its own.
+    pub async fn wait(self) -> Result<(), shutdown::ShutdownError> {
+        shutdown::serve_until_signal(self).await
     }
 
     /// Stops only the development authority (tests of a PDND outage).
@@ -486,12 +514,17 @@ pub async fn start(
     authority: Option<Bound>,
 ) -> Result<Running, StartError> {
     let http = crate::http_client::http_client()?;
-    let audit_store = AuditStore::connect(&config.audit.url)
-        .await
-        .map_err(|source| StartError::Audit {
-            url: crate::config::redact_url(&config.audit.url),
-            source,
-        })?;
+    // Without migrate_on_start the schema was checked by the caller and is not touched here.
+    let migrate = config.database.migrate_on_start;
+    let audit_store = if migrate {
+        AuditStore::connect(&config.audit.url).await
+    } else {
+        AuditStore::open(&config.audit.url).await
+    }
+    .map_err(|source| StartError::Audit {
+        url: crate::config::redact_url(&config.audit.url),
+        source,
+    })?;
     let audit = AuditLog::start_with(
         audit_store.clone(),
         AuditSettings {
@@ -507,12 +540,16 @@ pub async fn start(
         }
     })?;
     let purposes = Arc::new(PurposeRegistry::from_file(&config.purposes.file)?);
-    let purpose_db = PurposeDb::open(audit_store.pool().clone())
-        .await
-        .map_err(|e| StartError::Audit {
-            url: crate::config::redact_url(&config.audit.url),
-            source: AuditError::Store(e),
-        })?;
+    let purpose_db = if migrate {
+        PurposeDb::open(audit_store.pool().clone())
+            .await
+            .map_err(|e| StartError::Audit {
+                url: crate::config::redact_url(&config.audit.url),
+                source: AuditError::Store(e),
+            })?
+    } else {
+        PurposeDb::attach(audit_store.pool().clone())
+    };
     if let Ok(rows) = purpose_db.load().await {
         if let Err(e) = purposes.replace_db(rows) {
             tracing::error!(error = %e, "purposes table invalid; only the file's purposes apply");
@@ -521,10 +558,35 @@ pub async fn start(
     crate::provider::purpose::spawn_reloader(purposes.clone(), Some(purpose_db));
     let modi = Arc::new(ModiShared::from_config(config, http.clone())?);
     let fruizioni_audit = audit.clone();
-    let state = PublicState::new(config, store, http, audit, hasher, purposes, modi)?;
+    let shutdown_audit = audit.clone();
+    let signs = [&config.eservices.anagrafe, &config.eservices.tributi]
+        .iter()
+        .any(|e| e.modi.sign_responses);
+    let signing = signs.then(|| modi.clone());
+    let state = PublicState::new(
+        config,
+        store.clone(),
+        http,
+        audit.clone(),
+        hasher,
+        purposes,
+        modi,
+    )?;
     let jwks = state.anagrafe.voucher.jwks.clone();
     let health = state.health.clone();
-    let public = bind_public(config.server.public_listen, config.server.workers, state)?;
+    let readiness = web::Data::new(crate::health::Readiness::standard(
+        audit,
+        store,
+        jwks.clone(),
+        signing,
+    ));
+    let shutdown = config.shutdown_timeout();
+    let public = bind_public(
+        config.server.public_listen,
+        config.server.workers,
+        shutdown,
+        state,
+    )?;
     // Built after the public listener is bound: a fruizione aimed at the gateway itself (dev)
     // follows it to the port really bound.
     let fruizioni = Fruizioni::from_config(
@@ -537,6 +599,7 @@ pub async fn start(
         health,
         fruizioni: web::Data::new(fruizioni),
         api_keys: web::Data::new(ApiKeys::from_config(&config.internal.api_keys)?),
+        readiness: readiness.clone(),
     };
     let tls = match &config.server.internal_tls {
         Some(tls) => Some(crate::tls::internal_server_config(tls)?),
@@ -553,10 +616,14 @@ pub async fn start(
     let internal = bind_internal(
         config.server.internal_listen,
         config.server.workers,
+        shutdown,
         internal_state,
         tls,
     )?;
     let mut running = Running::spawn(public, internal, authority);
     running.jwks = Some(jwks);
+    running.readiness = Some(readiness);
+    running.audit = Some(shutdown_audit);
+    running.shutdown_timeout = shutdown;
     Ok(running)
 }

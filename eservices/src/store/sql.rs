@@ -95,6 +95,30 @@ impl SqlStore {
             .map_err(|e| StoreError::Migration(e.to_string()))
     }
 
+    /// The versions of the embedded migrations not (successfully) applied to this database:
+    /// empty when the schema is current. Reads only; a `serve` told not to migrate uses it to
+    /// refuse a schema that is missing or behind.
+    pub async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        let applied: Vec<i64> =
+            match sqlx::query("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await
+            {
+                Ok(rows) => rows
+                    .iter()
+                    .map(|r| r.try_get::<i64, _>(0))
+                    .collect::<Result<_, _>>()?,
+                // No bookkeeping table: nothing was ever applied.
+                Err(sqlx::Error::Database(_)) => Vec::new(),
+                Err(e) => return Err(e.into()),
+            };
+        Ok(migrator()
+            .iter()
+            .map(|m| m.version)
+            .filter(|v| !applied.contains(v))
+            .collect())
+    }
+
     /// Whether the anagrafe has no person yet (a fresh database the seed may fill).
     pub async fn is_empty(&self) -> Result<bool, StoreError> {
         let row = sqlx::query("SELECT codice_fiscale FROM persone LIMIT 1")

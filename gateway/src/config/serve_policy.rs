@@ -164,17 +164,25 @@ impl Config {
         files
     }
 
-    /// Each private key file exists and no one but its owner may read or write it.
+    /// Each private key file exists and no one but its owner (and, with
+    /// `server.allow_group_readable_keys`, its group) may read or write it.
     pub fn check_key_files(&self) -> Result<(), ConfigError> {
+        let allow_group = self.server.allow_group_readable_keys;
         for (key, path) in self.private_key_files() {
-            check_key_file(key, path)?;
+            check_key_file(key, path, allow_group)?;
         }
         Ok(())
     }
 }
 
-/// A private key file readable by group or others is refused, with the command that fixes it.
-pub fn check_key_file(key: &'static str, path: &Path) -> Result<(), ConfigError> {
+/// A private key file others may access is refused, with the command that fixes it; so is one
+/// its group may access, unless `allow_group` (Kubernetes mounts Secrets with `fsGroup` as 0440;
+/// the group may read, never write).
+pub fn check_key_file(
+    key: &'static str,
+    path: &Path,
+    allow_group: bool,
+) -> Result<(), ConfigError> {
     let metadata = std::fs::metadata(path).map_err(|e| ConfigError::Invalid {
         key,
         reason: format!("cannot read the private key file {}: {e}", path.display()),
@@ -186,12 +194,27 @@ pub fn check_key_file(key: &'static str, path: &Path) -> Result<(), ConfigError>
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = metadata.permissions().mode() & 0o777;
+        if allow_group && mode & 0o037 == 0 {
+            return Ok(());
+        }
+        if allow_group {
+            return invalid(
+                key,
+                &format!(
+                    "the private key file {path} has mode {mode:04o}: others may access it, or \
+                     its group may write it (server.allow_group_readable_keys admits group \
+                     read only); chmod 640 {path} (a Kubernetes Secret volume: defaultMode: 0440)",
+                    path = path.display()
+                ),
+            );
+        }
         if mode & 0o077 != 0 {
             return invalid(
                 key,
                 &format!(
                     "the private key file {path} has mode {mode:04o}: group or others may access it; \
-                     allow its owner only: chmod 600 {path} (a Kubernetes Secret volume: defaultMode: 0400)",
+                     allow its owner only: chmod 600 {path} (a Kubernetes Secret volume: defaultMode: 0400; \
+                     0440 with fsGroup needs server.allow_group_readable_keys = true)",
                     path = path.display()
                 ),
             );
@@ -551,6 +574,46 @@ mod tests {
                 err.contains(key) && err.contains(&path.display().to_string()),
                 "{err}"
             );
+        }
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn group_readable_keys_pass_only_with_the_opt_in_and_never_world_readable_or_group_writable() {
+        let dir = std::env::temp_dir().join(format!("pdndgw-keys-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut c = example(EXAMPLES[0].1);
+        c.fruizioni.clear();
+        c.client = None;
+        c.pdnd.api_key_file = None;
+        c.server.internal_tls = None;
+        for (mode, strict_ok, opt_in_ok) in [
+            (0o400, true, true),
+            (0o600, true, true),
+            (0o440, false, true),
+            (0o640, false, true),
+            (0o460, false, false),
+            (0o444, false, false),
+            (0o404, false, false),
+            (0o644, false, false),
+            (0o604, false, false),
+        ] {
+            let path = key_file(&dir, &format!("k-{mode:o}.pem"), mode);
+            c.modi.signing_key_file = Some(path.clone());
+            c.server.allow_group_readable_keys = false;
+            assert_eq!(c.check_key_files().is_ok(), strict_ok, "strict {mode:04o}");
+            c.server.allow_group_readable_keys = true;
+            let result = c.check_key_files();
+            assert_eq!(result.is_ok(), opt_in_ok, "opt-in {mode:04o}");
+            if !opt_in_ok {
+                let err = refusal(result);
+                assert!(err.contains("modi.signing_key_file"), "{err}");
+                assert!(err.contains(&format!("{mode:04o}")), "{err}");
+                assert!(
+                    err.contains(&format!("chmod 640 {}", path.display())),
+                    "{err}"
+                );
+            }
         }
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }

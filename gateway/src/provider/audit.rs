@@ -137,8 +137,15 @@ pub struct AuditStore {
 }
 
 impl AuditStore {
-    /// Connects and creates the table if needed.
+    /// Connects and creates the tables if needed.
     pub async fn connect(url: &str) -> Result<AuditStore, AuditError> {
+        let store = Self::open(url).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connects without touching the schema (a `serve` told not to migrate).
+    pub async fn open(url: &str) -> Result<AuditStore, AuditError> {
         sqlx::any::install_default_drivers();
         let is_sqlite = url.starts_with("sqlite:");
         let options = AnyPoolOptions::new()
@@ -162,13 +169,19 @@ impl AuditStore {
                     Ok(())
                 })
             });
-        let pool = options.connect(url).await?;
-        sqlx::query(SCHEMA).execute(&pool).await?;
+        Ok(AuditStore {
+            pool: options.connect(url).await?,
+        })
+    }
+
+    /// Creates the tables and indexes when missing (idempotent).
+    pub async fn migrate(&self) -> Result<(), AuditError> {
+        sqlx::query(SCHEMA).execute(&self.pool).await?;
         for index in INDEXES {
-            sqlx::query(index).execute(&pool).await?;
+            sqlx::query(index).execute(&self.pool).await?;
         }
-        super::audit_fruizioni::migrate(&pool).await?;
-        Ok(AuditStore { pool })
+        super::audit_fruizioni::migrate(&self.pool).await?;
+        Ok(())
     }
 
     /// Commits records in one transaction.
@@ -187,6 +200,7 @@ impl AuditStore {
                     super::audit_fruizioni::insert(&mut tx, r).await?;
                     continue;
                 }
+                Entry::Flush => continue,
             };
             sqlx::query(INSERT)
                 .bind(&r.record_id)
@@ -346,6 +360,8 @@ pub struct AuditQuery {
 enum Entry {
     Eservice(AuditRecord),
     Fruizione(FruizioneRecord),
+    /// Writes nothing: answered once everything queued before it is committed.
+    Flush,
 }
 
 /// A queued entry and, when somebody waits for its commit, where to say how it went.
@@ -456,6 +472,12 @@ impl AuditLog {
                 Err(AuditError::Timeout(self.commit_timeout))
             }
         }
+    }
+
+    /// Waits until every record queued so far (best-effort ones included) is committed: the
+    /// last step of a graceful shutdown.
+    pub async fn flush(&self) -> Result<(), AuditError> {
+        self.commit(Entry::Flush).await
     }
 
     /// Queues a record without waiting for its commit, for requests refused before the

@@ -334,6 +334,11 @@ impl PurposeDb {
         Ok(PurposeDb { pool })
     }
 
+    /// Uses the pool of the audit store as it is (a `serve` told not to migrate).
+    pub fn attach(pool: sqlx::AnyPool) -> Self {
+        PurposeDb { pool }
+    }
+
     /// Every record of the table.
     pub async fn load(&self) -> Result<Vec<Purpose>, String> {
         use sqlx::Row;
