@@ -58,6 +58,9 @@ say "OpenAPI contracts against the running gateway (Schemathesis)"
 cargo build --locked --bin pdnd-gateway
 bash tests/scripts/schemathesis.sh
 
+say "The Helm chart and the binary agree (rendered configuration, migrate Job, probes)"
+bash tests/scripts/chart_agreement.sh
+
 passed=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$pgdir/cargo-test.log" | awk '{s+=$4} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$pgdir/cargo-test.log" | awk '{s+=$1} END {print s+0}')
 say "all checks passed"
