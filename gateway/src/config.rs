@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 pub mod operations;
 pub mod secret_strength;
 pub mod serve_policy;
+pub mod state;
 
 /// The development configuration, embedded so that `pdnd-gateway dev` needs no file at all.
 pub const DEV_TOML: &str = include_str!("../../config/dev.toml");
@@ -74,6 +75,9 @@ pub struct Config {
     /// ModI security patterns: our signing material and how peers' signatures are checked.
     #[serde(default)]
     pub modi: ModiConfig,
+    /// Where the state shared by replicas is kept (anti-replay memory).
+    #[serde(default)]
+    pub state: state::StateConfig,
 }
 
 /// Authentication of the comune's own systems on the internal listener.
@@ -899,6 +903,7 @@ impl Config {
             }
         }
         self.validate_modi()?;
+        self.state.validate()?;
         if !(1..=64).contains(&self.server.workers) {
             return invalid("server.workers", "must be between 1 and 64");
         }

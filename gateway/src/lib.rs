@@ -19,5 +19,6 @@ pub mod pdnd;
 pub mod problem;
 pub mod provider;
 pub mod server;
+pub mod state;
 pub mod telemetry;
 pub mod tls;

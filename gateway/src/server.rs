@@ -24,6 +24,7 @@ use crate::provider::modi::{
 use crate::provider::purpose::{PurposeDb, PurposeRegistry, PurposeStage, RegistryError};
 use crate::provider::request_id;
 use crate::provider::voucher::VoucherStage;
+use crate::state::replay::ReplayMemory;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::http::StatusCode;
 use actix_web::middleware::from_fn;
@@ -60,6 +61,8 @@ pub enum StartError {
     OpenApi(#[from] crate::openapi::OpenApiError),
     #[error("internal listener TLS: {0}")]
     Tls(#[from] crate::tls::TlsSetupError),
+    #[error("shared state: {0}")]
+    State(#[from] crate::state::StateError),
 }
 
 /// The stages of one e-service's pipeline.
@@ -117,7 +120,7 @@ pub fn voucher_policy(config: &Config, eservice: &EserviceConfig) -> VoucherPoli
 pub fn dpop_check(
     eservice: Eservice,
     cfg: &EserviceConfig,
-    replay: Arc<dyn crate::modi::ReplayGuard>,
+    replay: Arc<crate::state::replay::ReplayMemory>,
 ) -> DpopCheck {
     DpopCheck {
         public_url: cfg.public_url.clone(),
@@ -322,6 +325,8 @@ pub struct InternalState {
     pub api_keys: web::Data<ApiKeys>,
     /// `/readyz`'s components and the shutdown flag.
     pub readiness: web::Data<crate::health::Readiness>,
+    /// The shared-state store (`[state]`); its `ping()` is its health.
+    pub state: web::Data<dyn crate::state::StateStore>,
 }
 
 /// The internal listener's application: `/status`, the probes `/livez` and `/readyz` (open)
@@ -556,7 +561,10 @@ pub async fn start(
         }
     }
     crate::provider::purpose::spawn_reloader(purposes.clone(), Some(purpose_db));
-    let modi = Arc::new(ModiShared::from_config(config, http.clone())?);
+    let state_store = crate::state::open(&config.state)?;
+    crate::state::log_startup(state_store.as_ref()).await;
+    let replay = Arc::new(ReplayMemory::from_config(config, state_store.clone()));
+    let modi = Arc::new(ModiShared::from_config(config, http.clone(), replay)?);
     let fruizioni_audit = audit.clone();
     let shutdown_audit = audit.clone();
     let signs = [&config.eservices.anagrafe, &config.eservices.tributi]
@@ -600,6 +608,7 @@ pub async fn start(
         fruizioni: web::Data::new(fruizioni),
         api_keys: web::Data::new(ApiKeys::from_config(&config.internal.api_keys)?),
         readiness: readiness.clone(),
+        state: web::Data::from(state_store),
     };
     let tls = match &config.server.internal_tls {
         Some(tls) => Some(crate::tls::internal_server_config(tls)?),

@@ -96,6 +96,11 @@ pub enum ModiError {
     #[error("replay cache full")]
     ReplayCacheFull,
 
+    /// The shared replay memory (Redis) could not be asked: the request is refused, since
+    /// accepting it unchecked could accept a replay. The text never holds a secret.
+    #[error("replay memory unavailable: {0}")]
+    ReplayStoreUnavailable(String),
+
     /// This caller already holds its whole share of the replay memory: its own jtis are
     /// remembered until they expire, so it may send again in `retry_after_secs` seconds. Other
     /// callers are not affected.
@@ -181,6 +186,7 @@ impl ModiError {
             ModiError::ReplayQuotaExceeded { .. } => 429,
             ModiError::KeyUnavailable(_)
             | ModiError::ReplayCacheFull
+            | ModiError::ReplayStoreUnavailable(_)
             | ModiError::KeyLookupsThrottled { .. } => 503,
             ModiError::KeyMaterial(_) | ModiError::Pki(_) => 500,
         }
@@ -192,6 +198,8 @@ impl ModiError {
         match self {
             ModiError::ReplayQuotaExceeded { retry_after_secs }
             | ModiError::KeyLookupsThrottled { retry_after_secs } => Some(*retry_after_secs),
+            // Redis restarts or fails over in seconds; the connection is re-established alone.
+            ModiError::ReplayStoreUnavailable(_) => Some(2),
             _ => None,
         }
     }

@@ -20,9 +20,10 @@ use std::sync::Arc;
 
 use actix_web::dev::ServiceRequest;
 
-use crate::modi::{ModiError, ReplayGuard, ReplayScope};
+use crate::modi::{ModiError, ReplayScope};
 use crate::pdnd::dpop::{self, DpopError, ProofPolicy, ProofRequest, VerifiedProof, DPOP_HEADER};
 use crate::pdnd::voucher::Voucher;
+use crate::state::replay::ReplayMemory;
 
 /// What the voucher stage needs to check the proofs of one e-service.
 pub struct DpopCheck {
@@ -32,7 +33,7 @@ pub struct DpopCheck {
     pub base_path: &'static str,
     pub policy: ProofPolicy,
     /// Shared with the ModI checks; DPoP proofs have their own key space in it.
-    pub replay: Arc<dyn ReplayGuard>,
+    pub replay: Arc<ReplayMemory>,
 }
 
 /// Why a DPoP-scheme request was refused.
@@ -54,7 +55,8 @@ pub enum DpopRefusal {
     KeyNotBound { proof: String, voucher: String },
     #[error("the proof jti was already used")]
     Replayed,
-    /// The replay memory is full of live entries: no proof can be accepted safely (503).
+    /// The replay memory is full of live entries or cannot be reached: no proof can be
+    /// accepted safely (503).
     #[error("replay memory unavailable: {0}")]
     ReplayUnavailable(String),
 }
@@ -93,7 +95,7 @@ impl DpopCheck {
 
     /// Every check of a DPoP-scheme request whose voucher already validated; the proof's `jti`
     /// is recorded last, so a request refused for another reason does not consume it.
-    pub fn check(
+    pub async fn check(
         &self,
         req: &ServiceRequest,
         token: &str,
@@ -117,16 +119,24 @@ impl DpopCheck {
                 voucher: jkt.to_owned(),
             });
         }
-        match self.replay.check_and_store_in(
-            ReplayScope::DpopProof,
-            verified.jti(),
-            verified.replay_expires_at(),
-            now,
-        ) {
+        let stored = self
+            .replay
+            .store_jti(
+                ReplayScope::DpopProof,
+                None,
+                verified.jti(),
+                verified.replay_expires_at(),
+                now,
+            )
+            .await;
+        match stored {
             Ok(()) => Ok(verified),
             Err(ModiError::Replayed(_)) => Err(DpopRefusal::Replayed),
             Err(ModiError::ReplayCacheFull) => {
                 Err(DpopRefusal::ReplayUnavailable("replay cache full".into()))
+            }
+            Err(ModiError::ReplayStoreUnavailable(reason)) => {
+                Err(DpopRefusal::ReplayUnavailable(reason))
             }
             // Only a jti the memory cannot hold is left, and `verify` already bounds it.
             Err(_) => Err(DpopRefusal::Proof(DpopError::InvalidClaim("jti"))),
@@ -153,7 +163,7 @@ mod tests {
             public_url: PUBLIC.into(),
             base_path: "/anagrafe/v1",
             policy: ProofPolicy::default(),
-            replay: Arc::new(InMemoryReplayGuard::new(capacity)),
+            replay: Arc::new(ReplayMemory::local(InMemoryReplayGuard::new(capacity))),
         }
     }
 
@@ -199,8 +209,8 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn a_good_proof_passes_once_and_a_full_memory_is_unavailable() {
+    #[actix_web::test]
+    async fn a_good_proof_passes_once_and_a_full_memory_is_unavailable() {
         let key = DpopKey::generate().unwrap();
         let (token, voucher) = bound_voucher(key.jkt());
         let url = "https://api.comune.example.it/servizi/anagrafe/v1/residenza";
@@ -214,23 +224,25 @@ mod tests {
         let proof = key.proof("POST", url, Some(&token), NOW).unwrap();
         let verified = check
             .check(&request(&proof), &token, &voucher, NOW)
+            .await
             .unwrap();
         assert_eq!(verified.jkt(), key.jkt());
         assert!(matches!(
-            check.check(&request(&proof), &token, &voucher, NOW),
+            check.check(&request(&proof), &token, &voucher, NOW).await,
             Err(DpopRefusal::Replayed)
         ));
         // The memory (capacity 1) is full of a live jti: a new proof cannot be accepted safely.
         let fresh = key.proof("POST", url, Some(&token), NOW).unwrap();
         let refusal = check
             .check(&request(&fresh), &token, &voucher, NOW)
+            .await
             .unwrap_err();
         assert!(matches!(refusal, DpopRefusal::ReplayUnavailable(_)));
         assert!(!refusal.is_token_fault());
     }
 
-    #[test]
-    fn binding_and_header_refusals_say_whose_fault() {
+    #[actix_web::test]
+    async fn binding_and_header_refusals_say_whose_fault() {
         let key = DpopKey::generate().unwrap();
         let other = DpopKey::generate().unwrap();
         let (token, voucher) = bound_voucher(key.jkt());
@@ -241,7 +253,7 @@ mod tests {
             .uri("/anagrafe/v1/residenza")
             .insert_header((DPOP_HEADER, foreign.as_str()))
             .to_srv_request();
-        let refusal = check.check(&req, &token, &voucher, NOW).unwrap_err();
+        let refusal = check.check(&req, &token, &voucher, NOW).await.unwrap_err();
         assert!(matches!(refusal, DpopRefusal::KeyNotBound { .. }));
         assert!(refusal.is_token_fault());
         // The refused proof did not consume its jti: the right key's proof still passes.
@@ -250,13 +262,13 @@ mod tests {
             .uri("/anagrafe/v1/residenza")
             .insert_header((DPOP_HEADER, good.as_str()))
             .to_srv_request();
-        assert!(check.check(&req, &token, &voucher, NOW).is_ok());
+        assert!(check.check(&req, &token, &voucher, NOW).await.is_ok());
         // No header, two headers.
         let req = TestRequest::post()
             .uri("/anagrafe/v1/residenza")
             .to_srv_request();
         assert!(matches!(
-            check.check(&req, &token, &voucher, NOW),
+            check.check(&req, &token, &voucher, NOW).await,
             Err(DpopRefusal::MissingProof)
         ));
         let req = TestRequest::post()
@@ -265,7 +277,7 @@ mod tests {
             .append_header((DPOP_HEADER, good.as_str()))
             .to_srv_request();
         assert!(matches!(
-            check.check(&req, &token, &voucher, NOW),
+            check.check(&req, &token, &voucher, NOW).await,
             Err(DpopRefusal::SeveralProofs(2))
         ));
     }

@@ -33,14 +33,14 @@ use crate::consumer::voucher_cache::{
     CachePolicy, Clock, RetryPolicy, SystemClock, VoucherCache, VoucherError, VoucherSpec,
 };
 use crate::modi::{
-    self, InMemoryReplayGuard, KeySource, KidResolver, ModiError, ReplayGuard, SignatureClaims,
-    SignatureExpectations, SigningMaterial, TrustStore, VerifiedSignature, AGID_JWT_SIGNATURE,
-    AGID_JWT_TRACKING_EVIDENCE,
+    self, KeySource, KidResolver, ModiError, ReplayScope, SignatureClaims, SignatureExpectations,
+    SigningMaterial, TrustStore, VerifiedSignature, AGID_JWT_SIGNATURE, AGID_JWT_TRACKING_EVIDENCE,
 };
 use crate::pdnd::client_assertion::ClientAssertionBuilder;
 use crate::pdnd::jwk::RsaPrivateKey;
 use crate::pdnd::voucher::Voucher;
 use crate::problem::Problem;
+use crate::state::replay::ReplayMemory;
 use actix_web::body::{BodyStream, BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{
@@ -372,8 +372,9 @@ pub struct ModiShared {
     pub trust: Option<TrustStore>,
     /// PDND keys by kid; `None` when `pdnd.keys_url` is unset.
     pub keys: Option<Arc<PdndKeySource>>,
-    /// jtis of callers' signatures and tracking evidence (one memory for both).
-    pub replay: Arc<dyn ReplayGuard>,
+    /// jtis of callers' signatures and tracking evidence (one memory for both), in this
+    /// process or in the store the replicas share (`[state]`).
+    pub replay: Arc<ReplayMemory>,
     pub leeway_secs: i64,
     pub max_peer_lifetime_secs: i64,
     /// How long the request body may take to arrive (then 408).
@@ -383,7 +384,11 @@ pub struct ModiShared {
 impl ModiShared {
     /// Loads key, chain and trust store named in `[modi]` (only what some e-service needs)
     /// and checks them together; a bad file stops the start with the key at fault.
-    pub fn from_config(config: &Config, http: reqwest::Client) -> Result<Self, ModiSetupError> {
+    pub fn from_config(
+        config: &Config,
+        http: reqwest::Client,
+        replay: Arc<ReplayMemory>,
+    ) -> Result<Self, ModiSetupError> {
         let services = [
             &config.eservices.anagrafe.modi,
             &config.eservices.tributi.modi,
@@ -454,10 +459,7 @@ impl ModiShared {
             signer,
             trust,
             keys,
-            replay: Arc::new(
-                InMemoryReplayGuard::new(m.replay_cache_capacity)
-                    .with_per_client_cap(m.replay_cache_per_client),
-            ),
+            replay,
             leeway_secs: config.pdnd.leeway_secs,
             body_read_timeout: Duration::from_millis(config.server.body_read_timeout_ms),
             max_peer_lifetime_secs: m.max_peer_token_lifetime_secs,
@@ -568,9 +570,7 @@ impl ModiRefusal {
         let status = self.status();
         let mut problem = match status {
             StatusCode::INTERNAL_SERVER_ERROR => Problem::internal(),
-            StatusCode::SERVICE_UNAVAILABLE => Problem::unavailable(
-                "The PDND keys needed to check this request are unavailable; retry later.",
-            ),
+            StatusCode::SERVICE_UNAVAILABLE => Problem::unavailable(self.unavailable_detail()),
             _ => Problem::new(status).with_detail(self.to_string()),
         };
         if let Some(id) = request_id {
@@ -586,6 +586,19 @@ impl ModiRefusal {
             builder.force_close();
         }
         problem.into_response_with(builder)
+    }
+
+    /// What a 503 tells the caller: which check could not run, not why (the log says why).
+    fn unavailable_detail(&self) -> &'static str {
+        match self {
+            ModiRefusal::Signature(
+                ModiError::ReplayStoreUnavailable(_) | ModiError::ReplayCacheFull,
+            )
+            | ModiRefusal::Tracking(
+                ModiError::ReplayStoreUnavailable(_) | ModiError::ReplayCacheFull,
+            ) => "The gateway cannot check this request for replay right now; retry later.",
+            _ => "The PDND keys needed to check this request are unavailable; retry later.",
+        }
     }
 
     fn retry_after_secs(&self) -> Option<u64> {
@@ -786,15 +799,17 @@ impl ModiStage {
         let replay = self.shared.replay.as_ref();
         // Counted against the voucher's client: the identity PDND vouches for, which every
         // request here has, whichever key signed the ModI tokens.
-        let client = voucher.client_id();
-        if let Some(signature) = &signature {
-            signature
-                .check_replay_for(replay, client, now)
+        let client = Some(voucher.client_id());
+        if let Some(s) = &signature {
+            replay
+                .store_jti(ReplayScope::Modi, client, &s.jti, s.replay_expires_at, now)
+                .await
                 .map_err(ModiRefusal::Signature)?;
         }
-        if let Some(evidence) = &evidence {
-            evidence
-                .check_replay_for(replay, client, now)
+        if let Some(e) = &evidence {
+            replay
+                .store_jti(ReplayScope::Modi, client, &e.jti, e.replay_expires_at, now)
+                .await
                 .map_err(ModiRefusal::Tracking)?;
         }
         Ok(evidence.map(|e| TrackingInfo {

@@ -130,7 +130,7 @@ impl VoucherStage {
             }
         };
         if dpop {
-            if let Err(refusal) = self.dpop.check(&req, &token, &voucher, now) {
+            if let Err(refusal) = self.dpop.check(&req, &token, &voucher, now).await {
                 let resp = dpop_refusal(&refusal, request_id.as_deref(), self.eservice);
                 return Ok(req.into_response(resp));
             }

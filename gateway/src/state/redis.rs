@@ -1,0 +1,225 @@
+//! [`StateStore`] in Redis, shared by every replica.
+//!
+//! One [`ConnectionManager`] per process: it multiplexes every request over one connection and
+//! reconnects by itself after Redis restarts or the network drops, so no pool and no restart
+//! of the gateway are needed. It is created lazily: a Redis down when the gateway starts only
+//! makes the requests that need it answer 503 until it is back.
+//!
+//! Every command is bounded by `[state] timeout_ms` (a hung Redis must not hang requests) and
+//! every failure becomes [`StateError`]: the caller refuses, it never guesses. Error texts come
+//! from the redis crate, which does not print the URL's password; the URL itself is only ever
+//! logged through [`crate::config::redact_url`].
+//!
+//! Commands: `SET key 1 NX PX ttl` (insert_once), a two-line Lua script for `INCR` + `PEXPIRE`
+//! on the first increment (atomic, so a counter can never be left without a TTL), `DEL`, `PING`.
+//! Run Redis with `maxmemory-policy noeviction`: eviction would forget live jtis (see
+//! `docs/state.md`).
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, Script};
+
+use super::{StateError, StateFuture, StateStore};
+
+/// INCR, and PEXPIRE only when the counter was just created: one round trip, atomic.
+const INCR_SCRIPT: &str = r"
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n
+";
+
+/// The Redis store.
+pub struct RedisStore {
+    manager: ConnectionManager,
+    prefix: String,
+    timeout: Duration,
+    incr: Script,
+    /// The URL with its password replaced, for `Debug`.
+    shown_url: String,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("url", &self.shown_url)
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl RedisStore {
+    /// A store for `url` that connects on first use (must be called inside a tokio runtime).
+    pub fn connect_lazy(url: &str, prefix: &str, timeout: Duration) -> Result<Self, StateError> {
+        let client = Client::open(url).map_err(|e| StateError::BadUrl(e.to_string()))?;
+        // Connection attempts and replies bounded by the same timeout as a command; a few
+        // quick retries per reconnection, then the next command tries again.
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(20))
+            .set_max_delay(Duration::from_millis(200));
+        let manager = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| StateError::Unavailable(e.to_string()))?;
+        Ok(RedisStore {
+            manager,
+            prefix: prefix.to_owned(),
+            timeout,
+            incr: Script::new(INCR_SCRIPT),
+            shown_url: crate::config::redact_url(url),
+        })
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    /// Runs one command future within the timeout, mapping every failure to [`StateError`].
+    async fn bounded<T>(
+        &self,
+        fut: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StateError> {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(StateError::Unavailable(e.to_string())),
+            Err(_) => Err(StateError::Timeout(
+                u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
+            )),
+        }
+    }
+}
+
+/// Milliseconds for `PX`, at least 1 (Redis refuses 0).
+fn millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+impl StateStore for RedisStore {
+    fn insert_once<'a>(&'a self, key: &'a str, ttl: Duration) -> StateFuture<'a, bool> {
+        Box::pin(async move {
+            let mut conn = self.manager.clone();
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(self.key(key))
+                .arg(1)
+                .arg("NX")
+                .arg("PX")
+                .arg(millis(ttl));
+            // "OK" when set, nil when the key existed.
+            let reply: Option<String> = self.bounded(cmd.query_async(&mut conn)).await?;
+            Ok(reply.is_some())
+        })
+    }
+
+    fn incr<'a>(&'a self, key: &'a str, ttl: Duration) -> StateFuture<'a, u64> {
+        Box::pin(async move {
+            let mut conn = self.manager.clone();
+            let mut invocation = self.incr.key(self.key(key));
+            invocation.arg(millis(ttl));
+            self.bounded(invocation.invoke_async(&mut conn)).await
+        })
+    }
+
+    fn remove<'a>(&'a self, key: &'a str) -> StateFuture<'a, ()> {
+        Box::pin(async move {
+            let mut conn = self.manager.clone();
+            let mut cmd = redis::cmd("DEL");
+            cmd.arg(self.key(key));
+            let _: i64 = self.bounded(cmd.query_async(&mut conn)).await?;
+            Ok(())
+        })
+    }
+
+    fn ping(&self) -> StateFuture<'_, ()> {
+        Box::pin(async move {
+            let mut conn = self.manager.clone();
+            let reply: String = self
+                .bounded(redis::cmd("PING").query_async(&mut conn))
+                .await?;
+            if reply == "PONG" {
+                Ok(())
+            } else {
+                Err(StateError::Unavailable(format!("PING answered {reply}")))
+            }
+        })
+    }
+
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+}
+
+/// Tests against a real Redis at `PDNDGW_TEST_REDIS_URL` (started by `tests/run.sh`); without
+/// it they print SKIPPED, and fail when `CI` is set.
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The test Redis URL, or `None` after printing why the test is skipped.
+    pub(crate) fn test_url() -> Option<String> {
+        match std::env::var("PDNDGW_TEST_REDIS_URL") {
+            Ok(url) if !url.is_empty() => Some(url),
+            _ => {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "PDNDGW_TEST_REDIS_URL is not set but CI is: the Redis tests must run"
+                );
+                eprintln!("SKIPPED: PDNDGW_TEST_REDIS_URL not set (tests/run.sh sets it)");
+                None
+            }
+        }
+    }
+
+    /// A store under a prefix of its own, so runs never see each other's keys.
+    pub(crate) fn store(url: &str) -> RedisStore {
+        let prefix = format!("pdndgw-test:{}:", uuid::Uuid::new_v4());
+        RedisStore::connect_lazy(url, &prefix, Duration::from_secs(2)).expect("test Redis URL")
+    }
+
+    #[tokio::test]
+    async fn passes_the_shared_suite() {
+        let Some(url) = test_url() else { return };
+        super::super::suite::run(&store(&url), "suite").await;
+    }
+
+    #[tokio::test]
+    async fn two_clients_share_one_truth() {
+        let Some(url) = test_url() else { return };
+        let a = store(&url);
+        // Another process's store: same Redis, same prefix.
+        let b = RedisStore::connect_lazy(&url, &a.prefix, Duration::from_secs(2)).expect("url");
+        let ttl = Duration::from_secs(60);
+        assert_eq!(a.insert_once("jti", ttl).await, Ok(true));
+        assert_eq!(b.insert_once("jti", ttl).await, Ok(false));
+        assert_eq!(a.incr("n", ttl).await, Ok(1));
+        assert_eq!(b.incr("n", ttl).await, Ok(2));
+        // Another prefix is another gateway.
+        let other = store(&url);
+        assert_eq!(other.insert_once("jti", ttl).await, Ok(true));
+    }
+
+    #[tokio::test]
+    async fn unreachable_redis_is_an_error_not_an_answer() {
+        // A port nothing listens on: every call must fail, never report "absent".
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        drop(listener);
+        let store = RedisStore::connect_lazy(
+            &format!("redis://:hunter2-secret@127.0.0.1:{port}/0"),
+            "p:",
+            Duration::from_millis(200),
+        )
+        .expect("url");
+        let ttl = Duration::from_secs(1);
+        let err = store.insert_once("k", ttl).await.unwrap_err();
+        assert!(
+            matches!(err, StateError::Unavailable(_) | StateError::Timeout(_)),
+            "{err:?}"
+        );
+        assert!(store.incr("k", ttl).await.is_err());
+        assert!(store.ping().await.is_err());
+        assert!(!err.to_string().contains("hunter2-secret"), "{err}");
+        assert!(!format!("{store:?}").contains("hunter2-secret"));
+    }
+}
