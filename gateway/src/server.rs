@@ -582,12 +582,20 @@ pub async fn start(
     )?;
     let jwks = state.anagrafe.voucher.jwks.clone();
     let health = state.health.clone();
-    let readiness = web::Data::new(crate::health::Readiness::standard(
-        audit,
-        store,
-        jwks.clone(),
-        signing,
-    ));
+    let mut readiness = crate::health::Readiness::standard(audit, store, jwks.clone(), signing);
+    // With several replicas the shared state is what keeps quotas and replay memory whole: a
+    // pod that cannot reach it must leave the Service.
+    let state_check = state_store.clone();
+    readiness.push(crate::health::Check::new("state", move || {
+        let state = state_check.clone();
+        async move {
+            state.ping().await.map_err(|e| {
+                tracing::warn!(error = %e, "readiness: shared state store unreachable");
+                "the shared state store is unreachable".to_owned()
+            })
+        }
+    }));
+    let readiness = web::Data::new(readiness);
     let shutdown = config.shutdown_timeout();
     let public = bind_public(
         config.server.public_listen,

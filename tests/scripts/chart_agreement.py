@@ -129,6 +129,11 @@ def helm_template(helm, overrides_file, scratch):
     return [d for d in yaml.safe_load_all(res.stdout) if d]
 
 
+def rendered_toml(docs):
+    cm = [d for d in docs if d["kind"] == "ConfigMap" and "gateway.toml" in d.get("data", {})]
+    return cm[0]["data"]["gateway.toml"] if cm else ""
+
+
 def find(docs, kind, pred=lambda d: True):
     found = [d for d in docs if d["kind"] == kind and pred(d)]
     if len(found) != 1:
@@ -357,7 +362,11 @@ def main():
         rd = probe_until("readinessProbe", 30)
         if rd[0] != 200:
             fail(f"readiness answered {rd[0]}, the kubelet expects 200 once ready")
-        print(f"ok: readinessProbe {rd[1]} :{rd[2]}{rd[3]} -> {rd[0]}", flush=True)
+        _, ready_body = http_get(rd[1], rd[2], rd[3], 5)
+        print(f"ok: readinessProbe {rd[1]} :{rd[2]}{rd[3]} -> {rd[0]} {ready_body.strip()}", flush=True)
+        if 'backend = "redis"' in rendered_toml(docs):
+            if '"state"' not in ready_body:
+                fail("with state.backend = redis, /readyz must report the shared state store")
         lv = probe_until("livenessProbe", 5)
         if lv[0] != 200:
             fail(f"liveness answered {lv[0]}")
