@@ -11,7 +11,8 @@
    dropped and the RuntimeDefault seccomp profile; secret strings reach the gateway only through
    secretKeyRef; no Secret object is rendered; the grace period exceeds preStop sleep plus the
    gateway's shutdown timeout; `replicas` is absent exactly when an HPA is rendered; the
-   internal Service is ClusterIP and no Ingress routes to it.
+   internal Service is ClusterIP and no Ingress routes to it; only the gateway's own pods match
+   the Deployment's (and the Services') selector.
 """
 import re
 import sys
@@ -39,6 +40,17 @@ def pod_specs(doc):
         yield spec["template"]["spec"]
     elif kind == "CronJob":
         yield spec["jobTemplate"]["spec"]["template"]["spec"]
+
+
+def pod_templates(doc):
+    """The pod metadata+spec a workload creates (the Pod itself for a Pod)."""
+    kind = doc["kind"]
+    if kind == "Pod":
+        yield doc
+    elif kind in ("Deployment", "Job", "StatefulSet", "DaemonSet"):
+        yield doc["spec"]["template"]
+    elif kind == "CronJob":
+        yield doc["spec"]["jobTemplate"]["spec"]["template"]
 
 
 def check_security(name, pod):
@@ -131,6 +143,19 @@ def main():
         for a in ("checksum/config", "checksum/secret-refs"):
             if not re.fullmatch(r"[0-9a-f]{64}", ann.get(a, "")):
                 err(f"pod annotation {a} missing")
+        # Only the gateway's pods are behind its selector: a migration, CronJob or test pod
+        # matched by it would get Service traffic and count in the PodDisruptionBudget.
+        selector = dep["spec"]["selector"]["matchLabels"]
+        for doc in docs:
+            if doc is dep:
+                continue
+            for other in pod_templates(doc):
+                labels = other.get("metadata", {}).get("labels", {})
+                if all(labels.get(k) == v for k, v in selector.items()):
+                    err(f"{doc['kind']}/{doc['metadata']['name']}: its pods match the gateway Deployment's selector")
+        for svc in kinds.get("Service", []):
+            if svc["spec"].get("selector") != selector:
+                err(f"Service/{svc['metadata']['name']} selects {svc['spec'].get('selector')}, not the gateway pods {selector}")
     for svc in kinds.get("Service", []):
         if svc["metadata"]["name"].endswith("-internal") and svc["spec"].get("type") != "ClusterIP":
             err(f"{svc['metadata']['name']} must be ClusterIP")

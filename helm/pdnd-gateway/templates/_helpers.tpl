@@ -18,14 +18,21 @@ Names and labels.
 {{- end }}
 {{- end }}
 
-{{- define "pdnd-gateway.selectorLabels" -}}
+{{- define "pdnd-gateway.instanceLabels" -}}
 app.kubernetes.io/name: {{ include "pdnd-gateway.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/* The gateway pods only: Job, CronJob and test pods carry another component, so no Service,
+PodDisruptionBudget or NetworkPolicy of the gateway ever selects them. */}}
+{{- define "pdnd-gateway.selectorLabels" -}}
+{{ include "pdnd-gateway.instanceLabels" . }}
+app.kubernetes.io/component: gateway
+{{- end }}
+
 {{- define "pdnd-gateway.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
-{{ include "pdnd-gateway.selectorLabels" . }}
+{{ include "pdnd-gateway.instanceLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: pdnd-gateway
@@ -444,6 +451,7 @@ A pod spec running one gateway command to completion (migration Job, CronJobs).
 {{- define "pdnd-gateway.commandPod" -}}
 {{- $p := include "pdnd-gateway.paths" .root | fromYaml }}
 automountServiceAccountToken: false
+enableServiceLinks: false
 {{- if .serviceAccount }}
 serviceAccountName: {{ include "pdnd-gateway.serviceAccountName" .root }}
 {{- end }}
