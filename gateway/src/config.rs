@@ -16,6 +16,7 @@ pub mod operations;
 pub mod secret_strength;
 pub mod serve_policy;
 pub mod state;
+pub mod tracing;
 
 /// The development configuration, embedded so that `pdnd-gateway dev` needs no file at all.
 pub const DEV_TOML: &str = include_str!("../../config/dev.toml");
@@ -78,6 +79,9 @@ pub struct Config {
     /// Where the state shared by replicas is kept (anti-replay memory).
     #[serde(default)]
     pub state: state::StateConfig,
+    /// The daily PDND tracing deposit (`tracing sync`).
+    #[serde(default)]
+    pub tracing: Option<tracing::TracingConfig>,
 }
 
 /// Authentication of the comune's own systems on the internal listener.
@@ -690,6 +694,12 @@ pub struct AuditConfig {
     /// making their answer wait (best effort; the excess is counted in the log).
     #[serde(default = "default_best_effort_per_sec")]
     pub best_effort_per_sec: u32,
+    /// Days per-request records are kept (`audit purge`); unset, the purge refuses to run.
+    #[serde(default)]
+    pub retention_days: Option<u32>,
+    /// Days the daily aggregates per purpose and status are kept (longer than the records).
+    #[serde(default)]
+    pub aggregate_retention_days: Option<u32>,
 }
 
 impl std::fmt::Debug for AuditConfig {
@@ -700,6 +710,8 @@ impl std::fmt::Debug for AuditConfig {
             .field("batch_max", &self.batch_max)
             .field("commit_timeout_ms", &self.commit_timeout_ms)
             .field("best_effort_per_sec", &self.best_effort_per_sec)
+            .field("retention_days", &self.retention_days)
+            .field("aggregate_retention_days", &self.aggregate_retention_days)
             .finish()
     }
 }
@@ -825,6 +837,7 @@ impl Config {
     /// Checks what the types cannot. Call after every override is applied (dev fills the
     /// database URL after loading).
     pub fn validate(&self) -> Result<(), ConfigError> {
+        tracing::validate(self.tracing.as_ref())?;
         check_http_url("pdnd.token_endpoint", &self.pdnd.token_endpoint)?;
         check_http_url("pdnd.jwks_url", &self.pdnd.jwks_url)?;
         if let Some(keys_url) = &self.pdnd.keys_url {

@@ -103,10 +103,12 @@ enum Command {
     },
     /// Query the audit trail: who called what, about whom, when.
     Audit {
+        #[command(subcommand)]
+        action: Option<cli::tracing::AuditCommand>,
         /// A configuration file; without it, the `dev` data directory's audit trail.
-        #[arg(long)]
+        #[arg(long, global = true)]
         config: Option<PathBuf>,
-        #[arg(long, default_value = ".pdnd-gateway")]
+        #[arg(long, default_value = ".pdnd-gateway", global = true)]
         data_dir: PathBuf,
         /// From this time (RFC 3339 or YYYY-MM-DD, inclusive).
         #[arg(long)]
@@ -138,6 +140,16 @@ enum Command {
         limit: Option<u32>,
         #[arg(long, value_enum, default_value = "table")]
         format: cli::audit::Format,
+    },
+    /// PDND tracing: the daily file of calls, and its deposit on PDND (docs/tracing.md).
+    Tracing {
+        #[command(subcommand)]
+        command: cli::tracing::TracingCommand,
+        /// A configuration file; without it, the `dev` data directory's.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value = ".pdnd-gateway", global = true)]
+        data_dir: PathBuf,
     },
     /// Make the API key of a new internal caller of the fruizioni: prints the key (hand it to
     /// the caller; it is not kept) and the `[[internal.api_key]]` block with its SHA-256.
@@ -254,6 +266,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 store.migrate().await?;
             }
             let running = server::start(&config, std::sync::Arc::new(store), None).await?;
+            cli::tracing::start_in_serve(&config).await?;
             tracing::info!(public = %running.public, internal = %running.internal, environment = config.pdnd.environment, "pdnd-gateway serving");
             running.wait().await?;
         }
@@ -307,6 +320,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Audit {
+            action: Some(action),
+            config,
+            data_dir,
+            ..
+        } => {
+            telemetry::init("warn", false);
+            let config = load_or_dev(config.as_deref(), &data_dir)?;
+            cli::tracing::run_audit(&action, &config, &mut std::io::stdout().lock()).await?;
+        }
+        Command::Tracing {
+            command,
+            config,
+            data_dir,
+        } => {
+            telemetry::init("info", false);
+            let config = load_or_dev(config.as_deref(), &data_dir)?;
+            cli::tracing::run(&command, &config, &mut std::io::stdout().lock()).await?;
+        }
+        Command::Audit {
+            action: None,
             config,
             data_dir,
             from,

@@ -409,6 +409,7 @@ pub fn bind_authority(
     addr: SocketAddr,
     authority: Authority,
     stats: web::Data<crate::dev::authority_http::TokenStats>,
+    tracing: web::Data<crate::dev::tracing_service::TracingService>,
 ) -> std::io::Result<Bound> {
     // Bound first, so that the token endpoint knows the URL DPoP proofs must name.
     let listener = std::net::TcpListener::bind(addr)?;
@@ -423,6 +424,8 @@ pub fn bind_authority(
             .app_data(stats.clone())
             .app_data(endpoint.clone())
             .configure(crate::dev::authority_http::routes)
+            .app_data(tracing.clone())
+            .configure(crate::dev::tracing_service::routes)
     })
     .workers(1)
     .disable_signals()

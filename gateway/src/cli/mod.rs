@@ -5,5 +5,6 @@ pub mod audit;
 pub mod dpop;
 pub mod keys;
 pub mod seed;
+pub mod tracing;
 pub mod verify_response;
 pub mod voucher;

@@ -7,6 +7,7 @@
 pub mod authority_http;
 pub mod data_dir;
 pub mod sample;
+pub mod tracing_service;
 
 use crate::config::{ApiKeyConfig, ClientConfig, Config, FruizioneConfig};
 use crate::pdnd::authority::{
@@ -39,6 +40,7 @@ pub fn authority(config: &Config, data: &DataDir) -> Authority {
                 active: true,
             }
         })
+        .chain(std::iter::once(tracing_service::registered_purpose()))
         .collect();
     let client = RegisteredClient {
         client_id: data.client.client_id.clone(),
@@ -209,6 +211,8 @@ pub struct DevEnvironment {
     pub samples: Vec<eservices::store::SampleSubject>,
     /// Token requests seen by the local authority.
     pub token_stats: std::sync::Arc<authority_http::TokenStats>,
+    /// The local tracing e-service (its clock and counters, for tests).
+    pub tracing_service: std::sync::Arc<tracing_service::TracingService>,
 }
 
 /// Failures starting the development environment.
@@ -256,12 +260,22 @@ pub async fn start(mut config: Config, root: &std::path::Path) -> Result<DevEnvi
         (0, load_samples(&data.samples_path()))
     };
     let token_stats = std::sync::Arc::new(authority_http::TokenStats::default());
+    let authority = authority(&config, &data);
+    let tracing_service = std::sync::Arc::new(tracing_service::for_dev(&config, &authority));
     let authority = crate::server::bind_authority(
         config.dev.authority_listen,
-        authority(&config, &data),
+        authority,
         actix_web::web::Data::from(token_stats.clone()),
+        actix_web::web::Data::from(tracing_service.clone()),
     )?;
     let base = format!("http://{}", authority.addr);
+    if let Some(t) = config.tracing.as_mut() {
+        t.service_url = t.service_url.replacen(
+            &format!("://{}", config.dev.authority_listen),
+            &format!("://{}", authority.addr),
+            1,
+        );
+    }
     config.pdnd.token_endpoint = format!("{base}/token.oauth2");
     config.pdnd.jwks_url = format!("{base}/.well-known/jwks.json");
     config.pdnd.keys_url = Some(format!("{base}/keys"));
@@ -278,6 +292,7 @@ pub async fn start(mut config: Config, root: &std::path::Path) -> Result<DevEnvi
         residents,
         samples,
         token_stats,
+        tracing_service,
     })
 }
 

@@ -181,6 +181,7 @@ impl AuditStore {
             sqlx::query(index).execute(&self.pool).await?;
         }
         super::audit_fruizioni::migrate(&self.pool).await?;
+        super::audit_lifecycle::migrate(&self.pool).await?;
         Ok(())
     }
 

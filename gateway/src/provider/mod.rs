@@ -8,6 +8,8 @@
 
 pub mod audit;
 pub mod audit_fruizioni;
+pub mod audit_lifecycle;
+pub mod audit_retention;
 pub mod dpop;
 pub mod jwks;
 pub mod modi;
