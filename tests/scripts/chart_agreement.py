@@ -331,6 +331,31 @@ def main():
             fail(f"the migration Job's command failed (exit {mig.returncode}):\n{mig.stdout}\n{mig.stderr}")
         print(f"ok: migration Job: {mig.stdout.strip()[:200]}", flush=True)
 
+        # The CronJobs' commands, with their own rendered pods.
+        for cron in [d for d in docs if d["kind"] == "CronJob"]:
+            cspec = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+            cc = cspec["containers"][0]
+            cpod = Pod(cspec, cc, docs, secrets, configmaps, os.path.join(scratch, cron["metadata"]["name"]))
+            cpod.write_files()
+            try:
+                res = subprocess.run(cpod.argv(binary), env=cpod.env(secrets, extra_env), capture_output=True,
+                                     text=True, timeout=90)
+            except subprocess.TimeoutExpired:
+                fail(f"CronJob {cron['metadata']['name']}: {' '.join(cc['args'])} still running after 90 s")
+            refused_config(res)
+            out = (res.stdout + res.stderr).strip()
+            if res.returncode == 2 and "Usage:" in out:
+                fail(f"CronJob {cron['metadata']['name']}: the binary does not take {cc['args']}: {out[-500:]}")
+            if cc["args"][:2] == ["audit", "purge"]:
+                if res.returncode != 0:
+                    fail(f"CronJob {cron['metadata']['name']}: audit purge failed ({res.returncode}): {out[-800:]}")
+                print(f"ok: CronJob {' '.join(cc['args'][:2])} -> exit 0: {out[-200:]}", flush=True)
+            else:
+                # No PDND tracing service here: the configuration and arguments are accepted, the
+                # deposit itself cannot happen.
+                print(f"ok: CronJob {' '.join(cc['args'][:2])} accepted its configuration (exit {res.returncode}: "
+                      f"{out.splitlines()[-1][:200] if out else ''})", flush=True)
+
         # 3. The Deployment's command, probed as the kubelet would.
         log = open(os.path.join(scratch, "serve.log"), "w")
         proc = subprocess.Popen(serve_pod.argv(binary), env=serve_env, stdout=log, stderr=subprocess.STDOUT)
