@@ -2,7 +2,7 @@
 # Runs every check and test of pdnd-gateway: formatting, lints, the OpenAPI contracts against the
 # Italian guidelines, unit, property and end-to-end suites on SQLite and on a throwaway
 # PostgreSQL and Redis this script starts (and stops), then the contracts against the running
-# gateway.
+# gateway, and the release binary as the container image runs it (tests/scripts/unprivileged.sh).
 #
 # Usage: bash tests/run.sh        (from the repository root; installs what is missing)
 set -euo pipefail
@@ -57,6 +57,9 @@ fi
 say "OpenAPI contracts against the running gateway (Schemathesis)"
 cargo build --locked --bin pdnd-gateway
 bash tests/scripts/schemathesis.sh
+
+say "The image's runtime assumptions: release binary, unprivileged user, read-only working directory"
+bash tests/scripts/unprivileged.sh
 
 say "The Helm chart and the binary agree (rendered configuration, migrate Job, probes)"
 bash tests/scripts/chart_agreement.sh

@@ -328,6 +328,9 @@ pub struct ServerConfig {
     /// Longest wait for in-flight requests at SIGTERM/SIGINT (see [`operations`]).
     #[serde(default = "operations::default_shutdown_timeout_secs")]
     pub shutdown_timeout_secs: u64,
+    /// At SIGTERM, how long `/readyz` says 503 before the listeners close (see [`operations`]).
+    #[serde(default)]
+    pub shutdown_delay_secs: u64,
     /// Accept private key files readable by their group (Kubernetes Secret volumes with
     /// `fsGroup`); never by others (see [`operations`]).
     #[serde(default)]
@@ -821,10 +824,14 @@ impl Config {
 
     fn from_figment_with_env(base: Figment, env: bool) -> Result<Config, ConfigError> {
         let figment = if env {
-            // Variables for the test harness share the prefix but are not configuration.
+            // Variables for the test harness share the prefix but are not configuration; nor
+            // is PDNDGW_CONFIG, which names the file itself (`serve`, `migrate`).
             base.merge(
                 Env::prefixed(ENV_PREFIX)
-                    .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_"))
+                    .filter(|key| {
+                        let key = key.as_str().to_ascii_lowercase();
+                        !key.starts_with("test_") && key != "config"
+                    })
                     .split("__"),
             )
         } else {

@@ -248,9 +248,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let format = telemetry::LogFormat::for_stderr(log_format);
             telemetry::init("info", format == telemetry::LogFormat::Json);
             let config = Config::load_dev(config.as_deref())?;
+            let signals = server::Signals::install()?;
             let env = dev::start(config, &data_dir).await?;
             print_dev_banner(&env, &data_dir);
-            env.running.wait().await?;
+            env.running.wait(signals).await?;
         }
         Command::Serve { config, no_migrate } => {
             let format = telemetry::LogFormat::for_stderr(log_format);
@@ -265,10 +266,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if config.database.migrate_on_start {
                 store.migrate().await?;
             }
+            let signals = server::Signals::install()?;
             let running = server::start(&config, std::sync::Arc::new(store), None).await?;
             cli::tracing::start_in_serve(&config).await?;
             tracing::info!(public = %running.public, internal = %running.internal, environment = config.pdnd.environment, "pdnd-gateway serving");
-            running.wait().await?;
+            running.wait(signals).await?;
         }
         Command::Migrate { config } => {
             telemetry::init("info", false);
@@ -486,7 +488,7 @@ fn print_dev_banner(env: &dev::DevEnvironment, data_dir: &std::path::Path) {
 pdnd-gateway dev is running. Data directory: {data}{seeded}
 
   e-services (public)    http://{public}    /anagrafe/v1, /tributi/v1, /status
-  internal listener      {internal_scheme}://{internal}    /status, /fruizioni/{{name}}/... (API key: {key_file})
+  internal listener      {internal_scheme}://{internal}    /status, /livez, /readyz, /fruizioni/{{name}}/... (API key: {key_file})
   fruizioni              {fruizioni}
   API documentation      http://{public}{docs}    (OpenAPI: /anagrafe/v1/openapi.json, /tributi/v1/openapi.json)
   local PDND authority   http://{authority}    /token.oauth2, /.well-known/jwks.json, /keys/{{kid}}

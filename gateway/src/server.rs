@@ -36,6 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod shutdown;
+pub use shutdown::{ShutdownError, Signals};
 
 /// The largest voucher accepted (PDND vouchers are about 1 KiB).
 pub const MAX_VOUCHER_LEN: usize = 16 * 1024;
@@ -455,6 +456,8 @@ pub struct Running {
     /// Flushed last at shutdown.
     audit: Option<AuditLog>,
     shutdown_timeout: Duration,
+    /// At SIGTERM, how long `/readyz` says 503 before the listeners close.
+    shutdown_delay: Duration,
 }
 
 impl Running {
@@ -486,14 +489,15 @@ impl Running {
             readiness: None,
             audit: None,
             shutdown_timeout: Duration::from_secs(30),
+            shutdown_delay: Duration::ZERO,
         }
     }
 
     /// Serves until SIGTERM or SIGINT, then shuts down gracefully (see [`shutdown`]): `/readyz`
     /// 503, listeners closed, requests in flight finished within `server.shutdown_timeout_secs`,
     /// the audit queue flushed. Also returns when a server ends on its own.
-    pub async fn wait(self) -> Result<(), shutdown::ShutdownError> {
-        shutdown::serve_until_signal(self).await
+    pub async fn wait(self, signals: Signals) -> Result<(), ShutdownError> {
+        shutdown::serve_until_signal(self, signals).await
     }
 
     /// Stops only the development authority (tests of a PDND outage).
@@ -645,5 +649,6 @@ pub async fn start(
     running.readiness = Some(readiness);
     running.audit = Some(shutdown_audit);
     running.shutdown_timeout = shutdown;
+    running.shutdown_delay = config.shutdown_delay();
     Ok(running)
 }

@@ -5,6 +5,11 @@
 //!   accepting and requests in flight get this long to finish (their audit records included).
 //!   Kubernetes' `terminationGracePeriodSeconds` must exceed it, or the kubelet kills the
 //!   process before it is done.
+//! - `server.shutdown_delay_secs` (default 0): at SIGTERM, `/readyz` turns 503 at once but the
+//!   listeners keep accepting this long before they close, so that a load balancer that routes
+//!   by readiness sees the 503 and stops sending before connections start being refused. On
+//!   Kubernetes 5 is a sensible value; `terminationGracePeriodSeconds` must then exceed the
+//!   delay plus the timeout. SIGINT (Ctrl-C) skips the delay.
 //! - `server.allow_group_readable_keys` (default false): Kubernetes mounts a Secret with
 //!   `fsGroup` as mode 0440, group `fsGroup`; the key-file check refuses group bits unless this
 //!   is set. Others may never read a key, whatever this says.
@@ -21,6 +26,9 @@ use super::{Config, ConfigError};
 
 /// The longest shutdown bound accepted: beyond an hour a stuck request is a fault, not work.
 pub const MAX_SHUTDOWN_TIMEOUT_SECS: u64 = 3600;
+
+/// The longest delay before the listeners close: load balancers notice a 503 within seconds.
+pub const MAX_SHUTDOWN_DELAY_SECS: u64 = 300;
 
 pub(super) fn default_shutdown_timeout_secs() -> u64 {
     30
@@ -44,7 +52,18 @@ impl Config {
                 ),
             });
         }
+        if self.server.shutdown_delay_secs > MAX_SHUTDOWN_DELAY_SECS {
+            return Err(ConfigError::Invalid {
+                key: "server.shutdown_delay_secs",
+                reason: format!("must be at most {MAX_SHUTDOWN_DELAY_SECS} (seconds)"),
+            });
+        }
         Ok(())
+    }
+
+    /// How long `/readyz` says 503 at SIGTERM before the listeners close.
+    pub fn shutdown_delay(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.server.shutdown_delay_secs)
     }
 
     /// The shutdown bound as a [`std::time::Duration`].
@@ -63,6 +82,23 @@ mod tests {
         assert_eq!(c.server.shutdown_timeout_secs, 30);
         assert!(c.database.migrate_on_start);
         assert!(!c.server.allow_group_readable_keys);
+        assert_eq!(c.server.shutdown_delay_secs, 0);
+    }
+
+    #[test]
+    fn the_shutdown_delay_is_at_most_five_minutes() {
+        for (secs, ok) in [(0, true), (5, true), (300, true), (301, false)] {
+            let text = crate::config::DEV_TOML.replace(
+                "body_read_timeout_ms = 5000",
+                &format!("body_read_timeout_ms = 5000\nshutdown_delay_secs = {secs}"),
+            );
+            let c = Config::from_toml_str(&text).expect("parses");
+            let result = c.validate_operations();
+            assert_eq!(result.is_ok(), ok, "{secs}: {result:?}");
+            if let Err(e) = result {
+                assert!(e.to_string().contains("server.shutdown_delay_secs"), "{e}");
+            }
+        }
     }
 
     #[test]
@@ -116,5 +152,44 @@ mod tests {
                 .is_some_and(|e| e.contains("migrate_on_stat")),
             "a misspelt key must not pass: {err:?}"
         );
+    }
+
+    /// The examples carry every key of this module, commented; uncommented they parse and pass.
+    #[test]
+    fn the_examples_commented_keys_parse_and_validate() {
+        for text in [
+            include_str!("../../../config/collaudo.example.toml"),
+            include_str!("../../../config/produzione.example.toml"),
+        ] {
+            let mut uncommented = String::new();
+            let mut found = 0;
+            for line in text.lines() {
+                let key = [
+                    "# shutdown_delay_secs =",
+                    "# shutdown_timeout_secs =",
+                    "# allow_group_readable_keys =",
+                    "# migrate_on_start =",
+                ]
+                .iter()
+                .any(|k| line.starts_with(k));
+                if key {
+                    found += 1;
+                    uncommented.push_str(&line[2..]);
+                } else {
+                    uncommented.push_str(line);
+                }
+                uncommented.push('\n');
+            }
+            assert_eq!(
+                found, 4,
+                "a key of docs/operations.md is missing from an example"
+            );
+            let c = Config::from_toml_str(&uncommented).expect("parses");
+            assert_eq!(c.server.shutdown_delay_secs, 5);
+            assert_eq!(c.server.shutdown_timeout_secs, 30);
+            assert!(!c.server.allow_group_readable_keys);
+            assert!(c.database.migrate_on_start);
+            c.validate_operations().expect("valid");
+        }
     }
 }
