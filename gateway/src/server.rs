@@ -349,6 +349,7 @@ pub fn internal_app(
         .app_data(state.fruizioni)
         .app_data(state.api_keys)
         .app_data(state.readiness)
+        .app_data(state.state)
         .service(status_resource("/status"))
         .configure(crate::health::routes)
         .configure(fruizioni::routes)

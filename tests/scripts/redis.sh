@@ -6,7 +6,8 @@
 #
 # Installs Debian's redis-server with apt-get if it is missing, starts it on a free port on
 # 127.0.0.1 with its pid file and log in DIR and no persistence (the suites want a clean server).
-# Running `start` again on a running server just prints the URL again.
+# Running `start` again on a running server just prints the URL again; on a stopped one it starts
+# it on the same port as before (a test's outage: the gateway's URL stays valid).
 set -euo pipefail
 
 die() { echo "redis.sh: $*" >&2; exit 1; }
@@ -47,7 +48,11 @@ start() {
     ensure_installed
     if is_running; then print_url; return 0; fi
     local port
-    port=$(free_port)
+    if [ -s "$dir/port" ]; then
+        port=$(cat "$dir/port")
+    else
+        port=$(free_port)
+    fi
     echo "$port" > "$dir/port"
     redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --daemonize yes \
         --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \

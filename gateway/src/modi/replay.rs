@@ -3,8 +3,8 @@
 //!
 //! Verification proves a JWS is authentic; only memory proves it is new. A jti must be
 //! remembered until the token would be refused as expired anyway (`exp + leeway`), and no
-//! longer. The trait lets a multi-replica deployment put this memory in a shared store
-//! (Redis `SET NX EX`); [`InMemoryReplayGuard`] serves a single process.
+//! longer. [`InMemoryReplayGuard`] serves a single process; replicas share theirs in Redis
+//! through `crate::state::replay` (`SET NX PX`), which keeps this module free of I/O.
 //!
 //! Status of a replay: **401** (see [`ModiError::http_status`]): a replayed JWS is a credential
 //! that is no longer acceptable, like an expired one; 409 would suggest a resource conflict

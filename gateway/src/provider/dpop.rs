@@ -242,6 +242,39 @@ mod tests {
     }
 
     #[actix_web::test]
+    async fn an_unreachable_shared_memory_refuses_the_proof_as_unavailable() {
+        let key = DpopKey::generate().unwrap();
+        let (token, voucher) = bound_voucher(key.jkt());
+        let url = "https://api.comune.example.it/servizi/anagrafe/v1/residenza";
+        // A Redis URL nothing listens on: the proof cannot be checked, so it is not accepted.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let down = crate::state::redis::RedisStore::connect_lazy(
+            &format!("redis://127.0.0.1:{port}/0"),
+            "t:",
+            std::time::Duration::from_millis(200),
+        )
+        .unwrap();
+        let check = DpopCheck {
+            replay: Arc::new(ReplayMemory::shared(Arc::new(down), 10, 360)),
+            ..check_with(10)
+        };
+        let proof = key.proof("POST", url, Some(&token), NOW).unwrap();
+        let req = TestRequest::post()
+            .uri("/anagrafe/v1/residenza")
+            .insert_header((DPOP_HEADER, proof.as_str()))
+            .to_srv_request();
+        let refusal = check.check(&req, &token, &voucher, NOW).await.unwrap_err();
+        assert!(
+            matches!(refusal, DpopRefusal::ReplayUnavailable(_)),
+            "{refusal:?}"
+        );
+        assert!(!refusal.is_token_fault());
+    }
+
+    #[actix_web::test]
     async fn binding_and_header_refusals_say_whose_fault() {
         let key = DpopKey::generate().unwrap();
         let other = DpopKey::generate().unwrap();
