@@ -124,6 +124,9 @@ impl Config {
             &self.eservices.tributi.public_url,
             allowance,
         )?;
+        if let Some(t) = &self.tracing {
+            check_https("tracing.service_url", &t.service_url, allowance)?;
+        }
         for f in &self.fruizioni {
             check_https("fruizioni.remote_base_url", &f.remote_base_url, allowance).map_err(
                 |e| match e {

@@ -86,7 +86,8 @@ mod tests {
 
     #[test]
     fn refuses_each_bad_key_by_name() {
-        let cases: [(fn(&mut TracingConfig), &str); 4] = [
+        type Case = (fn(&mut TracingConfig), &'static str);
+        let cases: [Case; 4] = [
             (|c| c.service_url = "ftp://x".into(), "tracing.service_url"),
             (|c| c.purpose_id = "not-a-uuid".into(), "tracing.purpose_id"),
             (|c| c.window_days = 0, "tracing.window_days"),

@@ -80,6 +80,9 @@ pub fn complete_config(config: &mut Config, data: &DataDir) -> Result<(), DevErr
     if config.audit.hmac_secret.is_empty() {
         config.audit.hmac_secret = data.audit_secret()?;
     }
+    if config.tracing.is_none() {
+        config.tracing = Some(tracing_service::dev_section(config));
+    }
     if config.purposes.file.as_os_str().is_empty() {
         config.purposes.file = data.purposes_file(&purposes_toml(config))?;
     }

@@ -51,6 +51,9 @@ struct Tracing {
 /// Counters of what was asked (tests check that a second run deposits nothing).
 #[derive(Debug, Default)]
 pub struct Calls {
+    /// Every submit that passed the voucher check, refused or not.
+    pub submit_attempts: AtomicU64,
+    /// Submits accepted.
     pub submits: AtomicU64,
     pub recovers: AtomicU64,
     pub replaces: AtomicU64,
@@ -67,6 +70,9 @@ pub struct TracingService {
     clock: Arc<ManualClock>,
     /// When set, every call answers 503 (PDND down).
     pub down: AtomicBool,
+    /// Days the list leaves out although they are deposited: PDND's list lags behind a
+    /// deposit just made (tests use it to meet `TRACING_ALREADY_EXISTS`).
+    pub unlisted: Mutex<HashSet<NaiveDate>>,
     pub calls: Calls,
 }
 
@@ -86,6 +92,7 @@ impl TracingService {
             since: Mutex::new(since),
             clock: Arc::new(ManualClock::new(chrono::Utc::now().timestamp())),
             down: AtomicBool::new(false),
+            unlisted: Mutex::new(HashSet::new()),
             calls: Calls::default(),
         }
     }
@@ -187,6 +194,11 @@ impl TracingService {
     }
 }
 
+/// [`problem`], boxed (a refusal travels in a `Result`).
+fn refusal(status: u16, code: &str, detail: &str) -> Box<HttpResponse> {
+    Box::new(problem(status, code, detail))
+}
+
 /// PDND's problem body.
 fn problem(status: u16, code: &str, detail: &str) -> HttpResponse {
     let body = json!({
@@ -202,10 +214,14 @@ fn problem(status: u16, code: &str, detail: &str) -> HttpResponse {
     .json(body)
 }
 
-/// The caller's voucher, checked: `Err` is the answer to send.
-fn admit(req: &HttpRequest, service: &TracingService) -> Result<(), HttpResponse> {
+/// The caller's voucher, checked: `Some` is the refusal to send.
+fn admit(req: &HttpRequest, service: &TracingService) -> Option<HttpResponse> {
+    check_voucher(req, service).err().map(|r| *r)
+}
+
+fn check_voucher(req: &HttpRequest, service: &TracingService) -> Result<(), Box<HttpResponse>> {
     if service.down.load(Ordering::SeqCst) {
-        return Err(problem(
+        return Err(refusal(
             503,
             "SERVICE_UNAVAILABLE",
             "the tracing service is down",
@@ -216,7 +232,7 @@ fn admit(req: &HttpRequest, service: &TracingService) -> Result<(), HttpResponse
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| problem(401, "UNAUTHORIZED", "a voucher is required"))?;
+        .ok_or_else(|| refusal(401, "UNAUTHORIZED", "a voucher is required"))?;
     let voucher = validate(
         token.trim(),
         &service.keys,
@@ -225,14 +241,14 @@ fn admit(req: &HttpRequest, service: &TracingService) -> Result<(), HttpResponse
     )
     .map_err(|e| {
         tracing::warn!(reason = %e, "tracing service: voucher refused");
-        problem(401, "UNAUTHORIZED", "invalid voucher")
+        refusal(401, "UNAUTHORIZED", "invalid voucher")
     })?;
     if voucher.purpose_id() != TRACING_PURPOSE_ID {
         tracing::warn!(
             purpose_id = voucher.purpose_id(),
             "tracing service: voucher for another purpose"
         );
-        return Err(problem(
+        return Err(refusal(
             403,
             "FORBIDDEN",
             "the voucher is not for the tracing purpose",
@@ -290,7 +306,7 @@ async fn submit(
     body: web::Bytes,
     service: web::Data<TracingService>,
 ) -> HttpResponse {
-    if let Err(r) = admit(&req, &service) {
+    if let Some(r) = admit(&req, &service) {
         return r;
     }
     let parts = match multipart(&req, &body) {
@@ -307,6 +323,7 @@ async fn submit(
     let Ok(date) = NaiveDate::parse_from_str(date, "%Y-%m-%d") else {
         return problem(400, "INVALID_REQUEST", "date must be YYYY-MM-DD");
     };
+    service.calls.submit_attempts.fetch_add(1, Ordering::SeqCst);
     service.mark_missing();
     let errors = match service.check_file(file, date) {
         Ok(e) => e,
@@ -343,7 +360,7 @@ async fn redeposit(
     path: web::Path<(String, String)>,
     service: web::Data<TracingService>,
 ) -> HttpResponse {
-    if let Err(r) = admit(&req, &service) {
+    if let Some(r) = admit(&req, &service) {
         return r;
     }
     let (id, action) = path.into_inner();
@@ -402,15 +419,19 @@ struct PageQuery {
     limit: Option<usize>,
 }
 
-fn page_bounds(q: &PageQuery) -> Result<(usize, usize), HttpResponse> {
+fn page_bounds(q: &PageQuery) -> Option<(usize, usize)> {
     match (q.offset, q.limit) {
-        (Some(o), Some(l)) if (1..=50).contains(&l) => Ok((o, l)),
-        _ => Err(problem(
-            400,
-            "INVALID_REQUEST",
-            "offset and limit (1 to 50) are required",
-        )),
+        (Some(o), Some(l)) if (1..=50).contains(&l) => Some((o, l)),
+        _ => None,
     }
+}
+
+fn bad_page() -> HttpResponse {
+    problem(
+        400,
+        "INVALID_REQUEST",
+        "offset and limit (1 to 50) are required",
+    )
 }
 
 async fn list(
@@ -418,20 +439,25 @@ async fn list(
     q: web::Query<PageQuery>,
     service: web::Data<TracingService>,
 ) -> HttpResponse {
-    if let Err(r) = admit(&req, &service) {
+    if let Some(r) = admit(&req, &service) {
         return r;
     }
-    let (offset, limit) = match page_bounds(&q) {
-        Ok(b) => b,
-        Err(r) => return r,
+    let Some((offset, limit)) = page_bounds(&q) else {
+        return bad_page();
     };
     service.calls.lists.fetch_add(1, Ordering::SeqCst);
     service.mark_missing();
     let states: Option<Vec<&str>> = q.states.as_deref().map(|s| s.split(',').collect());
+    let unlisted = service
+        .unlisted
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let tracings = service.lock();
     let mut matching: Vec<&Tracing> = tracings
         .iter()
         .filter(|t| states.as_ref().is_none_or(|s| s.contains(&t.state)))
+        .filter(|t| !unlisted.contains(&t.date))
         .collect();
     matching.sort_by_key(|t| t.date);
     let results: Vec<_> = matching
@@ -451,12 +477,11 @@ async fn errors(
     q: web::Query<PageQuery>,
     service: web::Data<TracingService>,
 ) -> HttpResponse {
-    if let Err(r) = admit(&req, &service) {
+    if let Some(r) = admit(&req, &service) {
         return r;
     }
-    let (offset, limit) = match page_bounds(&q) {
-        Ok(b) => b,
-        Err(r) => return r,
+    let Some((offset, limit)) = page_bounds(&q) else {
+        return bad_page();
     };
     let tracings = service.lock();
     let Some(t) = tracings.iter().find(|t| t.id == *id) else {
@@ -508,4 +533,14 @@ pub fn for_dev(
         purposes,
         since,
     )
+}
+
+/// The `[tracing]` section `dev` fills in: the local service, the sample tracing purpose.
+pub fn dev_section(config: &crate::config::Config) -> crate::config::tracing::TracingConfig {
+    crate::config::tracing::TracingConfig {
+        service_url: format!("http://{}{BASE_PATH}", config.dev.authority_listen),
+        purpose_id: TRACING_PURPOSE_ID.to_owned(),
+        window_days: 10,
+        run_in_serve: false,
+    }
 }
