@@ -126,8 +126,9 @@ def main():
                          and "helm.sh/hook" not in d["metadata"].get("annotations", {}))["data"]["gateway.toml"]
         cfg = tomllib.loads(toml_text)
         shutdown = cfg.get("server", {}).get("shutdown_timeout_secs", 30)
-        if pod["terminationGracePeriodSeconds"] <= sleep + shutdown:
-            err(f"terminationGracePeriodSeconds {pod['terminationGracePeriodSeconds']} <= preStop {sleep} + shutdown {shutdown}")
+        delay = cfg.get("server", {}).get("shutdown_delay_secs", 0)
+        if pod["terminationGracePeriodSeconds"] <= sleep + delay + shutdown:
+            err(f"terminationGracePeriodSeconds {pod['terminationGracePeriodSeconds']} <= preStop {sleep} + delay {delay} + shutdown {shutdown}")
         for probe, path in (("startupProbe", "/livez"), ("livenessProbe", "/livez"), ("readinessProbe", "/readyz")):
             got = gw.get(probe, {}).get("httpGet", {})
             if got.get("path") != path or got.get("port") != "internal":

@@ -97,6 +97,8 @@ refuse "SQLite with more than one replica" "config.database.url is SQLite" -f "$
   --set replicaCount=2 --set config.state.backend=redis --set secrets.stateUrl.name=redis
 refuse "grace period not above preStop + shutdown timeout" "must exceed preStopSleepSeconds" "${prod[@]}" \
   --set lifecycle.terminationGracePeriodSeconds=35
+refuse "grace period not above preStop + shutdown delay + timeout" "(45)" "${prod[@]}" \
+  --set lifecycle.terminationGracePeriodSeconds=45 --set config.server.shutdown_delay_secs=10
 refuse "mTLS on the internal listener (probes cannot pass it)" "kubelet's probes" "${prod[@]}" \
   --set secrets.internalTls.clientCaKey=ca.crt
 refuse "internal listener in clear text without consent" "has no TLS" "${collaudo[@]}" \

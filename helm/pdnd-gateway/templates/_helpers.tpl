@@ -112,15 +112,22 @@ What the chart refuses to render. Every message says what to set.
 {{- fail "tracingSync.enabled needs config.tracing (service_url, purpose_id)" }}
 {{- end }}
 {{- $grace := int .Values.lifecycle.terminationGracePeriodSeconds }}
-{{- $needed := add (int .Values.lifecycle.preStopSleepSeconds) (int (default 30 $cfg.server.shutdown_timeout_secs)) }}
-{{- if and (gt $grace 0) (le $grace (int $needed)) }}
-{{- fail (printf "lifecycle.terminationGracePeriodSeconds (%d) must exceed preStopSleepSeconds + config.server.shutdown_timeout_secs (%d): the kubelet would kill a draining gateway" $grace (int $needed)) }}
+{{- $needed := include "pdnd-gateway.drainSeconds" . | int }}
+{{- if and (gt $grace 0) (le $grace $needed) }}
+{{- fail (printf "lifecycle.terminationGracePeriodSeconds (%d) must exceed preStopSleepSeconds + config.server.shutdown_delay_secs + config.server.shutdown_timeout_secs (%d): the kubelet would kill a draining gateway" $grace $needed) }}
 {{- end }}
+{{- end }}
+
+{{/* The longest a pod takes from deletion to exit: preStop sleep, then the gateway's own delay
+(/readyz 503, listeners still open) and its bounded drain (defaults 0 and 30 as in the binary). */}}
+{{- define "pdnd-gateway.drainSeconds" -}}
+{{- $s := .Values.config.server }}
+{{- add (int .Values.lifecycle.preStopSleepSeconds) (int (dig "shutdown_delay_secs" 0 $s)) (int (dig "shutdown_timeout_secs" 30 $s)) }}
 {{- end }}
 
 {{- define "pdnd-gateway.terminationGracePeriodSeconds" -}}
 {{- $grace := int .Values.lifecycle.terminationGracePeriodSeconds }}
-{{- if gt $grace 0 }}{{ $grace }}{{ else }}{{ add (int .Values.lifecycle.preStopSleepSeconds) (int (default 30 .Values.config.server.shutdown_timeout_secs)) 10 }}{{ end }}
+{{- if gt $grace 0 }}{{ $grace }}{{ else }}{{ add (include "pdnd-gateway.drainSeconds" . | int) 10 }}{{ end }}
 {{- end }}
 
 {{/*
