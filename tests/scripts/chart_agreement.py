@@ -18,7 +18,9 @@ from the rendered objects only:
   - sends SIGTERM and expects the exit within the rendered terminationGracePeriodSeconds.
 
 Any key of the rendered TOML the binary does not know makes it refuse to start, which fails this
-test; the test shows that on itself by adding one key and expecting the refusal.
+test; the test shows that on itself by adding one key and expecting the refusal. Last, every
+gateway key the values schema admits is set at once (sample values from the schema) and the
+binary must parse that configuration: the schema offers no key the binary would refuse.
 Needs PDNDGW_TEST_POSTGRES_URL and PDNDGW_TEST_REDIS_URL.
 """
 import http.server
@@ -119,11 +121,14 @@ def start_pdnd_standin(d):
     return server, server.server_address[1]
 
 
-def helm_template(helm, overrides_file, scratch):
+def helm_template(helm, overrides_file, scratch, extra=()):
     env = dict(os.environ, HELM_CACHE_HOME=f"{scratch}/hc", HELM_CONFIG_HOME=f"{scratch}/hcfg", HELM_DATA_HOME=f"{scratch}/hd")
-    res = subprocess.run([helm, "template", "pdnd-gateway", CHART, "--namespace", "pdnd",
-                          "-f", os.path.join(CHART, "examples", "produzione.yaml"), "-f", overrides_file],
-                         capture_output=True, text=True, env=env)
+    args = [helm, "template", "pdnd-gateway", CHART, "--namespace", "pdnd",
+            "-f", os.path.join(CHART, "examples", "produzione.yaml")]
+    for values in extra:
+        args += ["-f", values]
+    args += ["-f", overrides_file]
+    res = subprocess.run(args, capture_output=True, text=True, env=env)
     if res.returncode != 0:
         fail(f"helm template refused the HA example: {res.stderr}")
     return [d for d in yaml.safe_load_all(res.stdout) if d]
@@ -132,6 +137,33 @@ def helm_template(helm, overrides_file, scratch):
 def rendered_toml(docs):
     cm = [d for d in docs if d["kind"] == "ConfigMap" and "gateway.toml" in d.get("data", {})]
     return cm[0]["data"]["gateway.toml"] if cm else ""
+
+
+def sample(schema, path=""):
+    """A value the schema accepts for every key it declares (first enum member, minimum, ...)."""
+    if "enum" in schema:
+        return schema["enum"][0]
+    if "const" in schema:
+        return schema["const"]
+    kind = schema.get("type")
+    if kind == "object":
+        return {k: sample(v, f"{path}.{k}") for k, v in schema.get("properties", {}).items()}
+    if kind == "array":
+        return [sample(schema["items"], path + "[]")]
+    if kind == "integer":
+        return max(schema.get("minimum", 1), 1)
+    if kind == "number":
+        return 0.5
+    if kind == "boolean":
+        return False
+    pattern = schema.get("pattern", "")
+    if "{64}" in pattern:
+        return "ab" * 32
+    if "{36}" in pattern:
+        return str(uuid.uuid4())
+    if pattern == "^[a-z0-9-]+$":
+        return "ufficio-prova"
+    return "https://example.invalid/" + path.strip(".").replace(".", "/")
 
 
 def find(docs, kind, pred=lambda d: True):
@@ -428,6 +460,34 @@ def main():
         if bad.returncode == 0 or "server_extra" not in (bad.stdout + bad.stderr):
             fail(f"the binary did not refuse an unknown key (exit {bad.returncode}): {bad.stderr[-500:]}")
         print("ok: an unknown key in the rendered TOML is refused by the binary", flush=True)
+
+        # 6. Every gateway key the values schema admits is a key the binary knows, with the type
+        # the schema gives it: a configuration setting all of them at once parses (whether the
+        # combination also validates is not the point here).
+        with open(os.path.join(CHART, "values.schema.json")) as f:
+            config_schema = json.load(f)["properties"]["config"]
+        every_key = sample(config_schema)
+        # Set by the chart from Secrets here (the example uses secrets.*Url), and the HA example
+        # needs the Redis backend.
+        every_key["database"].pop("url")
+        every_key["audit"].pop("url")
+        every_key["state"]["backend"] = "redis"
+        every_file = os.path.join(scratch, "every-key.yaml")
+        with open(every_file, "w") as f:
+            yaml.safe_dump({"config": every_key}, f)
+        docs_all = helm_template(helm, overrides_file, scratch, extra=[every_file])
+        job_all = find(docs_all, "Job", lambda d: d["metadata"].get("annotations", {}).get("helm.sh/hook", "").startswith("pre-install"))
+        spec_all = job_all["spec"]["template"]["spec"]
+        pod_all = Pod(spec_all, spec_all["containers"][0], docs_all, secrets, configmaps, os.path.join(scratch, "every-key"))
+        pod_all.write_files()
+        res = subprocess.run(pod_all.argv(binary), env=pod_all.env(secrets, extra_env), capture_output=True, text=True, timeout=120)
+        out = res.stdout + res.stderr
+        for parse_error in ("unknown field", "invalid type", "unknown variant", "missing field", "invalid value"):
+            if parse_error in out:
+                fail(f"the values schema admits a key or type the binary refuses ({parse_error}):\n{out[-1500:]}")
+        leaves = len(json.dumps(every_key).split('":')) - 1
+        print(f"ok: a configuration with every key of the values schema ({leaves} keys) parses "
+              f"(exit {res.returncode}: {out.strip().splitlines()[-1][:160] if out.strip() else ''})", flush=True)
 
         standin.shutdown()
         print("chart_agreement: the binary accepts and serves what the chart renders")
