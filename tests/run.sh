@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs every check and test of pdnd-gateway: formatting, lints, the OpenAPI contracts against the
-# Italian guidelines, unit, property and end-to-end suites on SQLite and on a throwaway
-# PostgreSQL and Redis this script starts (and stops), then the contracts against the running
-# gateway, and the release binary as the container image runs it (tests/scripts/unprivileged.sh).
+# Runs every check and test of pdnd-gateway: formatting, lints, the dependency policy
+# (cargo deny), the OpenAPI contracts against the Italian guidelines, unit, property and
+# end-to-end suites on SQLite and on a throwaway PostgreSQL and Redis this script starts (and
+# stops), then the contracts against the running gateway, and the release binary as the
+# container image runs it (tests/scripts/unprivileged.sh).
 #
 # Usage: bash tests/run.sh        (from the repository root; installs what is missing)
 set -euo pipefail
@@ -24,6 +25,9 @@ cargo fmt --all -- --check
 
 say "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+say "cargo deny: licences, bans, sources (deny.toml)"
+bash tests/scripts/cargo_deny.sh
 
 say "OpenAPI contracts: Italian guidelines (Spectral, zero errors)"
 bash tests/scripts/spectral.sh

@@ -51,6 +51,15 @@ impl Check {
         }
     }
 
+    /// The shared state store (`[state]`): without it the ModI and DPoP replay checks refuse
+    /// every request (503), so a replica whose Redis is unreachable must leave the rotation.
+    pub fn state(store: Arc<dyn crate::state::StateStore>) -> Check {
+        Check::new("state", move || {
+            let store = store.clone();
+            async move { unreachable_if_err("state", store.ping().await) }
+        })
+    }
+
     pub fn name(&self) -> &'static str {
         self.name
     }
@@ -102,7 +111,7 @@ impl Readiness {
     pub fn standard(
         audit: crate::provider::audit::AuditLog,
         registry: Arc<dyn eservices::store::Store>,
-        jwks: Arc<crate::provider::jwks::JwksCache>,
+        jwks: Arc<crate::pdnd_client::jwks::JwksCache>,
         signing: Option<Arc<crate::provider::modi::ModiShared>>,
     ) -> Readiness {
         let mut checks = vec![

@@ -16,6 +16,7 @@ pub mod migrate;
 pub mod modi;
 pub mod openapi;
 pub mod pdnd;
+pub mod pdnd_client;
 pub mod problem;
 pub mod provider;
 pub mod server;

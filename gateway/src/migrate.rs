@@ -60,7 +60,7 @@ impl std::fmt::Display for Migrated {
         writeln!(f, "e-service store {}: {applied}", self.store_url)?;
         write!(
             f,
-            "audit store {}: audit_log, audit_fruizioni, purposes present",
+            "audit store {}: audit, tracing and purge tables present",
             self.audit_url
         )
     }
@@ -69,7 +69,7 @@ impl std::fmt::Display for Migrated {
 /// The tables of the gateway's own database and the columns `serve` reads and writes. A
 /// unit test checks this list against what [`AuditStore::migrate`] creates, so a column added
 /// there without being added here fails the build's tests.
-const AUDIT_TABLES: [(&str, &str); 3] = [
+const AUDIT_TABLES: [(&str, &str); 8] = [
     (
         "audit_log",
         "record_id, at, request_id, consumer_id, client_id, purpose_id, voucher_jti, eservice, \
@@ -85,6 +85,21 @@ const AUDIT_TABLES: [(&str, &str); 3] = [
         "purpose_id, consumer_name, consumer_id, eservice, operations, daily_quota, state, \
          eservice_id, descriptor_id, producer_id",
     ),
+    (
+        "tracing_days",
+        "day, tracing_id, state, errors, checksum, row_errors, updated_at",
+    ),
+    (
+        "tracing_deposits",
+        "deposit_id, day, action, tracing_id, state, errors, checksum, rows_count, at",
+    ),
+    ("audit_daily", "day, side, purpose_id, status, requests"),
+    (
+        "audit_purges",
+        "purge_id, at, before_time, first_day, last_day, records, fruizioni, aggregates, \
+         kept_days",
+    ),
+    ("gateway_locks", "name, holder, expires_at"),
 ];
 
 /// Creates or upgrades both schemas (idempotent: a second run changes nothing).
@@ -279,6 +294,22 @@ mod tests {
             listed.sort();
             assert_eq!(created, listed, "{table}");
         }
+        // And no table is created that the check does not know of.
+        use sqlx::Row;
+        let rows = sqlx::query(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+        )
+        .fetch_all(audit.pool())
+        .await
+        .expect("tables");
+        let mut created: Vec<String> = rows
+            .iter()
+            .map(|r| r.try_get::<String, _>(0).expect("name"))
+            .collect();
+        let mut listed: Vec<String> = AUDIT_TABLES.iter().map(|(t, _)| t.to_string()).collect();
+        created.sort();
+        listed.sort();
+        assert_eq!(created, listed);
         audit.close().await;
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }

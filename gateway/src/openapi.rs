@@ -30,7 +30,7 @@ pub const YAML_MEDIA_TYPE: &str = "application/yaml";
 
 /// How a document is written out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
+pub enum DocumentFormat {
     Json,
     Yaml,
 }
@@ -487,10 +487,10 @@ fn status_path(environment: &str) -> Value {
 }
 
 /// Writes a document as JSON (pretty) or YAML, newline-terminated.
-pub fn render(doc: &Value, format: Format) -> Result<String, OpenApiError> {
+pub fn render(doc: &Value, format: DocumentFormat) -> Result<String, OpenApiError> {
     let mut text = match format {
-        Format::Json => serde_json::to_string_pretty(doc)?,
-        Format::Yaml => yaml_serde::to_string(doc)?,
+        DocumentFormat::Json => serde_json::to_string_pretty(doc)?,
+        DocumentFormat::Yaml => yaml_serde::to_string(doc)?,
     };
     if !text.ends_with('\n') {
         text.push('\n');
@@ -510,32 +510,32 @@ impl Documents {
             let doc = document(eservice, config);
             rendered.push((
                 eservice,
-                Bytes::from(render(&doc, Format::Json)?),
-                Bytes::from(render(&doc, Format::Yaml)?),
+                Bytes::from(render(&doc, DocumentFormat::Json)?),
+                Bytes::from(render(&doc, DocumentFormat::Yaml)?),
             ));
         }
         Ok(Documents { rendered })
     }
 
-    fn get(&self, eservice: Eservice, format: Format) -> Option<Bytes> {
+    fn get(&self, eservice: Eservice, format: DocumentFormat) -> Option<Bytes> {
         self.rendered
             .iter()
             .find(|(e, _, _)| *e == eservice)
             .map(|(_, json, yaml)| match format {
-                Format::Json => json.clone(),
-                Format::Yaml => yaml.clone(),
+                DocumentFormat::Json => json.clone(),
+                DocumentFormat::Yaml => yaml.clone(),
             })
     }
 }
 
 /// Where the running gateway serves an e-service's document (next to the e-service, outside
 /// its voucher check).
-pub fn document_path(eservice: Eservice, format: Format) -> &'static str {
+pub fn document_path(eservice: Eservice, format: DocumentFormat) -> &'static str {
     match (eservice, format) {
-        (Eservice::Anagrafe, Format::Json) => "/anagrafe/v1/openapi.json",
-        (Eservice::Anagrafe, Format::Yaml) => "/anagrafe/v1/openapi.yaml",
-        (Eservice::Tributi, Format::Json) => "/tributi/v1/openapi.json",
-        (Eservice::Tributi, Format::Yaml) => "/tributi/v1/openapi.yaml",
+        (Eservice::Anagrafe, DocumentFormat::Json) => "/anagrafe/v1/openapi.json",
+        (Eservice::Anagrafe, DocumentFormat::Yaml) => "/anagrafe/v1/openapi.yaml",
+        (Eservice::Tributi, DocumentFormat::Json) => "/tributi/v1/openapi.json",
+        (Eservice::Tributi, DocumentFormat::Yaml) => "/tributi/v1/openapi.yaml",
     }
 }
 
@@ -544,7 +544,7 @@ pub fn document_path(eservice: Eservice, format: Format) -> &'static str {
 pub fn routes(documents: web::Data<Documents>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         for &eservice in Eservice::all() {
-            for format in [Format::Json, Format::Yaml] {
+            for format in [DocumentFormat::Json, DocumentFormat::Yaml] {
                 let docs = documents.clone();
                 cfg.route(
                     document_path(eservice, format),
@@ -568,10 +568,10 @@ pub fn routes(documents: web::Data<Documents>) -> impl FnOnce(&mut web::ServiceC
     }
 }
 
-fn serve(documents: &Documents, eservice: Eservice, format: Format) -> HttpResponse {
+fn serve(documents: &Documents, eservice: Eservice, format: DocumentFormat) -> HttpResponse {
     let content_type = match format {
-        Format::Json => "application/json",
-        Format::Yaml => YAML_MEDIA_TYPE,
+        DocumentFormat::Json => "application/json",
+        DocumentFormat::Yaml => YAML_MEDIA_TYPE,
     };
     match documents.get(eservice, format) {
         Some(body) => HttpResponse::Ok()
@@ -589,7 +589,7 @@ fn serve(documents: &Documents, eservice: Eservice, format: Format) -> HttpRespo
 fn docs_ui() -> utoipa_swagger_ui::SwaggerUi {
     let urls = Eservice::all()
         .iter()
-        .map(|&e| utoipa_swagger_ui::Url::new(e.id(), document_path(e, Format::Json)));
+        .map(|&e| utoipa_swagger_ui::Url::new(e.id(), document_path(e, DocumentFormat::Json)));
     utoipa_swagger_ui::SwaggerUi::new(format!("{DOCS_PATH}{{_:.*}}")).config(
         utoipa_swagger_ui::Config::new(urls)
             .validator_url("none")
@@ -725,7 +725,10 @@ mod tests {
     #[test]
     fn documents_are_served_next_to_their_e_service() {
         for &eservice in Eservice::all() {
-            for (format, ext) in [(Format::Json, "json"), (Format::Yaml, "yaml")] {
+            for (format, ext) in [
+                (DocumentFormat::Json, "json"),
+                (DocumentFormat::Yaml, "yaml"),
+            ] {
                 assert_eq!(
                     document_path(eservice, format),
                     format!("{}/openapi.{ext}", eservice.base_path())
@@ -774,13 +777,13 @@ mod tests {
     #[test]
     fn renderings_round_trip() {
         let doc = document(Eservice::Anagrafe, &config());
-        let json: Value =
-            serde_json::from_str(&render(&doc, Format::Json).expect("json")).expect("parses");
+        let json: Value = serde_json::from_str(&render(&doc, DocumentFormat::Json).expect("json"))
+            .expect("parses");
         assert_eq!(json, doc);
-        let yaml: Value =
-            yaml_serde::from_str(&render(&doc, Format::Yaml).expect("yaml")).expect("parses");
+        let yaml: Value = yaml_serde::from_str(&render(&doc, DocumentFormat::Yaml).expect("yaml"))
+            .expect("parses");
         assert_eq!(yaml, doc);
-        assert!(render(&doc, Format::Yaml)
+        assert!(render(&doc, DocumentFormat::Yaml)
             .expect("yaml")
             .starts_with("openapi: 3.1.0\n"));
     }

@@ -7,17 +7,16 @@
 use crate::config::{Config, EserviceConfig};
 use crate::consumer::fruizioni::{self, Fruizioni, FruizioniError};
 use crate::consumer::internal_auth::ApiKeys;
-use crate::consumer::voucher_cache::SystemClock;
 use crate::openapi::{self, Documents};
-use crate::pdnd::authority::Authority;
 use crate::pdnd::voucher::VoucherPolicy;
+use crate::pdnd_client::jwks::{JwksCache, JwksSchedule};
+use crate::pdnd_client::voucher_cache::SystemClock;
 use crate::problem::{Problem, PROBLEM_JSON};
 use crate::provider;
 use crate::provider::audit::{
     AuditError, AuditLog, AuditSettings, AuditStage, AuditStore, SubjectHasher,
 };
 use crate::provider::dpop::DpopCheck;
-use crate::provider::jwks::{JwksCache, JwksSchedule};
 use crate::provider::modi::{
     ModiSetupError, ModiShared, ModiStage, RequestChecks, ResponseSigning,
 };
@@ -406,38 +405,6 @@ pub fn bind_internal(
     })
 }
 
-/// Binds the development PDND authority; `stats` counts its token requests.
-pub fn bind_authority(
-    addr: SocketAddr,
-    authority: Authority,
-    stats: web::Data<crate::dev::authority_http::TokenStats>,
-    tracing: web::Data<crate::dev::tracing_service::TracingService>,
-) -> std::io::Result<Bound> {
-    // Bound first, so that the token endpoint knows the URL DPoP proofs must name.
-    let listener = std::net::TcpListener::bind(addr)?;
-    let addr = listener.local_addr()?;
-    let endpoint = web::Data::new(crate::dev::authority_http::TokenEndpoint::new(format!(
-        "http://{addr}/token.oauth2"
-    )));
-    let authority = web::Data::new(authority);
-    let http = HttpServer::new(move || {
-        App::new()
-            .app_data(authority.clone())
-            .app_data(stats.clone())
-            .app_data(endpoint.clone())
-            .configure(crate::dev::authority_http::routes)
-            .app_data(tracing.clone())
-            .configure(crate::dev::tracing_service::routes)
-    })
-    .workers(1)
-    .disable_signals()
-    .listen(listener)?;
-    Ok(Bound {
-        addr,
-        server: http.run(),
-    })
-}
-
 fn first_addr(addrs: &[SocketAddr], fallback: SocketAddr) -> SocketAddr {
     addrs.first().copied().unwrap_or(fallback)
 }
@@ -591,18 +558,7 @@ pub async fn start(
     let jwks = state.anagrafe.voucher.jwks.clone();
     let health = state.health.clone();
     let mut readiness = crate::health::Readiness::standard(audit, store, jwks.clone(), signing);
-    // With several replicas the shared state is what keeps quotas and replay memory whole: a
-    // pod that cannot reach it must leave the Service.
-    let state_check = state_store.clone();
-    readiness.push(crate::health::Check::new("state", move || {
-        let state = state_check.clone();
-        async move {
-            state.ping().await.map_err(|e| {
-                tracing::warn!(error = %e, "readiness: shared state store unreachable");
-                "the shared state store is unreachable".to_owned()
-            })
-        }
-    }));
+    readiness.push(crate::health::Check::state(state_store.clone()));
     let readiness = web::Data::new(readiness);
     let shutdown = config.shutdown_timeout();
     let public = bind_public(

@@ -85,6 +85,7 @@ async fn fresh_schema(base: &str) -> String {
 struct Replica {
     child: Child,
     public: SocketAddr,
+    internal: SocketAddr,
     config_file: PathBuf,
     log: PathBuf,
     authority: SocketAddr,
@@ -93,11 +94,11 @@ struct Replica {
 impl Replica {
     fn spawn(dir: &Path, data_dir: &Path, name: &str, shared_toml: &str) -> Replica {
         let public: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let internal = free_port();
+        let internal: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let authority: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let config_file = dir.join(format!("{name}.toml"));
         let text = format!(
-            "[server]\npublic_listen = \"{public}\"\ninternal_listen = \"127.0.0.1:{internal}\"\n\
+            "[server]\npublic_listen = \"{public}\"\ninternal_listen = \"{internal}\"\n\
              workers = 2\n\n[dev]\nauthority_listen = \"{authority}\"\nresidents = 30\n\n\
              {shared_toml}"
         );
@@ -116,6 +117,7 @@ impl Replica {
         let mut replica = Replica {
             child,
             public,
+            internal,
             config_file,
             log,
             authority,
@@ -144,6 +146,17 @@ impl Replica {
 
     fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.public)
+    }
+
+    /// `/readyz` of the internal listener: its status and body.
+    async fn readyz(&self, http: &reqwest::Client) -> (u16, Value) {
+        let resp = http
+            .get(format!("http://{}/readyz", self.internal))
+            .send()
+            .await
+            .expect("readyz answers");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.expect("readyz body is JSON"))
     }
 
     /// `kill -9`: no shutdown, no flush.
@@ -628,6 +641,13 @@ async fn redis_down_is_503_and_redis_back_serves_again_without_restart() {
         );
         assert_eq!(body["instance"], json!(id));
     }
+    // Both leave the rotation: `/readyz` names the state store as what fails.
+    for replica in [&pair.a, &pair.b] {
+        let (status, body) = replica.readyz(&pair.http).await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["components"]["state"]["status"], "fail", "{body}");
+        assert_eq!(body["components"]["audit"]["status"], "ok", "{body}");
+    }
     // The log says why, without the URL's secrets (this URL has none; the reason is there).
     let log = pair.a.log_text();
     assert!(log.contains("replay memory unavailable"), "{log}");
@@ -648,6 +668,9 @@ async fn redis_down_is_503_and_redis_back_serves_again_without_restart() {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
+    let (status, body) = pair.a.readyz(&pair.http).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["components"]["state"]["status"], "ok", "{body}");
     // And the memory works again across replicas.
     let request = pair.signed(&pair.cfs[0]);
     let resp = pair.send(&pair.a, &request, &unique("x")).await.expect("A");

@@ -6,7 +6,7 @@
 # Without a ruleset the step is skipped with instructions, except under CI, where it is mandatory.
 #
 # Usage: bash tests/scripts/spectral.sh [FILE...]     (default: openapi/*-v1.yaml)
-# Fails when a document has an error; warnings are printed (README "OpenAPI contracts" says why
+# Fails when a document has an error; warnings are printed (docs/openapi.md says why
 # each remaining one is acceptable).
 set -euo pipefail
 

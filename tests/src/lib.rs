@@ -164,7 +164,7 @@ impl Harness {
     }
 
     /// The public listener's JWKS cache (fetch count, loaded or not).
-    pub fn jwks(&self) -> std::sync::Arc<gateway::provider::jwks::JwksCache> {
+    pub fn jwks(&self) -> std::sync::Arc<gateway::pdnd_client::jwks::JwksCache> {
         self.env
             .running
             .jwks

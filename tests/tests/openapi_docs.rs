@@ -7,7 +7,7 @@
 use e2e::Harness;
 use eservices::Eservice;
 use gateway::dev::sample;
-use gateway::openapi::{self, Format};
+use gateway::openapi::{self, DocumentFormat};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -32,17 +32,17 @@ async fn documents_are_served_without_a_voucher_and_match_the_code() {
     for &eservice in Eservice::all() {
         let expected = openapi::document(eservice, &h.env.config);
 
-        let resp = get(&h, openapi::document_path(eservice, Format::Json)).await;
+        let resp = get(&h, openapi::document_path(eservice, DocumentFormat::Json)).await;
         assert_eq!(resp.status(), StatusCode::OK, "{}", eservice.id());
         assert_eq!(content_type(&resp), "application/json");
         let json: Value = resp.json().await.expect("JSON document");
         assert_eq!(json, expected, "{}", eservice.id());
 
-        let resp = get(&h, openapi::document_path(eservice, Format::Yaml)).await;
+        let resp = get(&h, openapi::document_path(eservice, DocumentFormat::Yaml)).await;
         assert_eq!(resp.status(), StatusCode::OK);
         assert_eq!(content_type(&resp), openapi::YAML_MEDIA_TYPE);
         let text = resp.text().await.expect("YAML text");
-        let rendered = openapi::render(&expected, Format::Yaml).expect("YAML rendering");
+        let rendered = openapi::render(&expected, DocumentFormat::Yaml).expect("YAML rendering");
         assert_eq!(text, rendered, "{}", eservice.id());
 
         // The server is the configured public URL, the one consumers call.
@@ -146,7 +146,7 @@ async fn docs_page_works_offline_from_the_binary() {
     assert_eq!(outside_urls(&init, &own), Vec::<String>::new(), "{init}");
     for &eservice in Eservice::all() {
         assert!(
-            init.contains(openapi::document_path(eservice, Format::Json)),
+            init.contains(openapi::document_path(eservice, DocumentFormat::Json)),
             "{init}"
         );
     }

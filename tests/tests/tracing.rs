@@ -708,6 +708,25 @@ async fn the_local_tracing_service_checks_rows_dates_vouchers_and_states() {
     assert_eq!(put("recover").await.expect("recover").status(), 400);
     assert_eq!(put("replace").await.expect("replace").status(), 200);
 
+    // A busy day's file (over actix's default 256 KiB body limit) is accepted.
+    let mut big = String::from("date,purpose_id,status,token_id,requests_count\n");
+    for i in 0..5000 {
+        big.push_str(&format!(
+            "2026-04-03,{known},200,{}-{i},1\n",
+            uuid::Uuid::new_v4()
+        ));
+    }
+    assert!(big.len() > 300 * 1024);
+    let d = client
+        .submit(&voucher, day("2026-04-03"), &big)
+        .await
+        .expect("a large file");
+    assert!(client
+        .errors(&voucher, &d.tracing_id)
+        .await
+        .expect("errors")
+        .is_empty());
+
     // A file with another header is refused; a voucher is required; limit is at most 50.
     let bad_date = client
         .submit(&voucher, day("2026-04-05"), "date,purpose_id\n")

@@ -2,12 +2,12 @@
 //! claims that were sent, and no private key material in any log line or error.
 
 use e2e::{ScriptedTokenEndpoint, Step};
-use gateway::consumer::token_client::TokenClient;
-use gateway::consumer::voucher_cache::{
-    CachePolicy, SystemClock, VoucherCache, VoucherError, VoucherSpec,
-};
 use gateway::pdnd::client_assertion::ClientAssertionBuilder;
 use gateway::pdnd::jwk::RsaPrivateKey;
+use gateway::pdnd_client::token_client::TokenClient;
+use gateway::pdnd_client::voucher_cache::{
+    CachePolicy, SystemClock, VoucherCache, VoucherFetchError, VoucherSpec,
+};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
@@ -73,7 +73,7 @@ async fn refusal_is_not_retried_and_leaks_no_key() {
     );
     let err = cache.get(&spec).await.expect_err("refused");
     assert_eq!(endpoint.requests(), 1, "a 400 is not retried");
-    let VoucherError::Refused { status, claims, .. } = &err else {
+    let VoucherFetchError::Refused { status, claims, .. } = &err else {
         panic!("expected Refused, got {err:?}");
     };
     assert_eq!(*status, 400);

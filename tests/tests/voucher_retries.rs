@@ -4,12 +4,12 @@
 //! proxy keeps working, down with none it answers 503 problem+json.
 
 use e2e::{ScriptedTokenEndpoint, Step};
-use gateway::consumer::token_client::TokenClient;
-use gateway::consumer::voucher_cache::{
-    CachePolicy, ManualClock, RetryPolicy, VoucherCache, VoucherError, VoucherSpec,
-};
 use gateway::pdnd::client_assertion::ClientAssertionBuilder;
 use gateway::pdnd::jwk::RsaPrivateKey;
+use gateway::pdnd_client::token_client::TokenClient;
+use gateway::pdnd_client::voucher_cache::{
+    CachePolicy, ManualClock, RetryPolicy, VoucherCache, VoucherFetchError, VoucherSpec,
+};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -115,7 +115,7 @@ async fn retry_budget_is_bounded_and_shared_by_waiters() {
     }
     while let Some(r) = calls.join_next().await {
         match r.expect("join") {
-            Err(VoucherError::Unavailable { attempts, .. }) => assert_eq!(attempts, 3),
+            Err(VoucherFetchError::Unavailable { attempts, .. }) => assert_eq!(attempts, 3),
             other => panic!("expected Unavailable, got {other:?}"),
         }
     }
@@ -138,7 +138,7 @@ async fn retry_budget_is_bounded_and_shared_by_waiters() {
     assert!(
         matches!(
             err,
-            VoucherError::Unavailable {
+            VoucherFetchError::Unavailable {
                 retry_after: Some(30),
                 ..
             }
@@ -180,7 +180,10 @@ async fn failed_renewal_keeps_the_valid_voucher() {
     // Expired and PDND still failing: an error.
     clock.set(first.expires_at);
     let err = cache.get(&spec).await.expect_err("nothing valid");
-    assert!(matches!(err, VoucherError::Unavailable { .. }), "{err:?}");
+    assert!(
+        matches!(err, VoucherFetchError::Unavailable { .. }),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]

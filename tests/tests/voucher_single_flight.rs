@@ -4,11 +4,11 @@
 //! short real voucher lifetime.
 
 use e2e::Harness;
-use gateway::consumer::token_client::TokenClient;
-use gateway::consumer::voucher_cache::{CachePolicy, ManualClock, VoucherCache, VoucherSpec};
 use gateway::dev::{sample, SAMPLE_FRUIZIONE};
 use gateway::pdnd::client_assertion::ClientAssertionBuilder;
 use gateway::pdnd::jwk::RsaPrivateKey;
+use gateway::pdnd_client::token_client::TokenClient;
+use gateway::pdnd_client::voucher_cache::{CachePolicy, ManualClock, VoucherCache, VoucherSpec};
 use reqwest::StatusCode;
 use serde_json::json;
 use std::sync::Arc;

@@ -87,14 +87,14 @@ pub async fn fresh_url(db: Db) -> Option<String> {
 }
 
 /// A migrated, seeded store and a separate pool to read the tables independently.
-pub struct Seeded {
+pub struct SeededStore {
     pub url: String,
     pub store: SqlStore,
     pub raw: AnyPool,
     pub summary: SeedSummary,
 }
 
-pub async fn seeded(db: Db, residents: u32) -> Option<Seeded> {
+pub async fn seeded(db: Db, residents: u32) -> Option<SeededStore> {
     let url = fresh_url(db).await?;
     let store = SqlStore::connect(&url).await.expect("connect");
     store.migrate().await.expect("migrate");
@@ -104,7 +104,7 @@ pub async fn seeded(db: Db, residents: u32) -> Option<Seeded> {
         .connect(&url)
         .await
         .expect("independent pool");
-    Some(Seeded {
+    Some(SeededStore {
         url,
         store,
         raw,
@@ -117,7 +117,7 @@ pub async fn seeded(db: Db, residents: u32) -> Option<Seeded> {
 pub struct Server {
     pub base: String,
     pub client: reqwest::Client,
-    pub seeded: Seeded,
+    pub seeded: SeededStore,
 }
 
 pub const SUBJECT_HEADER: &str = "x-test-data-subject";

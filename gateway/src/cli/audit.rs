@@ -15,7 +15,7 @@ use std::io::Write;
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
+pub enum AuditOutputFormat {
     Table,
     Jsonl,
     Csv,
@@ -249,17 +249,21 @@ fn row(e: &Entry) -> [String; 14] {
 }
 
 /// Writes records in a format.
-pub fn write(out: &mut impl Write, records: &[Entry], format: Format) -> Result<(), AuditCliError> {
+pub fn write(
+    out: &mut impl Write,
+    records: &[Entry],
+    format: AuditOutputFormat,
+) -> Result<(), AuditCliError> {
     let err = |e: std::io::Error| AuditCliError::Output(e.to_string());
     match format {
-        Format::Jsonl => {
+        AuditOutputFormat::Jsonl => {
             for r in records {
                 let line =
                     serde_json::to_string(r).map_err(|e| AuditCliError::Output(e.to_string()))?;
                 writeln!(out, "{line}").map_err(err)?;
             }
         }
-        Format::Csv => {
+        AuditOutputFormat::Csv => {
             let mut w = csv::Writer::from_writer(out);
             w.write_record(COLUMNS)
                 .map_err(|e| AuditCliError::Output(e.to_string()))?;
@@ -269,7 +273,7 @@ pub fn write(out: &mut impl Write, records: &[Entry], format: Format) -> Result<
             }
             w.flush().map_err(err)?;
         }
-        Format::Table => {
+        AuditOutputFormat::Table => {
             let rows: Vec<[String; 14]> = records.iter().map(row).collect();
             let mut widths = COLUMNS.map(str::len);
             for r in &rows {
@@ -359,13 +363,13 @@ mod tests {
     fn formats_escape_and_carry_every_record() {
         let records = vec![rec(), rec(), fruizione()];
         let mut csv_out = Vec::new();
-        write(&mut csv_out, &records, Format::Csv).unwrap();
+        write(&mut csv_out, &records, AuditOutputFormat::Csv).unwrap();
         let text = String::from_utf8(csv_out).unwrap();
         assert_eq!(text.lines().count(), 4);
         assert!(text.contains("fruizione,req-2,,ufficio-tributi,"), "{text}");
         assert!(text.contains("\"req,with,commas\""));
         let mut jsonl = Vec::new();
-        write(&mut jsonl, &records, Format::Jsonl).unwrap();
+        write(&mut jsonl, &records, AuditOutputFormat::Jsonl).unwrap();
         let text = String::from_utf8(jsonl).unwrap();
         let lines: Vec<serde_json::Value> = text
             .lines()
@@ -379,7 +383,7 @@ mod tests {
         assert_eq!(lines[2]["caller"], "ufficio-tributi");
         assert_eq!(lines[2]["remoteStatus"], 200);
         let mut table = Vec::new();
-        write(&mut table, &records, Format::Table).unwrap();
+        write(&mut table, &records, AuditOutputFormat::Table).unwrap();
         assert!(String::from_utf8(table).unwrap().ends_with("(3 records)\n"));
     }
 

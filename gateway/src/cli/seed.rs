@@ -25,7 +25,7 @@ pub enum SeedError {
 
 /// What the seed did.
 #[derive(Debug)]
-pub struct Seeded {
+pub struct SeedOutcome {
     pub summary: SeedSummary,
     /// How the database was found before seeding.
     pub found: Ownership,
@@ -33,7 +33,7 @@ pub struct Seeded {
 
 /// Seeds `residents` into the database at `url` when it is empty or the seed's own; a foreign
 /// one only with `replace`.
-pub async fn run(url: &str, residents: u32, replace: bool) -> Result<Seeded, SeedError> {
+pub async fn run(url: &str, residents: u32, replace: bool) -> Result<SeedOutcome, SeedError> {
     let store_err = |source| SeedError::Store {
         url: redact_url(url),
         source,
@@ -53,5 +53,5 @@ pub async fn run(url: &str, residents: u32, replace: bool) -> Result<Seeded, See
     let summary = eservices::store::seed(&store, residents)
         .await
         .map_err(store_err)?;
-    Ok(Seeded { summary, found })
+    Ok(SeedOutcome { summary, found })
 }

@@ -5,10 +5,10 @@
 //! so the same command works against PDND collaudo and production.
 
 use crate::config::Config;
-use crate::consumer::token_client::{Obtained, TokenClient, TokenClientError};
 use crate::pdnd::client_assertion::{decode_unverified, ClientAssertionBuilder, DigestClaim};
 use crate::pdnd::dpop::DpopKey;
 use crate::pdnd::jwk::RsaPrivateKey;
+use crate::pdnd_client::token_client::{Obtained, TokenClient, TokenClientError};
 use std::path::Path;
 
 /// Why the command could not even ask for a voucher.

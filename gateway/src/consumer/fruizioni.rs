@@ -4,23 +4,30 @@
 //! gateway adds what PDND requires (a voucher for the configured purpose) and forwards method,
 //! body and a short list of safe headers to `{remote_base_url}/{path}`. The remote's answer
 //! comes back unchanged (status, body, content type, ModI and rate-limit headers). Everything
-//! the gateway itself refuses is problem+json:
+//! the gateway itself refuses is problem+json, each row one [`ProxyRefusal`] variant, which
+//! owns its status, title and `Retry-After`:
 //!
-//! | situation | status |
-//! |---|---|
-//! | no such fruizione | 404 |
-//! | a fruizione the caller's API key is not allowed | 403 |
-//! | `X-User-Id` not text, over 256 bytes or with control characters | 400 |
-//! | a path segment outside the allow-list ([`super::path_guard`]) | 400 |
-//! | the fruizione's `max_concurrency` calls already in flight | 503, `Retry-After: 1` |
-//! | PDND unreachable/overloaded and no valid voucher cached | 503, `Retry-After` |
-//! | PDND refused the voucher request (configuration problem) | 502, with the claims sent |
-//! | remote unreachable | 502 |
-//! | remote too slow (`timeout_ms`) | 504 |
-//! | remote answer over `max_response_bytes` (read with the limit, never whole) | 502 |
-//! | the call's audit record could not be committed | 503 |
-//! | AUDIT_REST_01/02 configured and no `X-User-Id` from the caller | 400 |
-//! | `verify_response` set and the answer's signature or `Digest` does not verify | 502 |
+//! | situation | status | variant |
+//! |---|---|---|
+//! | no authenticated internal caller (the API-key guard always sets one) | 401 | `NoCaller` |
+//! | no such fruizione | 404 | `UnknownFruizione` |
+//! | a fruizione the caller's API key is not allowed | 403 | `CallerNotAllowed` |
+//! | `X-User-Id` not text, over 256 bytes or with control characters | 400 | `InvalidUserId` |
+//! | a path segment outside the allow-list ([`super::path_guard`]) | 400 | `PathNotAllowed` |
+//! | AUDIT_REST_01/02 configured and no `X-User-Id` from the caller | 400 | `AuditHeadersRequired` |
+//! | a body to sign whose `Content-Type` is not visible ASCII | 400 | `UnsignableContentType` |
+//! | the fruizione's `max_concurrency` calls already in flight | 503, `Retry-After: 1` | `AtCapacity` |
+//! | PDND unreachable/overloaded and no valid voucher cached | 503, `Retry-After` | `NoVoucher` |
+//! | PDND refused the voucher request (configuration problem) | 502, with the claims sent | `NoVoucher` |
+//! | our ModI material could not sign | 500 | `Signing` |
+//! | a method the HTTP client cannot send | 405 | `UnsupportedMethod` |
+//! | no DPoP proof could be made for a DPoP-bound voucher | 502 | `DpopProof` |
+//! | remote unreachable | 502 | `RemoteUnreachable` |
+//! | remote too slow (`timeout_ms`) | 504 | `RemoteTimeout` |
+//! | remote answer over `max_response_bytes` (read with the limit, never whole) | 502 | `RemoteTooLarge` |
+//! | `verify_response` set and the answer's signature or `Digest` does not verify | 502 | `ResponseNotVerified` |
+//! | the audit trail known down: the call is not sent | 503, `Retry-After: 5` | `AuditDownBeforeCall` |
+//! | the call's audit record could not be committed | 503, `Retry-After: 5` | `AuditNotCommitted` |
 //!
 //! When the fruizione names ModI patterns ([`super::modi_out`]), the request also carries
 //! `Digest` + `Agid-JWT-Signature` (INTEGRITY_REST_01/02) and `Agid-JWT-TrackingEvidence`
@@ -46,13 +53,16 @@
 //! is shared by every internal caller, so it is the gateway's capacity that is exhausted, not
 //! the caller's allowance. Calls are not queued: a caller retries after `Retry-After`.
 
+mod refusal;
+
+pub use refusal::ProxyRefusal;
+
 use super::internal_auth::InternalCaller;
-use super::modi_out::{CallerAudit, ModiSetupError, OutboundModi};
-use super::voucher_cache::{Clock, VoucherCache, VoucherError, VoucherSpec};
+use super::modi_out::{CallerAudit, Evidence, OutboundModi, OutboundModiSetupError};
 use crate::config::{Config, FruizioneConfig};
 use crate::pdnd::client_assertion::ClientAssertionBuilder;
 use crate::pdnd::jwk::RsaPrivateKey;
-use crate::problem::Problem;
+use crate::pdnd_client::voucher_cache::{CachedVoucher, Clock, VoucherCache, VoucherSpec};
 use crate::provider::audit::AuditLog;
 use crate::provider::audit_fruizioni::FruizioneRecord;
 use actix_web::http::{header, StatusCode};
@@ -125,7 +135,7 @@ pub enum FruizioniError {
     Modi {
         name: String,
         #[source]
-        source: ModiSetupError,
+        source: OutboundModiSetupError,
     },
 }
 
@@ -219,11 +229,14 @@ impl Fruizioni {
         })?;
         let vc = &config.voucher_client;
         let vouchers = VoucherCache::new(
-            super::token_client::TokenClient::new(token_http, config.pdnd.token_endpoint.clone()),
+            crate::pdnd_client::token_client::TokenClient::new(
+                token_http,
+                config.pdnd.token_endpoint.clone(),
+            ),
             clock.clone(),
-            super::voucher_cache::CachePolicy {
+            crate::pdnd_client::voucher_cache::CachePolicy {
                 renew_margin_fraction: vc.renew_margin_fraction,
-                retry: super::voucher_cache::RetryPolicy {
+                retry: crate::pdnd_client::voucher_cache::RetryPolicy {
                     max_attempts: vc.max_attempts,
                     max_elapsed: Duration::from_millis(vc.max_retry_ms),
                     initial_backoff: Duration::from_millis(vc.initial_backoff_ms),
@@ -330,53 +343,11 @@ impl Fruizioni {
     }
 }
 
-fn problem(status: StatusCode, detail: impl Into<String>, instance: &Option<String>) -> Problem {
-    let p = Problem::new(status).with_detail(detail);
-    match instance {
-        Some(id) => p.with_instance(id.clone()),
-        None => p,
-    }
-}
-
-fn with_retry_after(p: Problem, secs: u64) -> HttpResponse {
-    let mut builder = p.response_builder();
-    builder.insert_header((header::RETRY_AFTER, secs.to_string()));
-    p.into_response_with(builder)
-}
-
-/// Maps a voucher failure to the caller's answer.
-fn voucher_failure(name: &str, e: &VoucherError, instance: &Option<String>) -> HttpResponse {
-    match e {
-        VoucherError::Unavailable { retry_after, .. } => with_retry_after(
-            problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("PDND is unreachable: no voucher could be obtained for fruizione `{name}`. Try again later."),
-                instance,
-            )
-            .with_title("PDND unreachable"),
-            retry_after.unwrap_or(5).max(1),
-        ),
-        VoucherError::Refused { status, claims, .. } => problem(
-            StatusCode::BAD_GATEWAY,
-            format!("PDND refused the voucher request for fruizione `{name}` (HTTP {status}); check the client, key and purpose. Claims sent: {claims}"),
-            instance,
-        )
-        .with_title("PDND refused the voucher request")
-        .into_response(),
-        VoucherError::Client(_) => problem(
-            StatusCode::BAD_GATEWAY,
-            format!("No voucher could be obtained for fruizione `{name}`; the gateway's log says why."),
-            instance,
-        )
-        .into_response(),
-    }
-}
-
 /// The `DPoP` proof of one call with a DPoP-bound voucher (method, URL without query, `ath` of
 /// the voucher), signed by the key the voucher is bound to; `None` for a Bearer voucher.
 fn dpop_proof(
     f: &Fruizione,
-    voucher: &super::voucher_cache::CachedVoucher,
+    voucher: &CachedVoucher,
     method: &str,
     url: &str,
     now: i64,
@@ -399,18 +370,9 @@ fn dpop_proof(
 }
 
 /// Our own ModI material could not sign (a configuration or key problem, not the caller's).
-fn signing_failure(
-    name: &str,
-    e: &crate::modi::ModiError,
-    instance: &Option<String>,
-) -> HttpResponse {
+fn signing_failure(name: &str, e: &crate::modi::ModiError) -> ProxyRefusal {
     tracing::error!(fruizione = name, error = %e, "ModI signing failed");
-    problem(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        format!("The ModI headers of fruizione `{name}` could not be signed; the gateway's log says why."),
-        instance,
-    )
-    .into_response()
+    ProxyRefusal::Signing(name.to_owned())
 }
 
 /// What a call leaves for its audit record, filled in as it goes.
@@ -461,7 +423,8 @@ async fn read_bounded(mut response: reqwest::Response, limit: u64) -> Result<Vec
 }
 
 /// The handler of every method under `/fruizioni/`: forwards the call, then commits its
-/// audit record before the answer goes back (503 when it cannot be committed).
+/// audit record before the answer goes back (503 when it cannot be committed). Every refusal
+/// of the gateway's own is a [`ProxyRefusal`].
 pub async fn proxy(
     req: HttpRequest,
     body: web::Bytes,
@@ -469,15 +432,11 @@ pub async fn proxy(
 ) -> HttpResponse {
     let started = std::time::Instant::now();
     let instance = crate::provider::request_id::of(&req);
+    let refused = |r: ProxyRefusal| r.into_response(instance.as_deref());
     // Set by the API-key middleware that wraps this handler; without it nobody is let in.
     let Some(caller) = req.extensions().get::<InternalCaller>().cloned() else {
         tracing::error!("fruizione call without an authenticated caller; refused");
-        return problem(
-            StatusCode::UNAUTHORIZED,
-            "An internal API key is required.",
-            &instance,
-        )
-        .into_response();
+        return refused(ProxyRefusal::NoCaller);
     };
     // Known down (a commit failed and the store still does not answer): the call is not
     // sent at all, so no remote sees a call of the comune that the trail cannot show.
@@ -486,13 +445,12 @@ pub async fn proxy(
             caller = caller.name(),
             "audit trail unavailable; fruizione call not sent"
         );
-        return crate::problem::unavailable(
-            "The audit trail is unavailable, so the call was not sent; retry later.",
-            instance.as_deref(),
-        );
+        return refused(ProxyRefusal::AuditDownBeforeCall);
     }
     let mut trace = Trace::default();
-    let answer = forward(&req, body, &state, &caller, &instance, &mut trace).await;
+    let answer = forward(&req, body, &state, &caller, &instance, &mut trace)
+        .await
+        .unwrap_or_else(refused);
     let record = FruizioneRecord {
         record_id: uuid::Uuid::new_v4().to_string(),
         time: crate::provider::audit::format_time(chrono::Utc::now()),
@@ -513,12 +471,19 @@ pub async fn proxy(
         Err(e) => {
             // The remote's answer is dropped unsent: no record, no answer.
             tracing::error!(request_id = instance.as_deref().unwrap_or(""), caller = caller.name(), error = %e, "fruizione audit record not committed; answering 503");
-            crate::problem::unavailable(
-                "The audit trail is unavailable, so the answer cannot be returned; retry later.",
-                instance.as_deref(),
-            )
+            refused(ProxyRefusal::AuditNotCommitted)
         }
     }
+}
+
+/// A call the gateway has agreed to send: its fruizione, the path after the fruizione's name,
+/// the caller's audit statement, the content type to sign and the concurrency slot it holds.
+struct Admitted<'a> {
+    f: &'a Fruizione,
+    tail: &'a str,
+    statement: Option<CallerAudit>,
+    content_type: Option<String>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// The call itself: every refusal and the remote's answer, with `trace` filled in on the way.
@@ -529,158 +494,87 @@ async fn forward(
     caller: &InternalCaller,
     instance: &Option<String>,
     trace: &mut Trace,
-) -> HttpResponse {
-    let instance = instance.clone();
-    let rest = req.path().strip_prefix(PREFIX).unwrap_or("");
-    let (name, tail) = rest.split_once('/').unwrap_or((rest, ""));
-    trace.fruizione = recordable_name(name);
-    let Some(f) = state.get(name) else {
-        return problem(
-            StatusCode::NOT_FOUND,
-            format!("No fruizione named `{name}` is configured."),
-            &instance,
-        )
-        .into_response();
-    };
-    if !caller.may_call(&f.name) {
-        tracing::warn!(
-            caller = caller.name(),
-            fruizione = f.name,
-            "internal caller not allowed this fruizione; call refused"
-        );
-        return problem(
-            StatusCode::FORBIDDEN,
-            format!(
-                "The API key of `{}` may not call fruizione `{}`.",
-                caller.name(),
-                f.name
-            ),
-            &instance,
-        )
-        .into_response();
-    }
-    trace.purpose_id = f.spec.builder.purpose_id.clone();
-    trace.client_id = Some(f.spec.builder.client_id.clone());
-    match super::modi_out::user_id(req.headers()) {
-        Ok(user) => trace.user_id = user,
-        Err(e) => {
-            return problem(StatusCode::BAD_REQUEST, e.to_string(), &instance)
-                .with_title("Invalid X-User-Id")
-                .into_response()
-        }
-    }
-    if let Err(refusal) = super::path_guard::check_tail(tail) {
-        tracing::warn!(caller = caller.name(), fruizione = f.name, reason = %refusal, "fruizione path refused");
-        return problem(
-            StatusCode::BAD_REQUEST,
-            format!("The path is not allowed: {refusal}."),
-            &instance,
-        )
-        .with_title("Path not allowed")
-        .into_response();
-    }
-    // The caller's audit statement is checked before anything leaves (no voucher, no call).
-    let statement = match f.modi.as_ref().and_then(OutboundModi::audit) {
-        Some(_) => match CallerAudit::from_headers(req.headers()) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                return problem(StatusCode::BAD_REQUEST, e.to_string(), &instance)
-                    .with_title("Audit headers required")
-                    .into_response()
-            }
-        },
-        None => None,
-    };
-    let content_type = match req.headers().get(header::CONTENT_TYPE).map(|v| v.to_str()) {
-        Some(Ok(ct)) => Some(ct.to_owned()),
-        Some(Err(_)) if f.modi.as_ref().is_some_and(OutboundModi::signs_requests) => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                "Content-Type must be visible ASCII to be signed.",
-                &instance,
-            )
-            .into_response()
-        }
+) -> Result<HttpResponse, ProxyRefusal> {
+    let call = admit(req, state, caller, trace)?;
+    let (voucher, evidence) = credentials(&call, state, trace).await?;
+    let out = outbound(
+        req,
+        &call,
+        &voucher,
+        evidence.as_ref(),
+        body,
+        instance,
+        state,
+    )?;
+    send(call.f, out, state, trace).await
+}
+
+/// The call's voucher and, with an audit pattern, its tracking evidence (made first: for
+/// AUDIT_REST_02 the voucher is bound to it and obtained for this call only).
+async fn credentials(
+    call: &Admitted<'_>,
+    state: &Fruizioni,
+    trace: &mut Trace,
+) -> Result<(Arc<CachedVoucher>, Option<Evidence>), ProxyRefusal> {
+    let f = call.f;
+    let evidence = match (&f.modi, &call.statement) {
+        (Some(modi), Some(statement)) => modi
+            .tracking_evidence(statement, state.clock.now())
+            .map_err(|e| signing_failure(&f.name, &e))?,
         _ => None,
     };
-    let Ok(_permit) = f.limit.clone().try_acquire_owned() else {
-        tracing::warn!(
-            fruizione = f.name,
-            "fruizione at its concurrency limit; call refused"
-        );
-        return with_retry_after(
-            problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "Fruizione `{}` has reached its limit of calls in flight.",
-                    f.name
-                ),
-                &instance,
-            ),
-            1,
-        );
-    };
-    let now = state.clock.now();
-    let evidence = match (&f.modi, &statement) {
-        (Some(modi), Some(statement)) => match modi.tracking_evidence(statement, now) {
-            Ok(e) => e,
-            Err(e) => return signing_failure(&f.name, &e, &instance),
-        },
-        _ => None,
-    };
-    let bound_digest = evidence.as_ref().and_then(|e| e.voucher_digest.clone());
-    let voucher = match bound_digest {
+    let voucher = match evidence.as_ref().and_then(|e| e.voucher_digest.clone()) {
         Some(digest) => {
             let mut spec = f.spec.clone();
             spec.builder.digest = Some(digest);
             state.vouchers.get_for_one_call(&spec).await
         }
         None => state.vouchers.get(&f.spec).await,
-    };
-    let voucher = match voucher {
-        Ok(v) => {
-            trace.voucher_jti = v.jti();
-            v
+    }
+    .map_err(|error| {
+        tracing::warn!(fruizione = f.name, error = %error, "no voucher for the call");
+        ProxyRefusal::NoVoucher {
+            fruizione: f.name.clone(),
+            error,
         }
-        Err(e) => {
-            tracing::warn!(fruizione = f.name, error = %e, "no voucher for the call");
-            return voucher_failure(&f.name, &e, &instance);
-        }
-    };
-    let mut url = String::with_capacity(f.base.len() + tail.len() + 1);
+    })?;
+    trace.voucher_jti = voucher.jti();
+    Ok((voucher, evidence))
+}
+
+/// The request to the remote: its URL, the voucher (with a DPoP proof when bound), the
+/// forwarded headers, the request id, and the ModI headers signed last, just before sending.
+fn outbound(
+    req: &HttpRequest,
+    call: &Admitted<'_>,
+    voucher: &CachedVoucher,
+    evidence: Option<&Evidence>,
+    body: web::Bytes,
+    instance: &Option<String>,
+    state: &Fruizioni,
+) -> Result<reqwest::RequestBuilder, ProxyRefusal> {
+    let f = call.f;
+    let mut url = String::with_capacity(f.base.len() + call.tail.len() + 1);
     url.push_str(&f.base);
-    if !tail.is_empty() {
+    if !call.tail.is_empty() {
         url.push('/');
-        url.push_str(tail);
+        url.push_str(call.tail);
     }
     if let Some(q) = req.uri().query() {
         url.push('?');
         url.push_str(q);
     }
-    let Ok(method) = reqwest::Method::from_bytes(req.method().as_str().as_bytes()) else {
-        return problem(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "Unsupported method.",
-            &instance,
-        )
-        .into_response();
-    };
-    let dpop_proof = match dpop_proof(f, &voucher, method.as_str(), &url, state.clock.now()) {
-        Ok(proof) => proof,
-        Err(detail) => {
+    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
+        .map_err(|_| ProxyRefusal::UnsupportedMethod)?;
+    let dpop_proof =
+        dpop_proof(f, voucher, method.as_str(), &url, state.clock.now()).map_err(|detail| {
             tracing::error!(
                 fruizione = f.name,
                 reason = detail,
                 "no DPoP proof for the call"
             );
-            return problem(
-                StatusCode::BAD_GATEWAY,
-                format!("The DPoP proof of fruizione `{}` could not be made; the gateway's log says why.", f.name),
-                &instance,
-            )
-            .into_response();
-        }
-    };
+            ProxyRefusal::DpopProof(f.name.clone())
+        })?;
     let mut out = f
         .http
         .request(method, &url)
@@ -693,10 +587,10 @@ async fn forward(
             out = out.header(*name, v.as_bytes());
         }
     }
-    if let Some(id) = &instance {
+    if let Some(id) = instance {
         out = out.header(crate::provider::request_id::X_REQUEST_ID, id.as_str());
     }
-    if let Some(evidence) = &evidence {
+    if let Some(evidence) = evidence {
         out = out.header(
             crate::modi::AGID_JWT_TRACKING_EVIDENCE,
             evidence.jws.as_str(),
@@ -704,49 +598,104 @@ async fn forward(
     }
     if let Some(modi) = &f.modi {
         // Signed now, after the voucher wait, so its short lifetime starts when it is sent.
-        match modi.sign_request(content_type.as_deref(), &body, state.clock.now()) {
-            Ok(Some(sig)) => {
-                out = out
-                    .header(crate::modi::DIGEST, sig.digest)
-                    .header(crate::modi::AGID_JWT_SIGNATURE, sig.agid_jwt_signature);
-            }
-            Ok(None) => {}
-            Err(e) => return signing_failure(&f.name, &e, &instance),
+        let signature = modi
+            .sign_request(call.content_type.as_deref(), &body, state.clock.now())
+            .map_err(|e| signing_failure(&f.name, &e))?;
+        if let Some(sig) = signature {
+            out = out
+                .header(crate::modi::DIGEST, sig.digest)
+                .header(crate::modi::AGID_JWT_SIGNATURE, sig.agid_jwt_signature);
         }
     }
     if !body.is_empty() {
         out = out.body(body);
     }
+    Ok(out)
+}
+
+/// The checks made before anything leaves (no voucher, no call): the fruizione exists, the
+/// caller may call it, its `X-User-Id`, path and audit statement are acceptable, and a
+/// concurrency slot is free.
+fn admit<'a>(
+    req: &'a HttpRequest,
+    state: &'a Fruizioni,
+    caller: &InternalCaller,
+    trace: &mut Trace,
+) -> Result<Admitted<'a>, ProxyRefusal> {
+    let rest = req.path().strip_prefix(PREFIX).unwrap_or("");
+    let (name, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    trace.fruizione = recordable_name(name);
+    let f = state
+        .get(name)
+        .ok_or_else(|| ProxyRefusal::UnknownFruizione(name.to_owned()))?;
+    if !caller.may_call(&f.name) {
+        tracing::warn!(
+            caller = caller.name(),
+            fruizione = f.name,
+            "internal caller not allowed this fruizione; call refused"
+        );
+        return Err(ProxyRefusal::CallerNotAllowed {
+            caller: caller.name().to_owned(),
+            fruizione: f.name.clone(),
+        });
+    }
+    trace.purpose_id = f.spec.builder.purpose_id.clone();
+    trace.client_id = Some(f.spec.builder.client_id.clone());
+    trace.user_id = super::modi_out::user_id(req.headers())
+        .map_err(|e| ProxyRefusal::InvalidUserId(e.to_string()))?;
+    if let Err(refusal) = super::path_guard::check_tail(tail) {
+        tracing::warn!(caller = caller.name(), fruizione = f.name, reason = %refusal, "fruizione path refused");
+        return Err(ProxyRefusal::PathNotAllowed(refusal.to_string()));
+    }
+    let statement = match f.modi.as_ref().and_then(OutboundModi::audit) {
+        Some(_) => Some(
+            CallerAudit::from_headers(req.headers())
+                .map_err(|e| ProxyRefusal::AuditHeadersRequired(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let content_type = match req.headers().get(header::CONTENT_TYPE).map(|v| v.to_str()) {
+        Some(Ok(ct)) => Some(ct.to_owned()),
+        Some(Err(_)) if f.modi.as_ref().is_some_and(OutboundModi::signs_requests) => {
+            return Err(ProxyRefusal::UnsignableContentType)
+        }
+        _ => None,
+    };
+    let Ok(permit) = f.limit.clone().try_acquire_owned() else {
+        tracing::warn!(
+            fruizione = f.name,
+            "fruizione at its concurrency limit; call refused"
+        );
+        return Err(ProxyRefusal::AtCapacity(f.name.clone()));
+    };
+    Ok(Admitted {
+        f,
+        tail,
+        statement,
+        content_type,
+        _permit: permit,
+    })
+}
+
+/// Sends the call and passes the remote's answer back: its status, the forwarded headers and
+/// a body read within `max_response_bytes`, verified first when `verify_response` is set.
+async fn send(
+    f: &Fruizione,
+    out: reqwest::RequestBuilder,
+    state: &Fruizioni,
+    trace: &mut Trace,
+) -> Result<HttpResponse, ProxyRefusal> {
     let started = std::time::Instant::now();
     let remote_failure = |e: reqwest::Error| {
         if e.is_timeout() {
             tracing::warn!(fruizione = f.name, error = %e, "remote e-service timed out");
-            problem(
-                StatusCode::GATEWAY_TIMEOUT,
-                format!(
-                    "The remote e-service of fruizione `{}` did not answer in time.",
-                    f.name
-                ),
-                &instance,
-            )
-            .into_response()
+            ProxyRefusal::RemoteTimeout(f.name.clone())
         } else {
             tracing::warn!(fruizione = f.name, error = %e, "remote e-service unreachable");
-            problem(
-                StatusCode::BAD_GATEWAY,
-                format!(
-                    "The remote e-service of fruizione `{}` is unreachable.",
-                    f.name
-                ),
-                &instance,
-            )
-            .into_response()
+            ProxyRefusal::RemoteUnreachable(f.name.clone())
         }
     };
-    let response = match out.send().await {
-        Ok(r) => r,
-        Err(e) => return remote_failure(e),
-    };
+    let response = out.send().await.map_err(remote_failure)?;
     trace.remote_status = Some(response.status().as_u16());
     let status =
         StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -766,19 +715,13 @@ async fn forward(
     };
     let bytes = match read_bounded(response, f.max_response_bytes).await {
         Ok(b) => web::Bytes::from(b),
-        Err(ReadError::Remote(e)) => return remote_failure(e),
+        Err(ReadError::Remote(e)) => return Err(remote_failure(e)),
         Err(e @ ReadError::TooLarge { .. }) => {
             tracing::warn!(fruizione = f.name, status = status.as_u16(), error = %e, "remote answer refused");
-            return problem(
-                StatusCode::BAD_GATEWAY,
-                format!(
-                    "The answer of fruizione `{}`'s remote e-service is larger than the {} bytes allowed.",
-                    f.name, f.max_response_bytes
-                ),
-                &instance,
-            )
-            .with_title("Remote answer too large")
-            .into_response();
+            return Err(ProxyRefusal::RemoteTooLarge {
+                fruizione: f.name.clone(),
+                limit: f.max_response_bytes,
+            });
         }
     };
     if let Some(modi) = &f.modi {
@@ -788,17 +731,11 @@ async fn forward(
             .collect();
         if let Err(e) = modi.check_response(status.as_u16(), &headers, &bytes, state.clock.now()) {
             tracing::warn!(fruizione = f.name, status = status.as_u16(), error = %e, "remote answer failed ModI verification");
-            return problem(
-                StatusCode::BAD_GATEWAY,
-                format!(
-                    "The answer of fruizione `{}`'s remote e-service (HTTP {}) failed ModI verification: {e}.",
-                    f.name,
-                    status.as_u16()
-                ),
-                &instance,
-            )
-            .with_title("Remote answer not verified")
-            .into_response();
+            return Err(ProxyRefusal::ResponseNotVerified {
+                fruizione: f.name.clone(),
+                status: status.as_u16(),
+                reason: e.to_string(),
+            });
         }
     }
     tracing::debug!(
@@ -807,7 +744,7 @@ async fn forward(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "fruizione call"
     );
-    answer.body(bytes)
+    Ok(answer.body(bytes))
 }
 
 /// Registers the proxy under `/fruizioni` with its API-key guard; the app must hold
@@ -824,36 +761,4 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_well_formed_names_are_recorded() {
-        assert_eq!(recordable_name("inps-isee").as_deref(), Some("inps-isee"));
-        for bad in ["", "Inps", "a b", "x\u{7}", &"a".repeat(65)] {
-            assert_eq!(recordable_name(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn own_public_address_follows_the_bound_port() {
-        let configured: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let bound: SocketAddr = "127.0.0.1:43210".parse().unwrap();
-        assert_eq!(
-            effective_base("http://127.0.0.1:0/anagrafe/v1/", configured, Some(bound)),
-            "http://127.0.0.1:43210/anagrafe/v1"
-        );
-        assert_eq!(
-            effective_base("https://api.example.gov.it/v1", configured, Some(bound)),
-            "https://api.example.gov.it/v1"
-        );
-        assert_eq!(
-            effective_base(
-                "http://127.0.0.1:8080/x",
-                "127.0.0.1:8080".parse().unwrap(),
-                None
-            ),
-            "http://127.0.0.1:8080/x"
-        );
-    }
-}
+mod tests;

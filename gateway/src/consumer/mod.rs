@@ -1,7 +1,7 @@
 //! The comune as fruitore: obtaining PDND vouchers and calling other administrations.
 //!
-//! - [`token_client`]: one exchange with a token endpoint (the `voucher` CLI uses it as is);
-//! - [`voucher_cache`]: when to exchange: cached, renewed ahead of expiry, single flight, retries;
+//! - obtaining vouchers (token client, voucher cache) is in [`crate::pdnd_client`], since the
+//!   provider's ModI stage needs it too;
 //! - [`internal_auth`]: the named API keys of the comune's own systems on the internal listener;
 //! - [`path_guard`]: the allow-list of the path a caller appends to a fruizione's base URL;
 //! - [`modi_out`]: the ModI patterns a fruizione applies to its calls and answers;
@@ -11,5 +11,3 @@ pub mod fruizioni;
 pub mod internal_auth;
 pub mod modi_out;
 pub mod path_guard;
-pub mod token_client;
-pub mod voucher_cache;

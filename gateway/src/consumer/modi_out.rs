@@ -44,7 +44,7 @@ pub const UNKNOWN_LOA: &str = "unspecified";
 
 /// Why the ModI options of a fruizione could not be loaded.
 #[derive(Debug, thiserror::Error)]
-pub enum ModiSetupError {
+pub enum OutboundModiSetupError {
     #[error("signing material: {0}")]
     Material(ModiError),
     #[error("response trust file {path}: {reason}")]
@@ -162,7 +162,7 @@ impl OutboundModi {
         client_id: &str,
         client_key: &RsaPrivateKey,
         leeway_secs: i64,
-    ) -> Result<Option<OutboundModi>, ModiSetupError> {
+    ) -> Result<Option<OutboundModi>, OutboundModiSetupError> {
         let patterns = f.modi_patterns();
         if patterns.is_empty() && !f.verify_response {
             return Ok(None);
@@ -172,7 +172,7 @@ impl OutboundModi {
             client_key.kid(),
             SigningAlgorithm::RS256,
         )
-        .map_err(ModiSetupError::Material)?;
+        .map_err(OutboundModiSetupError::Material)?;
         let mut integrity = None;
         let mut audit = None;
         for p in &patterns {
@@ -181,7 +181,7 @@ impl OutboundModi {
                 OutboundModiPattern::IntegrityRest01 => {
                     let (Some(key), Some(chain)) = (&f.signing_key_file, &f.signing_chain_file)
                     else {
-                        return Err(ModiSetupError::Material(ModiError::KeyMaterial(
+                        return Err(OutboundModiSetupError::Material(ModiError::KeyMaterial(
                             "INTEGRITY_REST_01 needs signing_key_file and signing_chain_file"
                                 .into(),
                         )));
@@ -191,13 +191,13 @@ impl OutboundModi {
                         .as_deref()
                         .map_or(Some(SigningAlgorithm::RS256), SigningAlgorithm::from_jose)
                         .ok_or_else(|| {
-                            ModiSetupError::Material(ModiError::KeyMaterial(
+                            OutboundModiSetupError::Material(ModiError::KeyMaterial(
                                 "signing_algorithm is not RS256, PS256 or ES256".into(),
                             ))
                         })?;
                     integrity = Some(
                         SigningMaterial::from_pem_files(key, chain, algorithm)
-                            .map_err(ModiSetupError::Material)?,
+                            .map_err(OutboundModiSetupError::Material)?,
                     );
                 }
                 OutboundModiPattern::AuditRest01 => audit = Some(AuditMode::Standalone),
@@ -206,7 +206,7 @@ impl OutboundModi {
         }
         let response_trust = match (&f.verify_response, &f.response_trust_file) {
             (true, Some(path)) => {
-                let err = |reason: String| ModiSetupError::Trust {
+                let err = |reason: String| OutboundModiSetupError::Trust {
                     path: path.display().to_string(),
                     reason,
                 };
@@ -214,7 +214,7 @@ impl OutboundModi {
                 Some(TrustStore::from_pem(&pem).map_err(|e| err(e.to_string()))?)
             }
             (true, None) => {
-                return Err(ModiSetupError::Trust {
+                return Err(OutboundModiSetupError::Trust {
                     path: "(none)".into(),
                     reason: "verify_response needs response_trust_file".into(),
                 })
@@ -225,7 +225,7 @@ impl OutboundModi {
             Some(a) if !a.trim().is_empty() => a.trim().to_owned(),
             // Only response verification: nothing we send names the remote.
             _ if patterns.is_empty() => String::new(),
-            _ => return Err(ModiSetupError::NoAudience),
+            _ => return Err(OutboundModiSetupError::NoAudience),
         };
         Ok(Some(OutboundModi {
             client_id: client_id.to_owned(),
@@ -631,7 +631,7 @@ mod tests {
         f.signing_algorithm = None;
         assert!(matches!(
             OutboundModi::from_config(&f, CLIENT, &key(), 30),
-            Err(ModiSetupError::Material(_))
+            Err(OutboundModiSetupError::Material(_))
         ));
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -21,9 +21,42 @@ use crate::modi::{InMemoryReplayGuard, ReplayGuard, ReplayScope};
 use crate::pdnd::authority::{pdnd_error_body, AssertionRejection, Authority, Rejection};
 use crate::pdnd::client_assertion::TokenRequest;
 use crate::pdnd::dpop::{VerifiedProof, DPOP_HEADER};
+use crate::server::Bound;
 use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Binds the development PDND authority; `stats` counts its token requests.
+pub fn bind(
+    addr: SocketAddr,
+    authority: Authority,
+    stats: web::Data<TokenStats>,
+    tracing: web::Data<super::tracing_service::TracingService>,
+) -> std::io::Result<Bound> {
+    // Bound first, so that the token endpoint knows the URL DPoP proofs must name.
+    let listener = std::net::TcpListener::bind(addr)?;
+    let addr = listener.local_addr()?;
+    let endpoint = web::Data::new(TokenEndpoint::new(format!("http://{addr}/token.oauth2")));
+    let authority = web::Data::new(authority);
+    let http = HttpServer::new(move || {
+        App::new()
+            .app_data(authority.clone())
+            .app_data(stats.clone())
+            .app_data(endpoint.clone())
+            .configure(routes)
+            .app_data(tracing.clone())
+            .configure(super::tracing_service::routes)
+    })
+    .workers(1)
+    // The gateway's own shutdown (server::Signals) decides when the authority stops.
+    .disable_signals()
+    .listen(listener)?;
+    Ok(Bound {
+        addr,
+        server: http.run(),
+    })
+}
 
 /// Token requests seen by the development authority.
 #[derive(Debug, Default)]

@@ -5,6 +5,7 @@
 //! configured to trust only that authority. The start-up message says what to type next.
 
 pub mod authority_http;
+pub mod banner;
 pub mod data_dir;
 pub mod sample;
 pub mod tracing_service;
@@ -265,7 +266,7 @@ pub async fn start(mut config: Config, root: &std::path::Path) -> Result<DevEnvi
     let token_stats = std::sync::Arc::new(authority_http::TokenStats::default());
     let authority = authority(&config, &data);
     let tracing_service = std::sync::Arc::new(tracing_service::for_dev(&config, &authority));
-    let authority = crate::server::bind_authority(
+    let authority = authority_http::bind(
         config.dev.authority_listen,
         authority,
         actix_web::web::Data::from(token_stats.clone()),

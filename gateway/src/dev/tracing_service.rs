@@ -18,9 +18,9 @@
 //! State lives in memory: restarting `dev` forgets the deposits (the gateway's own
 //! `tracing_days` table then meets an empty list and deposits again).
 
-use crate::consumer::voucher_cache::{Clock, ManualClock};
 use crate::pdnd::jwk::JwkSet;
 use crate::pdnd::voucher::{validate, VoucherPolicy};
+use crate::pdnd_client::voucher_cache::{Clock, ManualClock};
 use crate::tracing_pdnd::csv::HEADER;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -36,6 +36,8 @@ pub const TRACING_AUDIENCE: &str = "dev.interop.local/tracing/v1";
 pub const TRACING_PURPOSE_ID: &str = "6f1d2c1e-3a7b-4c5d-8e9f-0a1b2c3d4e90";
 /// The dev tracing e-service's id.
 pub const TRACING_ESERVICE_ID: &str = "6f1d2c1e-3a7b-4c5d-8e9f-0a1b2c3d4e91";
+/// The largest upload accepted (PDND's own limit is not published; this is ample for a day).
+pub const MAX_FILE_BYTES: usize = 32 << 20;
 /// Where it is mounted on the authority's listener.
 pub const BASE_PATH: &str = "/tracing/v1";
 
@@ -495,6 +497,8 @@ async fn errors(
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope(BASE_PATH)
+            // A day's file of a busy comune is larger than actix's 256 KiB default.
+            .app_data(web::PayloadConfig::new(MAX_FILE_BYTES))
             .route("/tracings/submit", web::post().to(submit))
             .route("/tracings", web::get().to(list))
             .route("/tracings/{id}/errors", web::get().to(errors))

@@ -12,8 +12,13 @@
 //! - `gateway_locks`: the lock row that lets one replica at a time run the daily sync on SQLite
 //!   (PostgreSQL uses an advisory lock instead).
 //!
+//! The trail's days are Europe/Rome calendar days (PDND's): [`day_bounds`] turns one into the
+//! UTC range the records are stored in.
+//!
 //! Created when missing on every start, like the other audit tables, on SQLite and PostgreSQL
 //! alike (TEXT and BIGINT only).
+
+use chrono::{NaiveDate, TimeZone, Utc};
 
 const SCHEMA: [&str; 6] = [
     "CREATE TABLE IF NOT EXISTS tracing_days (
@@ -69,4 +74,28 @@ pub(crate) async fn migrate(pool: &sqlx::AnyPool) -> Result<(), sqlx::Error> {
         sqlx::query(statement).execute(pool).await?;
     }
     Ok(())
+}
+
+/// The day's bounds as the audit trail stores times (UTC, RFC 3339, milliseconds): `[from, to)`.
+/// Midnight exists on every day in Rome (the clocks change at 02:00 and 03:00), so the day is
+/// 23 hours long in March and 25 in October.
+pub fn day_bounds(date: NaiveDate) -> (String, String) {
+    let start = |d: NaiveDate| {
+        let midnight = d.and_hms_opt(0, 0, 0).unwrap_or_default();
+        chrono_tz::Europe::Rome
+            .from_local_datetime(&midnight)
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_else(|| Utc.from_utc_datetime(&midnight))
+    };
+    let next = date.succ_opt().unwrap_or(date);
+    (
+        super::audit::format_time(start(date)),
+        super::audit::format_time(start(next)),
+    )
+}
+
+/// The Rome calendar day of a UTC instant.
+pub fn rome_day(t: chrono::DateTime<Utc>) -> NaiveDate {
+    t.with_timezone(&chrono_tz::Europe::Rome).date_naive()
 }

@@ -14,7 +14,7 @@
 //! leaves a row in `audit_purges` (range and counts); `--dry-run` counts and changes nothing.
 //! Days are Europe/Rome days, like the tracing file's.
 
-use crate::tracing_pdnd::csv::{day_bounds, rome_day};
+use super::audit_lifecycle::{day_bounds, rome_day};
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use sqlx::{AnyPool, Row};
 

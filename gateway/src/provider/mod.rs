@@ -1,6 +1,6 @@
 //! The inbound pipeline of the public listener (the comune as erogatore).
 //!
-//! Stages run in the order the README's Architecture section shows; each is one middleware
+//! Stages run in the order docs/architecture.md shows; each is one middleware
 //! registered in [`crate::server`]'s `eservice_scope`, in one visible place: request id, audit
 //! (around the whole e-service scope, so it sees every outcome), then, around each operation's
 //! own resource, the routing decision, voucher, modi-out (response signing), purpose, modi-in
@@ -11,7 +11,6 @@ pub mod audit_fruizioni;
 pub mod audit_lifecycle;
 pub mod audit_retention;
 pub mod dpop;
-pub mod jwks;
 pub mod modi;
 pub mod purpose;
 pub mod request_id;

@@ -28,10 +28,6 @@
 use super::audit::TrackingInfo;
 use super::request_id;
 use crate::config::{AuditPattern, Config, EserviceModiConfig, RequestIntegrity};
-use crate::consumer::token_client::TokenClient;
-use crate::consumer::voucher_cache::{
-    CachePolicy, Clock, RetryPolicy, SystemClock, VoucherCache, VoucherError, VoucherSpec,
-};
 use crate::modi::{
     self, KeySource, KidResolver, ModiError, ReplayScope, SignatureClaims, SignatureExpectations,
     SigningMaterial, TrustStore, VerifiedSignature, AGID_JWT_SIGNATURE, AGID_JWT_TRACKING_EVIDENCE,
@@ -39,6 +35,10 @@ use crate::modi::{
 use crate::pdnd::client_assertion::ClientAssertionBuilder;
 use crate::pdnd::jwk::RsaPrivateKey;
 use crate::pdnd::voucher::Voucher;
+use crate::pdnd_client::token_client::TokenClient;
+use crate::pdnd_client::voucher_cache::{
+    CachePolicy, Clock, RetryPolicy, SystemClock, VoucherCache, VoucherFetchError, VoucherSpec,
+};
 use crate::problem::Problem;
 use crate::state::replay::ReplayMemory;
 use actix_web::body::{BodyStream, BoxBody, MessageBody};
@@ -115,7 +115,7 @@ impl ApiVoucher {
     }
 
     /// The `Authorization` value to send, with the cache it came from (for [`Self::drop_from`]).
-    pub async fn authorization(&self) -> Result<(String, Arc<VoucherCache>), VoucherError> {
+    pub async fn authorization(&self) -> Result<(String, Arc<VoucherCache>), VoucherFetchError> {
         let cache = self.cache().clone();
         let voucher = cache.get(&self.spec).await?;
         Ok((voucher.authorization(), cache))

@@ -15,9 +15,9 @@
 //! `WWW-Authenticate: DPoP` challenge (RFC 9449 section 7.1).
 
 use super::dpop::{DpopCheck, DpopRefusal};
-use super::jwks::JwksCache;
 use super::request_id;
 use crate::pdnd::voucher::{validate, Voucher, VoucherError, VoucherPolicy};
+use crate::pdnd_client::jwks::JwksCache;
 use crate::problem::{self, BearerFailure, DpopFailure};
 use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -194,7 +194,7 @@ pub enum StageFailure {
     /// The voucher is not valid (401).
     Voucher(VoucherError),
     /// No key set could be obtained (503: we cannot tell valid from invalid).
-    Keys(super::jwks::JwksError),
+    Keys(crate::pdnd_client::jwks::JwksError),
 }
 
 impl StageFailure {

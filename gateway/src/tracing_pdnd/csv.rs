@@ -18,11 +18,12 @@
 //! Rows are sorted, so the same records always give the same bytes and the same checksum: the
 //! sync compares checksums to know whether a deposited day changed afterwards.
 
-use chrono::{NaiveDate, TimeZone, Utc};
-use chrono_tz::Europe::Rome;
+use chrono::NaiveDate;
 use sha2::{Digest, Sha256};
 use sqlx::{AnyPool, Row};
 use std::collections::BTreeMap;
+
+pub use crate::provider::audit_lifecycle::{day_bounds, rome_day};
 
 /// The header PDND expects, in this order.
 pub const HEADER: [&str; 5] = ["date", "purpose_id", "status", "token_id", "requests_count"];
@@ -75,29 +76,6 @@ impl DayFile {
     pub fn requests(&self) -> i64 {
         self.rows.iter().map(|r| r.requests_count).sum()
     }
-}
-
-/// The day's bounds as the audit trail stores times (UTC, RFC 3339, milliseconds): `[from, to)`.
-/// Midnight exists on every day in Rome (the clocks change at 02:00 and 03:00), so the day is
-/// 23 hours long in March and 25 in October.
-pub fn day_bounds(date: NaiveDate) -> (String, String) {
-    let start = |d: NaiveDate| {
-        let midnight = d.and_hms_opt(0, 0, 0).unwrap_or_default();
-        Rome.from_local_datetime(&midnight)
-            .earliest()
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or_else(|| Utc.from_utc_datetime(&midnight))
-    };
-    let next = date.succ_opt().unwrap_or(date);
-    (
-        crate::provider::audit::format_time(start(date)),
-        crate::provider::audit::format_time(start(next)),
-    )
-}
-
-/// The Rome calendar day of a UTC instant.
-pub fn rome_day(t: chrono::DateTime<Utc>) -> NaiveDate {
-    t.with_timezone(&Rome).date_naive()
 }
 
 const EROGAZIONI: &str = "SELECT purpose_id, status, voucher_jti, COUNT(*) AS n FROM audit_log \

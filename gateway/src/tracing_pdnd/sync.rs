@@ -30,12 +30,12 @@ use super::client::{
 use super::csv::{self as tracing_csv, DayFile};
 use super::store::{self, DayRecord, Deposit};
 use crate::config::Config;
-use crate::consumer::token_client::TokenClient;
-use crate::consumer::voucher_cache::{
-    CachePolicy, RetryPolicy, SystemClock, VoucherCache, VoucherError, VoucherSpec,
-};
 use crate::pdnd::client_assertion::ClientAssertionBuilder;
 use crate::pdnd::jwk::RsaPrivateKey;
+use crate::pdnd_client::token_client::TokenClient;
+use crate::pdnd_client::voucher_cache::{
+    CachePolicy, RetryPolicy, SystemClock, VoucherCache, VoucherFetchError, VoucherSpec,
+};
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use sqlx::AnyPool;
 use std::collections::HashMap;
@@ -48,7 +48,7 @@ pub enum SyncError {
     #[error("configuration: {0}")]
     Config(String),
     #[error("cannot obtain the voucher for the tracing e-service: {0}")]
-    Voucher(#[from] VoucherError),
+    Voucher(#[from] VoucherFetchError),
     #[error("audit database: {0}")]
     Store(#[from] sqlx::Error),
     #[error(transparent)]

@@ -1,298 +1,20 @@
-//! The deterministic synthetic sample: a small comune (Pisa's codes) a newcomer can query.
-//!
-//! A fixed-seed generator produces families with valid codici fiscali (homonyms resolved by
-//! omocodia, as the Agenzia delle Entrate does), addresses, a few deceased and emigrated
-//! people, IMU properties and positions, TARI utenze and instalments, pagoPA payments with
-//! valid-looking IUVs, and a few companies identified by partita IVA. The same `residents`
-//! gives the same rows on every engine. Rows go in with multi-row INSERTs, one transaction per
-//! block, so a million residents is a matter of seconds, not hours.
+//! The fixed-seed generator: families, their codici fiscali (omocodia included), addresses,
+//! IMU and TARI positions, payments and companies, written into [`super::batch::Tables`].
 
-use super::seed_guard::{MARKER_TABLE, SEED_IN_PROGRESS, SEED_TABLES};
-use super::sql::{Engine, SqlStore, KEY_DATA_AGGIORNAMENTO};
-use super::StoreError;
+use super::batch::{Tables, Val};
+use super::names::*;
+use super::{SampleSubject, ANNI, COMUNE_ISTAT, OGGI};
 use crate::codice_fiscale::{CodiceFiscale, PartitaIva, Sesso};
-use chrono::{Datelike, Duration, NaiveDate, SecondsFormat, Utc};
-use sqlx::{AnyConnection, AssertSqlSafe, Row};
+use crate::store::StoreError;
+use chrono::{Datelike, Duration, NaiveDate};
 use std::collections::HashSet;
-
-/// What the seed wrote, with a few subjects worth trying.
-#[derive(Debug, Clone)]
-pub struct SeedSummary {
-    pub residents: u32,
-    pub samples: Vec<SampleSubject>,
-}
-
-/// A subject of the sample, with what makes it interesting.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SampleSubject {
-    pub codice_fiscale: String,
-    pub cognome: String,
-    pub nome: String,
-    pub description: String,
-}
-
-/// The comune of the sample (Pisa: ISTAT 050026, Belfiore G702).
-const COMUNE_ISTAT: &str = "050026";
-/// The tax years the sample has positions for.
-const ANNI: std::ops::RangeInclusive<i64> = 2023..=2025;
-/// "Today" of the sample, fixed so the data never depends on when it is generated.
-const OGGI: (i32, u32, u32) = (2025, 6, 1);
-/// Persons generated per transaction.
-const BLOCK: usize = 5_000;
-/// Bind parameters per INSERT statement (SQLite allows 32766, PostgreSQL 65535).
-const PARAMS_PER_STATEMENT: usize = 8_000;
-
-const COGNOMI: &[&str] = &[
-    "ROSSI",
-    "RUSSO",
-    "FERRARI",
-    "ESPOSITO",
-    "BIANCHI",
-    "ROMANO",
-    "COLOMBO",
-    "RICCI",
-    "MARINO",
-    "GRECO",
-    "BRUNO",
-    "GALLO",
-    "CONTI",
-    "DE LUCA",
-    "MANCINI",
-    "COSTA",
-    "GIORDANO",
-    "RIZZO",
-    "LOMBARDI",
-    "MORETTI",
-    "BARBIERI",
-    "FONTANA",
-    "SANTORO",
-    "MARIANI",
-    "RINALDI",
-    "CARUSO",
-    "FERRARA",
-    "GALLI",
-    "MARTINI",
-    "LEONE",
-    "LONGO",
-    "GENTILE",
-    "MARTINELLI",
-    "VITALE",
-    "LOMBARDO",
-    "SERRA",
-    "COPPOLA",
-    "DE SANTIS",
-    "D'ANGELO",
-    "MARCHETTI",
-    "PARISI",
-    "VILLA",
-    "CONTE",
-    "FERRARO",
-    "FERRI",
-    "FABBRI",
-    "BIANCO",
-    "MARINI",
-    "GRASSO",
-    "VALENTINI",
-    "MESSINA",
-    "SALA",
-    "DE ANGELIS",
-    "GATTI",
-    "PELLEGRINI",
-    "PALUMBO",
-    "SANNA",
-    "FARINA",
-    "RIZZI",
-    "MONTI",
-    "CATTANEO",
-    "MORELLI",
-    "AMATO",
-    "SILVESTRI",
-    "MAZZA",
-    "TESTA",
-    "GRASSI",
-    "CARBONE",
-    "GIULIANI",
-    "BENEDETTI",
-    "BARONE",
-    "CAPUTO",
-    "MONTANARI",
-    "GUERRA",
-    "PALMIERI",
-    "BERNARDI",
-    "FIORE",
-    "DE ROSA",
-    "FERRETTI",
-    "BELLINI",
-    "BASILE",
-    "RIVA",
-    "DONATI",
-    "PIRAS",
-    "VITALI",
-    "BATTAGLIA",
-    "SARTORI",
-    "NERI",
-    "COSTANTINI",
-    "MILANI",
-    "PAGANO",
-    "RUGGIERO",
-    "SORRENTINO",
-    "D'AMICO",
-    "ORLANDO",
-    "NEGRI",
-    "BO",
-    "FO",
-];
-const NOMI_M: &[&str] = &[
-    "FRANCESCO",
-    "ALESSANDRO",
-    "LORENZO",
-    "MATTIA",
-    "ANDREA",
-    "LEONARDO",
-    "GABRIELE",
-    "RICCARDO",
-    "TOMMASO",
-    "EDOARDO",
-    "MATTEO",
-    "GIUSEPPE",
-    "ANTONIO",
-    "GIOVANNI",
-    "MARCO",
-    "LUCA",
-    "DAVIDE",
-    "SIMONE",
-    "FEDERICO",
-    "STEFANO",
-    "PAOLO",
-    "ROBERTO",
-    "MASSIMO",
-    "LUIGI",
-    "SALVATORE",
-    "MARIO",
-    "GIORGIO",
-    "FABIO",
-    "CLAUDIO",
-    "FRANCO",
-    "CARLO",
-    "ENRICO",
-    "PIETRO",
-    "EMANUELE",
-    "NICOLA",
-    "VINCENZO",
-    "MICHELE",
-    "ALBERTO",
-    "DANIELE",
-    "UGO",
-];
-const NOMI_F: &[&str] = &[
-    "SOFIA",
-    "GIULIA",
-    "AURORA",
-    "ALICE",
-    "GINEVRA",
-    "EMMA",
-    "GIORGIA",
-    "GRETA",
-    "BEATRICE",
-    "ANNA",
-    "CHIARA",
-    "MARTINA",
-    "SARA",
-    "FRANCESCA",
-    "ELENA",
-    "VALENTINA",
-    "ALESSIA",
-    "FEDERICA",
-    "SILVIA",
-    "LAURA",
-    "PAOLA",
-    "MARIA",
-    "GIOVANNA",
-    "ROSA",
-    "ANGELA",
-    "LUCIA",
-    "TERESA",
-    "CARLA",
-    "ELISA",
-    "ROBERTA",
-    "BARBARA",
-    "MONICA",
-    "CRISTINA",
-    "DANIELA",
-    "SIMONA",
-    "MANUELA",
-    "PATRIZIA",
-    "ANTONELLA",
-    "STEFANIA",
-    "EVA",
-];
-/// Places of birth (name, codice catastale, weight).
-const LUOGHI: &[(&str, &str, u64)] = &[
-    ("PISA", "G702", 60),
-    ("LIVORNO", "E625", 6),
-    ("FIRENZE", "D612", 6),
-    ("LUCCA", "E715", 5),
-    ("ROMA", "H501", 5),
-    ("MILANO", "F205", 4),
-    ("NAPOLI", "F839", 4),
-    ("TORINO", "L219", 2),
-    ("BOLOGNA", "A944", 2),
-    ("PALERMO", "G273", 2),
-    ("GENOVA", "D969", 2),
-    ("BARI", "A662", 2),
-    ("ROMANIA", "Z129", 3),
-    ("ALBANIA", "Z100", 2),
-    ("MAROCCO", "Z330", 2),
-    ("GERMANIA", "Z112", 1),
-    ("STATI UNITI D'AMERICA", "Z404", 1),
-];
-const STRADE: &[(&str, &str)] = &[
-    ("VIA", "ROMA"),
-    ("VIA", "GIUSEPPE GARIBALDI"),
-    ("VIA", "GIUSEPPE MAZZINI"),
-    ("CORSO", "ITALIA"),
-    ("PIAZZA", "DEI CAVALIERI"),
-    ("LUNGARNO", "ANTONIO PACINOTTI"),
-    ("VIA", "SANTA MARIA"),
-    ("BORGO", "STRETTO"),
-    ("VIA", "DANTE ALIGHIERI"),
-    ("VIALE", "DELLE PIAGGE"),
-    ("VIA", "XX SETTEMBRE"),
-    ("VIA", "FIORENTINA"),
-    ("VIA", "DI PRATALE"),
-    ("VIA", "BONANNO PISANO"),
-    ("VIA", "GIOSUE CARDUCCI"),
-    ("PIAZZA", "VITTORIO EMANUELE II"),
-    ("VIA", "DEI MILLE"),
-    ("VIA", "CAMILLO BENSO DI CAVOUR"),
-    ("LARGO", "CIRO MENOTTI"),
-    ("VIA", "NINO BIXIO"),
-    ("VIALE", "ANTONIO GRAMSCI"),
-    ("VIA", "SAN MARTINO"),
-    ("VIA", "UGO FOSCOLO"),
-    ("VICOLO", "DEL POZZO"),
-    ("VIA", "DI CISANELLO"),
-    ("VIA", "GIACOMO PUCCINI"),
-    ("VIA", "GIACOMO LEOPARDI"),
-    ("VIA", "ALESSANDRO MANZONI"),
-    ("VIA", "GIUSEPPE VERDI"),
-    ("VIA", "FRANCESCO PETRARCA"),
-];
-const CATEGORIE_ND: &[&str] = &[
-    "ND-03 AUTORIMESSE E MAGAZZINI",
-    "ND-11 UFFICI, AGENZIE, STUDI PROFESSIONALI",
-    "ND-13 NEGOZI DI ABBIGLIAMENTO",
-    "ND-16 BANCHI DI MERCATO",
-    "ND-22 RISTORANTI, TRATTORIE, PIZZERIE",
-];
-const FORME: &[&str] = &["S.R.L.", "S.P.A.", "S.N.C.", "& C. S.A.S."];
 
 /// SplitMix64: tiny, fast, and fixed forever, so the sample never changes under a dependency
 /// upgrade.
-struct Rng(u64);
+pub(super) struct Rng(u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -301,22 +23,22 @@ impl Rng {
     }
 
     /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: i64, hi: i64) -> i64 {
+    pub(super) fn range(&mut self, lo: i64, hi: i64) -> i64 {
         let span = u64::try_from(hi - lo + 1).unwrap_or(1).max(1);
         lo + i64::try_from(self.next() % span).unwrap_or(0)
     }
 
     /// True with probability `percent`/100.
-    fn chance(&mut self, percent: u64) -> bool {
+    pub(super) fn chance(&mut self, percent: u64) -> bool {
         self.next() % 100 < percent
     }
 
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+    pub(super) fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         let i = usize::try_from(self.next() % items.len() as u64).unwrap_or(0);
         &items[i]
     }
 
-    fn weighted<'a>(
+    pub(super) fn weighted<'a>(
         &mut self,
         items: &'a [(&'a str, &'a str, u64)],
     ) -> &'a (&'a str, &'a str, u64) {
@@ -332,288 +54,45 @@ impl Rng {
     }
 }
 
-/// A value bound into an INSERT.
-enum Val {
-    T(String),
-    I(i64),
-    NullT,
-    NullI,
-}
-
-impl From<&str> for Val {
-    fn from(s: &str) -> Self {
-        Val::T(s.to_owned())
-    }
-}
-impl From<String> for Val {
-    fn from(s: String) -> Self {
-        Val::T(s)
-    }
-}
-impl From<i64> for Val {
-    fn from(i: i64) -> Self {
-        Val::I(i)
-    }
-}
-impl From<NaiveDate> for Val {
-    fn from(d: NaiveDate) -> Self {
-        Val::T(d.format("%Y-%m-%d").to_string())
-    }
-}
-
-/// Rows waiting to be written to one table.
-struct Table {
-    name: &'static str,
-    columns: &'static [&'static str],
-    rows: Vec<Vec<Val>>,
-}
-
-impl Table {
-    fn new(name: &'static str, columns: &'static [&'static str]) -> Self {
-        Table {
-            name,
-            columns,
-            rows: Vec::new(),
-        }
-    }
-
-    fn push(&mut self, row: Vec<Val>) {
-        debug_assert_eq!(row.len(), self.columns.len(), "row width of {}", self.name);
-        self.rows.push(row);
-    }
-
-    /// A multi-row INSERT. SQLite gets anonymous `?` placeholders: it resolves named ones
-    /// (`$N`) with a linear scan per parameter, which makes a statement of thousands of
-    /// parameters quadratic.
-    fn insert_sql(&self, rows: usize, engine: Engine) -> String {
-        let cols = self.columns.len();
-        let mut sql = format!(
-            "INSERT INTO {} ({}) VALUES ",
-            self.name,
-            self.columns.join(", ")
-        );
-        for r in 0..rows {
-            if r > 0 {
-                sql.push(',');
-            }
-            sql.push('(');
-            for c in 0..cols {
-                if c > 0 {
-                    sql.push(',');
-                }
-                match engine {
-                    Engine::Sqlite => sql.push('?'),
-                    Engine::Postgres => {
-                        sql.push('$');
-                        sql.push_str(&(r * cols + c + 1).to_string());
-                    }
-                }
-            }
-            sql.push(')');
-        }
-        sql
-    }
-
-    async fn flush(&mut self, conn: &mut AnyConnection, engine: Engine) -> Result<(), StoreError> {
-        let per_statement = (PARAMS_PER_STATEMENT / self.columns.len()).max(1);
-        let rows = std::mem::take(&mut self.rows);
-        let full_sql = self.insert_sql(per_statement, engine);
-        let mut iter = rows.into_iter().peekable();
-        while iter.peek().is_some() {
-            let chunk: Vec<Vec<Val>> = iter.by_ref().take(per_statement).collect();
-            let sql = if chunk.len() == per_statement {
-                full_sql.clone()
-            } else {
-                self.insert_sql(chunk.len(), engine)
-            };
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for row in chunk {
-                for v in row {
-                    query = match v {
-                        Val::T(s) => query.bind(s),
-                        Val::I(i) => query.bind(i),
-                        Val::NullT => query.bind(None::<String>),
-                        Val::NullI => query.bind(None::<i64>),
-                    };
-                }
-            }
-            query.execute(&mut *conn).await?;
-        }
-        Ok(())
-    }
-}
-
-struct Tables {
-    persone: Table,
-    residenze: Table,
-    contribuenti: Table,
-    imu_immobili: Table,
-    imu_posizioni: Table,
-    tari_utenze: Table,
-    tari_posizioni: Table,
-    tari_rate: Table,
-    pagamenti: Table,
-}
-
-impl Tables {
-    fn new() -> Self {
-        Tables {
-            persone: Table::new(
-                "persone",
-                &[
-                    "codice_fiscale",
-                    "cognome",
-                    "nome",
-                    "sesso",
-                    "data_nascita",
-                    "comune_nascita",
-                    "codice_catastale_nascita",
-                    "data_decesso",
-                    "id_famiglia",
-                    "relazione_intestatario",
-                    "ordine_famiglia",
-                ],
-            ),
-            residenze: Table::new(
-                "residenze",
-                &[
-                    "codice_fiscale",
-                    "dug",
-                    "toponimo",
-                    "civico",
-                    "cap",
-                    "codice_istat_comune",
-                    "data_decorrenza",
-                ],
-            ),
-            contribuenti: Table::new("contribuenti", &["identificativo", "tipo"]),
-            imu_immobili: Table::new(
-                "imu_immobili",
-                &[
-                    "identificativo",
-                    "foglio",
-                    "particella",
-                    "subalterno",
-                    "categoria",
-                    "rendita_centesimi",
-                    "quota_centesimi",
-                    "anno_inizio",
-                    "anno_fine",
-                ],
-            ),
-            imu_posizioni: Table::new(
-                "imu_posizioni",
-                &[
-                    "identificativo",
-                    "anno",
-                    "dovuto_centesimi",
-                    "versato_centesimi",
-                ],
-            ),
-            tari_utenze: Table::new(
-                "tari_utenze",
-                &[
-                    "identificativo",
-                    "progressivo",
-                    "dug",
-                    "toponimo",
-                    "civico",
-                    "cap",
-                    "codice_istat_comune",
-                    "superficie_mq",
-                    "occupanti",
-                    "categoria",
-                    "anno_inizio",
-                    "anno_fine",
-                ],
-            ),
-            tari_posizioni: Table::new(
-                "tari_posizioni",
-                &[
-                    "identificativo",
-                    "anno",
-                    "importo_centesimi",
-                    "pagato_centesimi",
-                ],
-            ),
-            tari_rate: Table::new(
-                "tari_rate",
-                &[
-                    "identificativo",
-                    "anno",
-                    "rata",
-                    "data_scadenza",
-                    "importo_centesimi",
-                ],
-            ),
-            pagamenti: Table::new(
-                "pagamenti",
-                &[
-                    "iuv",
-                    "identificativo",
-                    "anno",
-                    "tributo",
-                    "importo_centesimi",
-                    "data_pagamento",
-                ],
-            ),
-        }
-    }
-
-    /// Writes every pending row, parents before children (foreign keys).
-    async fn flush(&mut self, conn: &mut AnyConnection, engine: Engine) -> Result<(), StoreError> {
-        self.persone.flush(conn, engine).await?;
-        self.residenze.flush(conn, engine).await?;
-        self.contribuenti.flush(conn, engine).await?;
-        self.imu_immobili.flush(conn, engine).await?;
-        self.imu_posizioni.flush(conn, engine).await?;
-        self.tari_utenze.flush(conn, engine).await?;
-        self.tari_posizioni.flush(conn, engine).await?;
-        self.tari_rate.flush(conn, engine).await?;
-        self.pagamenti.flush(conn, engine).await?;
-        Ok(())
-    }
-}
-
 /// A generated person before it is written.
 #[derive(Clone)]
-struct Person {
-    cf: CodiceFiscale,
-    cognome: String,
-    nome: String,
-    sesso: Sesso,
-    nascita: NaiveDate,
-    luogo: (&'static str, &'static str),
+pub(super) struct Person {
+    pub(super) cf: CodiceFiscale,
+    pub(super) cognome: String,
+    pub(super) nome: String,
+    pub(super) sesso: Sesso,
+    pub(super) nascita: NaiveDate,
+    pub(super) luogo: (&'static str, &'static str),
 }
 
-struct Address {
-    dug: &'static str,
-    toponimo: &'static str,
-    civico: String,
-    cap: String,
+pub(super) struct Address {
+    pub(super) dug: &'static str,
+    pub(super) toponimo: &'static str,
+    pub(super) civico: String,
+    pub(super) cap: String,
 }
 
 /// The generator's state across blocks.
-struct Generator {
-    rng: Rng,
-    oggi: NaiveDate,
-    issued: HashSet<[u8; 16]>,
-    generated: u32,
-    families: u64,
-    companies: u64,
-    iuv_counter: u64,
-    last: Option<Person>,
-    samples: Vec<SampleSubject>,
-    sample_kinds: HashSet<&'static str>,
+pub(super) struct Generator {
+    pub(super) rng: Rng,
+    pub(super) oggi: NaiveDate,
+    pub(super) issued: HashSet<[u8; 16]>,
+    pub(super) generated: u32,
+    pub(super) families: u64,
+    pub(super) companies: u64,
+    pub(super) iuv_counter: u64,
+    pub(super) last: Option<Person>,
+    pub(super) samples: Vec<SampleSubject>,
+    pub(super) sample_kinds: HashSet<&'static str>,
 }
 
-fn fixed_date(y: i32, m: u32, d: u32) -> NaiveDate {
+pub(super) fn fixed_date(y: i32, m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).expect("the sample's fixed calendar dates exist")
 }
 
 /// IUV with aux digit 3: segregation code (2) + reference (13) + check digits (2), where the
 /// check is `3 || segregation || reference` modulo 93 (pagoPA specification).
-fn iuv(counter: u64) -> String {
+pub(super) fn iuv(counter: u64) -> String {
     let segregazione = 1u64;
     let reference = 1_000_000_000_000 + counter % 9_000_000_000_000;
     let base = format!("{segregazione:02}{reference:013}");
@@ -624,7 +103,7 @@ fn iuv(counter: u64) -> String {
 }
 
 impl Generator {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Generator {
             rng: Rng(0x5EED_C0DE_F15C_A1E5),
             oggi: fixed_date(OGGI.0, OGGI.1, OGGI.2),
@@ -639,14 +118,14 @@ impl Generator {
         }
     }
 
-    fn birth_date(&mut self, age: i64) -> NaiveDate {
+    pub(super) fn birth_date(&mut self, age: i64) -> NaiveDate {
         let year = self.oggi.year() - i32::try_from(age).unwrap_or(0) - 1;
         let day0 = fixed_date(year, 6, 1);
         day0 + Duration::days(self.rng.range(0, 364))
     }
 
     /// Issues a codice fiscale unique in the sample, going through omocodia levels on a clash.
-    fn issue(&mut self, p: &mut Person) -> Result<bool, StoreError> {
+    pub(super) fn issue(&mut self, p: &mut Person) -> Result<bool, StoreError> {
         let base =
             CodiceFiscale::from_personal_data(&p.cognome, &p.nome, p.sesso, p.nascita, p.luogo.1)
                 .map_err(|e| {
@@ -672,7 +151,7 @@ impl Generator {
         self.issue(p)
     }
 
-    fn person(
+    pub(super) fn person(
         &mut self,
         cognome: &str,
         sesso: Sesso,
@@ -695,7 +174,7 @@ impl Generator {
         Ok((p, omocode))
     }
 
-    fn address(&mut self) -> Address {
+    pub(super) fn address(&mut self) -> Address {
         let idx = usize::try_from(self.rng.next() % STRADE.len() as u64).unwrap_or(0);
         let (dug, toponimo) = STRADE[idx];
         let mut civico = self.rng.range(1, 180).to_string();
@@ -712,7 +191,7 @@ impl Generator {
         }
     }
 
-    fn sample(&mut self, kind: &'static str, p: &Person, description: String) {
+    pub(super) fn sample(&mut self, kind: &'static str, p: &Person, description: String) {
         if self.samples.len() < 8 && self.sample_kinds.insert(kind) {
             self.samples.push(SampleSubject {
                 codice_fiscale: p.cf.to_string(),
@@ -723,7 +202,7 @@ impl Generator {
         }
     }
 
-    fn write_person(
+    pub(super) fn write_person(
         &self,
         t: &mut Tables,
         p: &Person,
@@ -745,13 +224,13 @@ impl Generator {
         ]);
     }
 
-    fn next_iuv(&mut self) -> String {
+    pub(super) fn next_iuv(&mut self) -> String {
         self.iuv_counter += 1;
         iuv(self.iuv_counter)
     }
 
     /// IMU properties and positions of an owner; returns whether some year is unpaid.
-    fn imu(&mut self, t: &mut Tables, id: &str, quota: i64, company: bool) -> bool {
+    pub(super) fn imu(&mut self, t: &mut Tables, id: &str, quota: i64, company: bool) -> bool {
         let n = if company {
             self.rng.range(1, 2)
         } else {
@@ -855,7 +334,7 @@ impl Generator {
     }
 
     /// A TARI utenza with its yearly positions and instalments; returns whether some year is unpaid.
-    fn tari(
+    pub(super) fn tari(
         &mut self,
         t: &mut Tables,
         id: &str,
@@ -930,7 +409,7 @@ impl Generator {
     }
 
     /// One family (or a lone deceased/emigrated person); returns how many persons it wrote.
-    fn family(&mut self, t: &mut Tables, budget: u32) -> Result<u32, StoreError> {
+    pub(super) fn family(&mut self, t: &mut Tables, budget: u32) -> Result<u32, StoreError> {
         self.families += 1;
         let fam_no = self.families;
         // A few people outside any family: deceased, or emigrated (no longer resident).
@@ -1123,7 +602,7 @@ impl Generator {
         Ok(u32::try_from(members.len()).unwrap_or(0))
     }
 
-    fn company(&mut self, t: &mut Tables) -> Result<(), StoreError> {
+    pub(super) fn company(&mut self, t: &mut Tables) -> Result<(), StoreError> {
         self.companies += 1;
         let matricola = 1_000_000 + self.companies * 7 % 9_000_000;
         let first10 = format!("{matricola:07}050");
@@ -1153,72 +632,6 @@ impl Generator {
     }
 }
 
-/// Replaces the store's content with the deterministic sample of `residents` persons.
-pub async fn seed(store: &SqlStore, residents: u32) -> Result<SeedSummary, StoreError> {
-    let pool = store.pool();
-    let mut conn = pool.acquire().await?;
-    {
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        for table in SEED_TABLES {
-            sqlx::query(AssertSqlSafe(format!("DELETE FROM {table}")))
-                .execute(&mut *tx)
-                .await?;
-        }
-        // Marked as the seed's before the first row goes in: an interrupted seed leaves a
-        // database the next seed still recognises as its own.
-        sqlx::query(AssertSqlSafe(format!(
-            "CREATE TABLE IF NOT EXISTS {MARKER_TABLE} (persone BIGINT NOT NULL)"
-        )))
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(AssertSqlSafe(format!("DELETE FROM {MARKER_TABLE}")))
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {MARKER_TABLE} (persone) VALUES ($1)"
-        )))
-        .bind(SEED_IN_PROGRESS)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-    }
-    let mut generator = Generator::new();
-    let mut tables = Tables::new();
-    while generator.generated < residents {
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        let block_end = generator
-            .generated
-            .saturating_add(u32::try_from(BLOCK).unwrap_or(u32::MAX))
-            .min(residents);
-        while generator.generated < block_end {
-            let budget = residents - generator.generated;
-            generator.generated += generator.family(&mut tables, budget)?;
-        }
-        tables.flush(&mut tx, store.engine()).await?;
-        tx.commit().await?;
-    }
-    let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
-    sqlx::query("INSERT INTO metadati (chiave, valore) VALUES ($1, $2)")
-        .bind(KEY_DATA_AGGIORNAMENTO)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    let persone: i64 = sqlx::query("SELECT COUNT(*) FROM persone")
-        .fetch_one(&mut *conn)
-        .await?
-        .try_get(0)?;
-    sqlx::query(AssertSqlSafe(format!(
-        "UPDATE {MARKER_TABLE} SET persone = $1"
-    )))
-    .bind(persone)
-    .execute(&mut *conn)
-    .await?;
-    Ok(SeedSummary {
-        residents: generator.generated,
-        samples: generator.samples,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1241,18 +654,5 @@ mod tests {
         let ys: Vec<u64> = (0..5).map(|_| b.next()).collect();
         assert_eq!(xs, ys);
         assert!(xs.windows(2).all(|w| w[0] != w[1]));
-    }
-
-    #[test]
-    fn insert_sql_numbers_placeholders() {
-        let t = Table::new("x", &["a", "b"]);
-        assert_eq!(
-            t.insert_sql(2, Engine::Postgres),
-            "INSERT INTO x (a, b) VALUES ($1,$2),($3,$4)"
-        );
-        assert_eq!(
-            t.insert_sql(2, Engine::Sqlite),
-            "INSERT INTO x (a, b) VALUES (?,?),(?,?)"
-        );
     }
 }

@@ -178,7 +178,7 @@ impl CachedVoucher {
 /// Why no voucher could be served. Cloneable: one failed flight answers every caller waiting
 /// for it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum VoucherError {
+pub enum VoucherFetchError {
     /// PDND overloaded or unreachable, retries exhausted, and no valid voucher cached.
     #[error("PDND token endpoint {endpoint} unreachable after {attempts} attempt(s): {last}")]
     Unavailable {
@@ -205,7 +205,7 @@ struct EntryState {
     current: Option<Arc<CachedVoucher>>,
     /// Flights completed for this key; a waiter that sees it move knows the outcome is fresh.
     completed: u64,
-    last_error: Option<VoucherError>,
+    last_error: Option<VoucherFetchError>,
     /// No background renewal starts before this (after a failed one).
     renew_not_before: i64,
 }
@@ -281,7 +281,7 @@ impl VoucherCache {
     pub async fn get(
         self: &Arc<Self>,
         spec: &VoucherSpec,
-    ) -> Result<Arc<CachedVoucher>, VoucherError> {
+    ) -> Result<Arc<CachedVoucher>, VoucherFetchError> {
         let entry = self.entry(self.key(spec));
         let now = self.clock.now();
         let seen = {
@@ -331,7 +331,7 @@ impl VoucherCache {
     pub async fn get_for_one_call(
         &self,
         spec: &VoucherSpec,
-    ) -> Result<Arc<CachedVoucher>, VoucherError> {
+    ) -> Result<Arc<CachedVoucher>, VoucherFetchError> {
         self.obtain(spec).await.map(Arc::new)
     }
 
@@ -340,7 +340,7 @@ impl VoucherCache {
         &self,
         entry: &Entry,
         spec: &VoucherSpec,
-    ) -> Result<Arc<CachedVoucher>, VoucherError> {
+    ) -> Result<Arc<CachedVoucher>, VoucherFetchError> {
         let outcome = self.obtain(spec).await;
         let mut state = entry.state();
         state.completed += 1;
@@ -354,7 +354,7 @@ impl VoucherCache {
             Err(e) => {
                 let now = self.clock.now();
                 let wait = match &e {
-                    VoucherError::Unavailable { retry_after, .. } => {
+                    VoucherFetchError::Unavailable { retry_after, .. } => {
                         retry_after.map_or(1, |s| i64::try_from(s).unwrap_or(i64::MAX))
                     }
                     _ => 5,
@@ -373,7 +373,7 @@ impl VoucherCache {
     }
 
     /// Asks PDND, retrying what may succeed later.
-    async fn obtain(&self, spec: &VoucherSpec) -> Result<CachedVoucher, VoucherError> {
+    async fn obtain(&self, spec: &VoucherSpec) -> Result<CachedVoucher, VoucherFetchError> {
         let retry = &self.policy.retry;
         let started = Instant::now();
         let mut attempt = 0u32;
@@ -432,7 +432,7 @@ impl VoucherCache {
                             claims,
                             "PDND refused the voucher request; not retried"
                         );
-                        VoucherError::Refused {
+                        VoucherFetchError::Refused {
                             status,
                             body,
                             claims,
@@ -440,7 +440,7 @@ impl VoucherCache {
                     }
                     other => {
                         tracing::error!(endpoint = self.endpoint(), error = %other, "voucher request failed; not retried");
-                        VoucherError::Client(other.to_string())
+                        VoucherFetchError::Client(other.to_string())
                     }
                 });
             }
@@ -448,7 +448,7 @@ impl VoucherCache {
                 TokenClientError::Refused { retry_after, .. } => *retry_after,
                 _ => None,
             };
-            let unavailable = |attempts| VoucherError::Unavailable {
+            let unavailable = |attempts| VoucherFetchError::Unavailable {
                 endpoint: self.endpoint().to_owned(),
                 attempts,
                 last: err.to_string(),
