@@ -32,6 +32,9 @@ bash tests/scripts/cargo_deny.sh
 say "OpenAPI contracts: Italian guidelines (Spectral, zero errors)"
 bash tests/scripts/spectral.sh
 
+say "Helm chart: lint, render, Kubernetes schemas, refusals (offline)"
+bash tests/scripts/helm.sh
+
 say "PostgreSQL and Redis (throwaway)"
 pgdir=$(mktemp -d /tmp/pdndgw-pg.XXXXXX)
 redisdir=$(mktemp -d /tmp/pdndgw-redis.XXXXXX)
@@ -61,6 +64,9 @@ bash tests/scripts/schemathesis.sh
 
 say "The image's runtime assumptions: release binary, unprivileged user, read-only working directory"
 bash tests/scripts/unprivileged.sh
+
+say "The Helm chart and the binary agree (rendered configuration, migrate Job, probes)"
+bash tests/scripts/chart_agreement.sh
 
 passed=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$pgdir/cargo-test.log" | awk '{s+=$4} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$pgdir/cargo-test.log" | awk '{s+=$1} END {print s+0}')
