@@ -30,7 +30,7 @@ COPY --from=build /out/usr/local/bin/pdnd-gateway /usr/local/bin/pdnd-gateway
 COPY --from=build --chown=65532:65532 /out/var/lib/pdnd-gateway /var/lib/pdnd-gateway
 USER 65532:65532
 WORKDIR /
-ENV PDNDGW_CONFIG=/etc/pdnd-gateway/gateway.toml
+ENV PDNDGW_CONFIG=/etc/pdnd-gateway/config/gateway.toml
 # Public e-services, internal listener (fruizioni, /status, /livez, /readyz): bind them to
 # 0.0.0.0 in the configuration (the internal one with TLS or a confining NetworkPolicy).
 EXPOSE 8080 8081
