@@ -12,7 +12,7 @@ use crate::modi::trust::jwk_decoding_key;
 use crate::modi::{verify_tracking_evidence, KidResolver, ModiError, SigningAlgorithm};
 use crate::pdnd::jwk::JwkSet;
 use crate::pdnd::voucher::validate;
-use crate::provider::modi::parse_key_answer;
+use crate::pdnd_client::keys::parse_key_answer;
 
 /// Modes: 0 a JWKS document (`/.well-known/jwks.json`); 1 a key lookup answer for the fixed
 /// ModI `kid`.
