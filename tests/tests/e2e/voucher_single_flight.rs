@@ -26,6 +26,7 @@ async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thousand_concurrent_calls_one_token_request() {
+    let _alone = e2e::exclusive().await;
     let h = Harness::start_with(|c| {
         let mut f = gateway::dev::sample_fruizione(c);
         f.max_concurrency = 2_000;
@@ -57,6 +58,7 @@ async fn thousand_concurrent_calls_one_token_request() {
 
 #[tokio::test]
 async fn short_lived_voucher_is_renewed_once_through_the_proxy() {
+    let _alone = e2e::exclusive().await;
     // Vouchers live 4 s; renewal starts in the last half (2 s before expiry).
     let h = Harness::start_with(|c| {
         c.dev.voucher_lifetime_secs = 4;
@@ -80,6 +82,7 @@ async fn short_lived_voucher_is_renewed_once_through_the_proxy() {
 
 #[tokio::test]
 async fn renewal_by_clock_costs_exactly_one_request() {
+    let _alone = e2e::exclusive().await;
     let h = Harness::start_with(|c| c.dev.voucher_lifetime_secs = 600).await;
     let client = h.env.config.client.clone().expect("dev client");
     let key = RsaPrivateKey::from_pem(&std::fs::read_to_string(&client.key_file).expect("key"))
