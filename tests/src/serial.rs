@@ -44,14 +44,22 @@ pub struct Shared {
 
 /// Waits until this test can run alone, and keeps it so until the guard drops.
 pub async fn exclusive() -> Exclusive {
-    let guard = if held() { None } else { Some(LOCK.write().await) };
+    let guard = if held() {
+        None
+    } else {
+        Some(LOCK.write().await)
+    };
     enter();
     Exclusive { _guard: guard }
 }
 
 /// The read side, taken by [`crate::Harness`]; waits while an exclusive test runs.
 pub async fn shared() -> Shared {
-    let guard = if held() { None } else { Some(LOCK.read().await) };
+    let guard = if held() {
+        None
+    } else {
+        Some(LOCK.read().await)
+    };
     enter();
     Shared { _guard: guard }
 }
@@ -138,7 +146,10 @@ mod tests {
         );
         release_tx.send(()).expect("send");
         reader.join().expect("join");
-        assert!(writer.join().expect("join"), "a harness started beside an exclusive test");
+        assert!(
+            writer.join().expect("join"),
+            "a harness started beside an exclusive test"
+        );
         assert!(got.load(Ordering::SeqCst));
     }
 }
