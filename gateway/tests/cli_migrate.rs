@@ -218,16 +218,7 @@ fn fresh_postgres_schema(runtime: &tokio::runtime::Runtime, base: &str) -> Strin
 
 #[test]
 fn postgres_serve_without_migrating_refuses_a_missing_schema_until_migrate_ran() {
-    let Some(base) = std::env::var("PDNDGW_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "PDNDGW_TEST_POSTGRES_URL is not set but CI is: start PostgreSQL with \
-             tests/scripts/postgres.sh and export the URL it prints"
-        );
-        eprintln!("SKIPPED on PostgreSQL: PDNDGW_TEST_POSTGRES_URL is not set");
+    let Some(base) = test_support::postgres_url() else {
         return;
     };
     let runtime = tokio::runtime::Runtime::new().expect("runtime");

@@ -36,20 +36,10 @@ const REDIS_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/script
 const RESIDENZA: &str = "/anagrafe/v1/residenza";
 const JSON: &str = "application/json";
 
-/// A test's environment variable, with the project's rule: unset locally is a visible skip,
-/// unset with `CI` a failure.
+/// A test's environment variable, with the project's rule (unset locally is a visible skip,
+/// unset with `CI` a failure), written once in `test-support`.
 fn required_env(name: &str) -> Option<String> {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{name} is not set but CI is: the replica suite must run"
-            );
-            eprintln!("SKIPPED: {name} is not set (tests/run.sh sets it)");
-            None
-        }
-    }
+    test_support::service_url(name)
 }
 
 fn free_port() -> u16 {
@@ -591,11 +581,10 @@ impl OwnRedis {
                     .to_owned();
                 Some(OwnRedis { dir, url })
             }
-            Err(e) if std::env::var_os("CI").is_none() => {
-                eprintln!("SKIPPED: Redis unavailable here ({e}); CI runs this test");
+            Err(e) => {
+                test_support::skip_or_fail(&format!("Redis could not be started: {e}"));
                 None
             }
-            Err(e) => panic!("Redis could not be started in CI: {e}"),
         }
     }
 }

@@ -26,22 +26,7 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 /// The PostgreSQL URL for the suites: from `PDNDGW_TEST_POSTGRES_URL`. Unset in CI is a
 /// failure (CI must never silently skip PostgreSQL); unset locally is a visible skip.
 pub fn postgres_url() -> Option<String> {
-    match std::env::var("PDNDGW_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            if std::env::var_os("CI").is_some() {
-                panic!(
-                    "PDNDGW_TEST_POSTGRES_URL is not set but CI is: start PostgreSQL with \
-                     tests/scripts/postgres.sh and export the URL it prints"
-                );
-            }
-            eprintln!(
-                "SKIPPED on PostgreSQL: PDNDGW_TEST_POSTGRES_URL is not set \
-                 (run tests/scripts/postgres.sh start DIR and export the URL it prints)"
-            );
-            None
-        }
-    }
+    test_support::postgres_url()
 }
 
 /// A fresh, empty database URL for one test: a new SQLite file, or a new PostgreSQL schema.

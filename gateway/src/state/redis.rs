@@ -158,17 +158,7 @@ pub(crate) mod tests {
 
     /// The test Redis URL, or `None` after printing why the test is skipped.
     pub(crate) fn test_url() -> Option<String> {
-        match std::env::var("PDNDGW_TEST_REDIS_URL") {
-            Ok(url) if !url.is_empty() => Some(url),
-            _ => {
-                assert!(
-                    std::env::var_os("CI").is_none(),
-                    "PDNDGW_TEST_REDIS_URL is not set but CI is: the Redis tests must run"
-                );
-                eprintln!("SKIPPED: PDNDGW_TEST_REDIS_URL not set (tests/run.sh sets it)");
-                None
-            }
-        }
+        test_support::redis_url()
     }
 
     /// A store under a prefix of its own, so runs never see each other's keys.

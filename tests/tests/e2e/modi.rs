@@ -109,9 +109,8 @@ async fn responses_are_signed_and_verify_with_independent_implementations() {
     let pki = h.modi_pki();
     let ca_pem = std::fs::read(&pki.ca_cert).expect("dev CA");
     assert!(chains_to(&ca_pem, &x5c[0], &x5c[1..]));
-    let stranger_dir =
-        std::env::temp_dir().join(format!("pdndgw-stranger-{}", uuid::Uuid::new_v4()));
-    let stranger = modi::generate_dev_pki(&stranger_dir, "stranger").expect("stranger PKI");
+    let stranger_dir = e2e::temp_dir("stranger");
+    let stranger = modi::generate_dev_pki(stranger_dir.path(), "stranger").expect("stranger PKI");
     let stranger_ca = std::fs::read(&stranger.ca_cert).expect("stranger CA");
     assert!(!chains_to(&stranger_ca, &x5c[0], &x5c[1..]));
 
@@ -180,7 +179,6 @@ async fn responses_are_signed_and_verify_with_independent_implementations() {
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     assert!(header(&resp, "agid-jwt-signature").is_none());
     assert!(header(&resp, "digest").is_none());
-    let _ = std::fs::remove_dir_all(&stranger_dir);
 }
 
 #[tokio::test]
@@ -373,9 +371,8 @@ async fn integrity_rest_01_requests_accepted_and_refused() {
     assert_refused(resp, StatusCode::UNAUTHORIZED, "audience", "wrong aud").await;
 
     // A certificate from a CA the gateway does not trust.
-    let stranger_dir =
-        std::env::temp_dir().join(format!("pdndgw-stranger-{}", uuid::Uuid::new_v4()));
-    let stranger = modi::generate_dev_pki(&stranger_dir, "stranger")
+    let stranger_dir = e2e::temp_dir("stranger");
+    let stranger = modi::generate_dev_pki(stranger_dir.path(), "stranger")
         .and_then(|p| p.signing_material(SigningAlgorithm::RS256))
         .expect("stranger identity");
     let (digest, signature) = sign_request(&stranger, &request_claims(&h, &client), &body);
@@ -387,7 +384,6 @@ async fn integrity_rest_01_requests_accepted_and_refused() {
         "untrusted x5c",
     )
     .await;
-    let _ = std::fs::remove_dir_all(&stranger_dir);
 
     // No ModI headers at all where the e-service requires them.
     let resp = h
@@ -891,9 +887,8 @@ async fn verify_response_on_a_saved_answer() {
     assert!(err.to_string().contains("expired"), "{err}");
 
     // The signer's CA is required: another CA does not do.
-    let stranger_dir =
-        std::env::temp_dir().join(format!("pdndgw-stranger-{}", uuid::Uuid::new_v4()));
-    let stranger = modi::generate_dev_pki(&stranger_dir, "stranger").expect("stranger PKI");
+    let stranger_dir = e2e::temp_dir("stranger");
+    let stranger = modi::generate_dev_pki(stranger_dir.path(), "stranger").expect("stranger PKI");
     let err = verify(
         &VerifyArgs {
             ca: stranger.ca_cert.clone(),
@@ -903,5 +898,4 @@ async fn verify_response_on_a_saved_answer() {
     )
     .expect_err("untrusted CA");
     assert!(err.to_string().contains("not trusted"), "{err}");
-    let _ = std::fs::remove_dir_all(&stranger_dir);
 }

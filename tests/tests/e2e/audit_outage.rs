@@ -10,6 +10,7 @@ use std::time::Duration;
 
 #[tokio::test]
 async fn audit_on_postgres_outage_gives_503_then_recovers() {
+    let _alone = e2e::exclusive().await;
     let Some(pg) = Postgres::start() else { return };
     let url = pg.url.clone();
     let h = Harness::start_with(move |c| c.audit.url = url).await;
@@ -132,6 +133,7 @@ async fn audit_queries_on_postgres_match_sqlite() {
 
 #[tokio::test]
 async fn a_hung_postgres_gives_503_within_the_commit_timeout_not_a_hung_request() {
+    let _alone = e2e::exclusive().await;
     use sqlx::Connection;
     let Some(pg) = Postgres::start() else { return };
     let url = pg.url.clone();

@@ -40,17 +40,7 @@ async fn fresh_url(db: Db) -> Option<String> {
             Some(format!("sqlite://{}?mode=rwc", path.display()))
         }
         Db::Postgres => {
-            let base = match std::env::var("PDNDGW_TEST_POSTGRES_URL") {
-                Ok(url) if !url.is_empty() => url,
-                _ => {
-                    assert!(
-                        std::env::var_os("CI").is_none(),
-                        "PDNDGW_TEST_POSTGRES_URL is not set but CI is"
-                    );
-                    eprintln!("SKIPPED on PostgreSQL: PDNDGW_TEST_POSTGRES_URL is not set");
-                    return None;
-                }
-            };
+            let base = test_support::postgres_url()?;
             sqlx::any::install_default_drivers();
             let admin = sqlx::AnyPool::connect(&base).await.expect("PostgreSQL");
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))

@@ -20,6 +20,8 @@ struct Pki {
     server_key: PathBuf,
     client_identity: String,
     stranger_identity: String,
+    /// Holds the files above; removed when the PKI drops.
+    _dir: tempfile::TempDir,
 }
 
 fn ca(name: &str) -> (Issuer<'static, KeyPair>, String) {
@@ -54,8 +56,8 @@ fn write_private(path: &Path, contents: &str) {
 }
 
 fn pki() -> Pki {
-    let dir = std::env::temp_dir().join(format!("pdndgw-tls-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).expect("dir");
+    let tmp = e2e::temp_dir("tls");
+    let dir = tmp.path();
     let (issuer, ca_pem) = ca("internal clients and server CA");
     let (server_pem, server_key_pem) = leaf(
         &issuer,
@@ -86,6 +88,7 @@ fn pki() -> Pki {
         server_key,
         client_identity: format!("{client_pem}{client_key}"),
         stranger_identity: format!("{stranger_pem}{stranger_key}"),
+        _dir: tmp,
     }
 }
 
@@ -177,8 +180,8 @@ async fn clear_text_beyond_loopback_needs_the_explicit_opt_in() {
     config.server.internal_listen = "0.0.0.0:0".parse().expect("addr");
     config.dev.authority_listen = "127.0.0.1:0".parse().expect("addr");
     config.dev.residents = 10;
-    let dir = std::env::temp_dir().join(format!("pdndgw-e2e-{}", uuid::Uuid::new_v4()));
-    let refused = gateway::dev::start(config, &dir)
+    let dir = e2e::temp_dir("e2e");
+    let refused = gateway::dev::start(config, dir.path())
         .await
         .err()
         .expect("refused")

@@ -21,6 +21,7 @@ async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authority_down_and_ttl_passed_every_request_still_served() {
+    let _alone = e2e::exclusive().await;
     // TTL and the first back-off of one second, so the run spans several refresh attempts.
     let h = Harness::start_with(|c| {
         c.pdnd.jwks_cache_ttl_secs = 1;
@@ -87,6 +88,7 @@ async fn authority_down_and_ttl_passed_every_request_still_served() {
 
 #[tokio::test]
 async fn unknown_kid_flood_is_not_a_flood_towards_pdnd() {
+    let _alone = e2e::exclusive().await;
     let h = Harness::start_with(|c| {
         c.pdnd.jwks_min_refetch_interval_secs = 2;
         c.pdnd.jwks_max_backoff_secs = 2;
@@ -144,6 +146,7 @@ async fn unknown_kid_flood_is_not_a_flood_towards_pdnd() {
 
 #[tokio::test]
 async fn a_gateway_that_never_loaded_keys_answers_503() {
+    let _alone = e2e::exclusive().await;
     let h = Harness::start().await;
     let voucher = h
         .voucher(gateway::dev::sample::ANAGRAFE_FULL.purpose_id)

@@ -216,6 +216,7 @@ async fn made_up_kids_cost_pdnd_at_most_the_lookup_limit() {
 
 #[tokio::test]
 async fn a_body_that_stalls_gets_408_within_the_deadline() {
+    let _alone = e2e::exclusive().await;
     let h = Harness::start_with(|c| {
         c.eservices.anagrafe.modi.request_integrity = RequestIntegrity::IntegrityRest01;
         c.server.body_read_timeout_ms = 500;

@@ -421,6 +421,7 @@ async fn hostile_paths_never_reach_the_remote() {
 
 #[tokio::test]
 async fn fruizioni_records_on_postgres_and_its_outage() {
+    let _alone = e2e::exclusive().await;
     let Some(pg) = e2e::Postgres::start() else {
         return;
     };

@@ -152,6 +152,7 @@ async fn forged_purposes_get_403_and_ids_other_than_configured_get_401() {
 
 #[tokio::test]
 async fn suspending_a_purpose_in_the_file_applies_without_restart() {
+    let _alone = e2e::exclusive().await;
     let h = Harness::start().await;
     let cf = h.sample_cf();
     let full = h.voucher(sample::ANAGRAFE_FULL.purpose_id).await;
@@ -221,6 +222,7 @@ fn remove_state_after(text: &str, marker: &str) -> String {
 
 #[tokio::test]
 async fn purposes_from_the_database_apply_without_restart() {
+    let _alone = e2e::exclusive().await;
     let h = Harness::start().await;
     let cf = h.sample_cf();
     let key = h.authority_key_pem();

@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
 async fn a_hung_audit_database_answers_503_and_unauthenticated_refusals_do_not_wait() {
+    let _alone = e2e::exclusive().await;
     let h = Harness::start_with(|c| {
         c.audit.commit_timeout_ms = 300;
     })
@@ -100,6 +101,7 @@ async fn a_hung_audit_database_answers_503_and_unauthenticated_refusals_do_not_w
 
 #[tokio::test]
 async fn a_trickling_body_is_cut_off_with_408() {
+    let _alone = e2e::exclusive().await;
     let h = Harness::start_with(|c| {
         c.server.body_read_timeout_ms = 500;
     })

@@ -195,6 +195,7 @@ async fn second_gateway_calls_this_one_and_is_audited() {
 
 #[tokio::test]
 async fn remote_failures_and_concurrency_limit() {
+    let _alone = e2e::exclusive().await;
     let h = Harness::start().await;
     let hung = silent_remote().await;
     let closed = closed_port();

@@ -55,6 +55,7 @@ fn cache(
 
 #[tokio::test]
 async fn waits_as_told_then_succeeds() {
+    let _alone = e2e::exclusive().await;
     let endpoint = ScriptedTokenEndpoint::start(
         vec![
             Step::Fail {
@@ -91,6 +92,7 @@ async fn waits_as_told_then_succeeds() {
 
 #[tokio::test]
 async fn retry_budget_is_bounded_and_shared_by_waiters() {
+    let _alone = e2e::exclusive().await;
     // Always 503: 3 attempts, then every waiter gets the same error, not a flight of its own.
     let endpoint = ScriptedTokenEndpoint::start(
         vec![],
@@ -149,6 +151,7 @@ async fn retry_budget_is_bounded_and_shared_by_waiters() {
 
 #[tokio::test]
 async fn failed_renewal_keeps_the_valid_voucher() {
+    let _alone = e2e::exclusive().await;
     let endpoint =
         ScriptedTokenEndpoint::start(vec![], Step::Token { expires_in: 100 }, None).await;
     let clock = Arc::new(ManualClock::new(1_800_000_000));
@@ -188,6 +191,7 @@ async fn failed_renewal_keeps_the_valid_voucher() {
 
 #[tokio::test]
 async fn proxy_with_token_endpoint_down() {
+    let _alone = e2e::exclusive().await;
     let h = e2e::Harness::start().await;
     let endpoint = ScriptedTokenEndpoint::start(
         vec![],

@@ -1,0 +1,76 @@
+//! The one rule for tests that need a service from outside the process (PostgreSQL, Redis):
+//! `tests/run.sh` starts them and exports their URLs; where a URL is missing or a service cannot
+//! be started, a local run skips the test with a visible `SKIPPED` line, but a run with `CI` set
+//! fails, so that CI never silently loses the PostgreSQL or Redis half of a suite.
+//!
+//! A crate of its own, with no dependencies, so that every package's tests (the gateway's unit
+//! and CLI tests, the e-services' suites, the end-to-end binary) use the same rule without
+//! depending on each other.
+
+/// The variable `tests/run.sh` sets to the throwaway PostgreSQL's URL.
+pub const POSTGRES_URL_VAR: &str = "PDNDGW_TEST_POSTGRES_URL";
+/// The variable `tests/run.sh` sets to the throwaway Redis's URL.
+pub const REDIS_URL_VAR: &str = "PDNDGW_TEST_REDIS_URL";
+
+/// Whether this run is CI's (the `CI` variable is set, to anything).
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some()
+}
+
+/// A required service is missing: panics with `why` when `CI` is set; otherwise prints
+/// `SKIPPED: why` (on stderr, shown with `--nocapture` and on failure) and returns, so that
+/// the caller returns `None` or skips the test.
+pub fn skip_or_fail(why: &str) {
+    assert!(!in_ci(), "{why}, but CI is set: CI must run this test");
+    eprintln!("SKIPPED: {why} (tests/run.sh provides it; CI runs this test)");
+}
+
+/// The value of `var`, or `None` after [`skip_or_fail`] when it is unset or empty.
+pub fn service_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            skip_or_fail(&format!("{var} is not set"));
+            None
+        }
+    }
+}
+
+/// The shared test PostgreSQL's URL ([`POSTGRES_URL_VAR`]), or `None` locally.
+pub fn postgres_url() -> Option<String> {
+    service_url(POSTGRES_URL_VAR)
+}
+
+/// The shared test Redis's URL ([`REDIS_URL_VAR`]), or `None` locally.
+pub fn redis_url() -> Option<String> {
+    service_url(REDIS_URL_VAR)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // One test, not several: they change the process environment, which tests running in
+    // parallel would see.
+    #[test]
+    fn set_urls_are_returned_and_missing_ones_skip_locally_and_fail_in_ci() {
+        let var = "TEST_SUPPORT_SELF_TEST_URL";
+        std::env::set_var(var, "redis://127.0.0.1:1");
+        assert_eq!(service_url(var).as_deref(), Some("redis://127.0.0.1:1"));
+
+        std::env::set_var(var, "");
+        let ci = std::env::var_os("CI");
+        std::env::remove_var("CI");
+        assert_eq!(service_url(var), None, "empty is unset: skipped locally");
+        std::env::remove_var(var);
+        assert_eq!(service_url(var), None, "unset: skipped locally");
+
+        std::env::set_var("CI", "true");
+        let in_ci = std::panic::catch_unwind(|| service_url(var));
+        match ci {
+            Some(v) => std::env::set_var("CI", v),
+            None => std::env::remove_var("CI"),
+        }
+        assert!(in_ci.is_err(), "unset with CI set must fail the test");
+    }
+}
