@@ -216,23 +216,31 @@ fn chrono_tz_rome(naive: chrono::NaiveDateTime) -> DateTime<Utc> {
     Utc.from_utc_datetime(&(naive - chrono::Duration::hours(1)))
 }
 
-async fn sync_loop(db: Db) {
+/// A dev environment whose `[tracing]` points at its local tracing service with a window of
+/// three days, on a fresh audit database of `db` (`None`: PostgreSQL skipped locally).
+async fn tracing_harness(db: Db, run_in_serve: bool) -> Option<Harness> {
     let url = match db {
         Db::Sqlite => None,
-        Db::Postgres => match fresh_url(db).await {
-            Some(u) => Some(u),
-            None => return,
-        },
+        Db::Postgres => Some(fresh_url(db).await?),
     };
-    let h = Harness::start_with(move |c| {
-        if let Some(url) = url {
-            c.audit.url = url;
-        }
-        let mut tracing = gateway::dev::tracing_service::dev_section(c);
-        tracing.window_days = 3;
-        c.tracing = Some(tracing);
-    })
-    .await;
+    Some(
+        Harness::start_with(move |c| {
+            if let Some(url) = url {
+                c.audit.url = url;
+            }
+            let mut tracing = gateway::dev::tracing_service::dev_section(c);
+            tracing.window_days = 3;
+            tracing.run_in_serve = run_in_serve;
+            c.tracing = Some(tracing);
+        })
+        .await,
+    )
+}
+
+async fn sync_loop(db: Db) {
+    let Some(h) = tracing_harness(db, false).await else {
+        return;
+    };
     let config = &h.env.config;
     let svc = h.env.tracing_service.clone();
     let store_ = AuditStore::connect(&config.audit.url).await.expect("store");
@@ -742,23 +750,9 @@ async fn the_local_tracing_service_checks_rows_dates_vouchers_and_states() {
 /// `[tracing] run_in_serve`: two replicas start the daily task on one database; the window's
 /// days are deposited once each, by whichever replica took the lock, and never twice.
 async fn daily_task_on(db: Db) {
-    let url = match db {
-        Db::Sqlite => None,
-        Db::Postgres => match fresh_url(db).await {
-            Some(u) => Some(u),
-            None => return,
-        },
+    let Some(h) = tracing_harness(db, true).await else {
+        return;
     };
-    let h = Harness::start_with(move |c| {
-        if let Some(url) = url {
-            c.audit.url = url;
-        }
-        let mut tracing = gateway::dev::tracing_service::dev_section(c);
-        tracing.window_days = 3;
-        tracing.run_in_serve = true;
-        c.tracing = Some(tracing);
-    })
-    .await;
     let config = h.env.config.clone();
     let svc = h.env.tracing_service.clone();
     let now = Utc::now();
