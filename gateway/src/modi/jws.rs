@@ -178,10 +178,18 @@ pub(crate) fn time_claim(
 /// The `jti`, required and bounded (it becomes a replay-cache key).
 pub(crate) fn jti_claim(claims: &Map<String, Value>) -> Result<String, ModiError> {
     let jti = string_claim(claims, "jti")?.ok_or(ModiError::MissingClaim("jti"))?;
+    check_jti(&jti)?;
+    Ok(jti)
+}
+
+/// A `jti` fit to be a replay-memory key: present and at most [`MAX_JTI_LEN`] bytes. One rule
+/// for the claim, the in-process memory and the shared store, so none can hold what another
+/// would refuse.
+pub fn check_jti(jti: &str) -> Result<(), ModiError> {
     if jti.is_empty() || jti.len() > MAX_JTI_LEN {
         return Err(ModiError::malformed("claim", "jti empty or too long"));
     }
-    Ok(jti)
+    Ok(())
 }
 
 /// `aud` must be the expected audience, or an array containing it. Returns the audience as

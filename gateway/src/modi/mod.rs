@@ -29,7 +29,7 @@ mod tests;
 
 pub use digest::{digest_header, verify_digest};
 pub use error::ModiError;
-pub use jws::unverified_kid;
+pub use jws::{check_jti, unverified_kid};
 pub use keys::{
     rsa_thumbprint, KeyReference, LeafKey, SigningAlgorithm, SigningMaterial, TrustStore,
 };

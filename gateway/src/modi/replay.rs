@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
-use super::jws::MAX_JTI_LEN;
+use super::jws::check_jti;
 use super::ModiError;
 
 /// The kind of token a jti belongs to; each kind has its own key space.
@@ -178,9 +178,7 @@ impl InMemoryReplayGuard {
         expires_at: i64,
         now: i64,
     ) -> Result<(), ModiError> {
-        if jti.is_empty() || jti.len() > MAX_JTI_LEN {
-            return Err(ModiError::malformed("claim", "jti empty or too long"));
-        }
+        check_jti(jti)?;
         let mut state = self.lock();
         // Prune everything expired at `now`.
         while let Some(first) = state.by_expiry.first() {
@@ -247,6 +245,7 @@ impl ReplayGuard for InMemoryReplayGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::modi::jws::MAX_JTI_LEN;
 
     #[test]
     fn second_use_is_a_replay() {

@@ -27,9 +27,6 @@ use crate::config::state::StateBackend;
 use crate::config::Config;
 use crate::modi::{InMemoryReplayGuard, ModiError, ReplayGuard, ReplayScope};
 
-/// Longest jti kept (the verifiers refuse longer ones before they get here).
-const MAX_JTI_LEN: usize = 256;
-
 /// Where the provider records the jtis it accepted.
 pub enum ReplayMemory {
     /// In this process only.
@@ -119,9 +116,7 @@ impl SharedReplay {
         expires_at: i64,
         now: i64,
     ) -> Result<(), ModiError> {
-        if jti.is_empty() || jti.len() > MAX_JTI_LEN {
-            return Err(ModiError::malformed("claim", "jti empty or too long"));
-        }
+        crate::modi::check_jti(jti)?;
         if expires_at <= now {
             // Already past its lifetime: the verifier refuses such a token, nothing to keep.
             return Ok(());
@@ -236,6 +231,12 @@ mod tests {
         assert!(matches!(
             memory
                 .store_jti(ReplayScope::Modi, None, "", now + 60, now)
+                .await,
+            Err(ModiError::Malformed { .. })
+        ));
+        assert!(matches!(
+            memory
+                .store_jti(ReplayScope::Modi, None, &"x".repeat(257), now + 60, now)
                 .await,
             Err(ModiError::Malformed { .. })
         ));
