@@ -31,13 +31,33 @@ ensure_installed() {
     command -v redis-server >/dev/null 2>&1 || die "redis-server still missing after apt-get install"
 }
 
+# A free port; `free_port bus` one whose cluster bus port (port + 10000) is free too, which
+# Redis needs to be at most 65535.
 free_port() {
-    python3 - <<'PY'
-import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()
+    python3 - "${1:-}" <<'PY'
+import socket, sys
+bus = sys.argv[1] == "bus"
+for _ in range(200):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    if bus:
+        if port > 55535:
+            s.close()
+            continue
+        b = socket.socket()
+        try:
+            b.bind(("127.0.0.1", port + 10000))
+        except OSError:
+            s.close()
+            continue
+        finally:
+            b.close()
+    s.close()
+    print(port)
+    break
+else:
+    sys.exit("no free port")
 PY
 }
 
@@ -103,7 +123,7 @@ EOF
 
     local ports="" p nodes=()
     for _ in 1 2 3; do
-        p=$(free_port)
+        p=$(free_port bus)
         start_server "cluster-$p" "$p" --cluster-enabled yes \
             --cluster-config-file "$dir/nodes-$p.conf" --cluster-node-timeout 2000
         ports="$ports $p"; nodes+=("127.0.0.1:$p")
