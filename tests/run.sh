@@ -38,10 +38,12 @@ bash tests/scripts/helm.sh
 say "PostgreSQL and Redis (throwaway)"
 pgdir=$(mktemp -d /tmp/pdndgw-pg.XXXXXX)
 redisdir=$(mktemp -d /tmp/pdndgw-redis.XXXXXX)
+redishadir=$(mktemp -d /tmp/pdndgw-redis-ha.XXXXXX)
 cleanup() {
   bash tests/scripts/postgres.sh stop "$pgdir" >/dev/null 2>&1 || true
   bash tests/scripts/redis.sh stop "$redisdir" >/dev/null 2>&1 || true
-  rm -rf "$pgdir" "$redisdir"
+  bash tests/scripts/redis_ha.sh stop "$redishadir" >/dev/null 2>&1 || true
+  rm -rf "$pgdir" "$redisdir" "$redishadir"
 }
 trap cleanup EXIT
 url_line=$(bash tests/scripts/postgres.sh start "$pgdir" | grep '^DATABASE_URL=' | tail -n 1)
@@ -50,6 +52,12 @@ echo "PostgreSQL at ${PDNDGW_TEST_POSTGRES_URL%%@*}@…"
 url_line=$(bash tests/scripts/redis.sh start "$redisdir" | grep '^REDIS_URL=' | tail -n 1)
 export PDNDGW_TEST_REDIS_URL="${url_line#REDIS_URL=}"
 echo "Redis at $PDNDGW_TEST_REDIS_URL"
+ha_lines=$(bash tests/scripts/redis_ha.sh start "$redishadir")
+url_line=$(grep '^SENTINEL_URL=' <<<"$ha_lines" | tail -n 1)
+export PDNDGW_TEST_REDIS_SENTINEL_URL="${url_line#SENTINEL_URL=}"
+url_line=$(grep '^CLUSTER_URL=' <<<"$ha_lines" | tail -n 1)
+export PDNDGW_TEST_REDIS_CLUSTER_URL="${url_line#CLUSTER_URL=}"
+echo "Redis Sentinel at $PDNDGW_TEST_REDIS_SENTINEL_URL, Cluster at $PDNDGW_TEST_REDIS_CLUSTER_URL"
 
 say "cargo test (unit, property, end-to-end)"
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$pgdir/cargo-test.log"

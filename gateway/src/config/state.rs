@@ -6,9 +6,11 @@
 //! it in one Redis that every replica uses. The URL may carry a password, so it is redacted in
 //! `Debug` and belongs in the environment (`PDNDGW_STATE__URL`), not in a versioned file.
 
+pub mod redis_url;
+
 use serde::Deserialize;
 
-use super::{invalid, redact_url, ConfigError};
+use super::{invalid, ConfigError};
 
 /// Which store holds the shared state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -27,8 +29,11 @@ pub enum StateBackend {
 pub struct StateConfig {
     #[serde(default)]
     pub backend: StateBackend,
-    /// `redis://[user:password@]host:port/db`, or `rediss://` for TLS; required with
-    /// `backend = "redis"`. A secret: give it as `PDNDGW_STATE__URL`.
+    /// `redis://[user:password@]host:port/db` (`rediss://` for TLS), or under Sentinel
+    /// `redis+sentinel://[user:password@]host:port[,host:port...]/master_name[/db]`, or a
+    /// Cluster's `redis+cluster://[user:password@]host:port[,host:port...]` (see
+    /// `state::redis_conn`); required with `backend = "redis"`. A secret: give it as
+    /// `PDNDGW_STATE__URL`.
     #[serde(default)]
     pub url: Option<String>,
     /// Prefix of every key, so that several gateways (or environments) may share one Redis.
@@ -55,7 +60,7 @@ impl std::fmt::Debug for StateConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StateConfig")
             .field("backend", &self.backend)
-            .field("url", &self.url.as_deref().map(redact_url))
+            .field("url", &self.url.as_deref().map(redis_url::redact))
             .field("key_prefix", &self.key_prefix)
             .field("timeout_ms", &self.timeout_ms)
             .finish()
@@ -88,14 +93,15 @@ impl StateConfig {
                     "is required with backend = \"redis\" (give it as PDNDGW_STATE__URL)",
                 );
             };
-            let scheme_ok = ["redis://", "rediss://", "redis+unix://", "unix://"]
-                .iter()
-                .any(|s| url.starts_with(s));
-            if !scheme_ok || redis::Client::open(url).is_err() {
-                return invalid(
-                    "state.url",
-                    "must be a Redis URL: redis://host:port/db, or rediss:// for TLS",
-                );
+            if let Err(why) = redis_url::Target::parse(url) {
+                return Err(ConfigError::Invalid {
+                    key: "state.url",
+                    reason: format!(
+                        "{why}; forms: redis://host:port/db (rediss:// for TLS), \
+                         redis+sentinel://host:port[,host:port]/master[/db], \
+                         redis+cluster://host:port[,host:port]"
+                    ),
+                });
             }
         }
         if self.key_prefix.len() > 64 || self.key_prefix.chars().any(char::is_whitespace) {
@@ -148,6 +154,34 @@ mod tests {
         );
         assert!(redis(Some("redis://redis:6379/0")).validate().is_ok());
         assert!(redis(Some("rediss://redis:6380/0")).validate().is_ok());
+        assert!(redis(Some("redis+sentinel://s1:26379,s2:26379/mymaster/0"))
+            .validate()
+            .is_ok());
+        assert!(redis(Some("redis+cluster://n1:7000,n2:7001,n3:7002"))
+            .validate()
+            .is_ok());
+    }
+
+    #[test]
+    fn malformed_sentinel_and_cluster_urls_are_refused_at_load() {
+        for url in [
+            "redis+sentinel://:pw-x@s1:26379",
+            "redis+sentinel://s1:26379,s2/mymaster",
+            "redis+cluster://n1:7000/2",
+            "redis+cluster://n1:port",
+        ] {
+            let err = redis(Some(url)).validate().expect_err(url);
+            let ConfigError::Invalid {
+                key,
+                reason: message,
+            } = &err
+            else {
+                panic!("{err:?}")
+            };
+            assert_eq!(*key, "state.url");
+            assert!(message.contains("redis+sentinel://"), "{message}");
+            assert!(!message.contains("pw-x"), "{message}");
+        }
     }
 
     #[test]
@@ -168,6 +202,9 @@ mod tests {
         let shown = format!("{config:?}");
         assert!(!shown.contains("s3cr3t-pass"), "{shown}");
         assert!(shown.contains("redis:6379"), "{shown}");
+        let config = redis(Some("redis+sentinel://:s3cr3t-pass@s1:1,s2:2/m"));
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cr3t-pass"), "{shown}");
     }
 
     #[test]

@@ -13,6 +13,9 @@
 
 pub mod memory;
 pub mod redis;
+pub mod redis_conn;
+#[cfg(test)]
+mod redis_ha_tests;
 pub mod replay;
 
 use std::future::Future;

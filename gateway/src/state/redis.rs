@@ -1,9 +1,11 @@
 //! [`StateStore`] in Redis, shared by every replica.
 //!
-//! One [`ConnectionManager`] per process: it multiplexes every request over one connection and
-//! reconnects by itself after Redis restarts or the network drops, so no pool and no restart
-//! of the gateway are needed. It is created lazily: a Redis down when the gateway starts only
-//! makes the requests that need it answer 503 until it is back.
+//! One connection per process ([`Connector`]): for a single server the crate's
+//! `ConnectionManager`, which multiplexes every request over one connection and reconnects by
+//! itself; under Sentinel the master the sentinels name, asked again after a failure; on a
+//! Cluster the crate's cluster connection (see [`super::redis_conn`] for the URL forms). So no
+//! pool and no restart of the gateway are needed. It is created lazily: a Redis down when the
+//! gateway starts only makes the requests that need it answer 503 until it is back.
 //!
 //! Every command is bounded by `[state] timeout_ms` (a hung Redis must not hang requests) and
 //! every failure becomes [`StateError`]: the caller refuses, it never guesses. Error texts come
@@ -17,9 +19,9 @@
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Script};
+use redis::{FromRedisValue, Script, ScriptInvocation};
 
+use super::redis_conn::{redact, Connector, Target};
 use super::{StateError, StateFuture, StateStore};
 
 /// INCR, and PEXPIRE only when the counter was just created: one round trip, atomic.
@@ -31,7 +33,9 @@ return n
 
 /// The Redis store.
 pub struct RedisStore {
-    manager: ConnectionManager,
+    connector: Connector,
+    /// `redis`, `redis-sentinel` or `redis-cluster`.
+    kind: &'static str,
     prefix: String,
     timeout: Duration,
     incr: Script,
@@ -52,23 +56,16 @@ impl std::fmt::Debug for RedisStore {
 impl RedisStore {
     /// A store for `url` that connects on first use (must be called inside a tokio runtime).
     pub fn connect_lazy(url: &str, prefix: &str, timeout: Duration) -> Result<Self, StateError> {
-        let client = Client::open(url).map_err(|e| StateError::BadUrl(e.to_string()))?;
-        // Connection attempts and replies bounded by the same timeout as a command; a few
-        // quick retries per reconnection, then the next command tries again.
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(2)
-            .set_min_delay(Duration::from_millis(20))
-            .set_max_delay(Duration::from_millis(200));
-        let manager = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| StateError::Unavailable(e.to_string()))?;
+        let target = Target::parse(url).map_err(|e| StateError::BadUrl(format!("URL {e}")))?;
+        let connector =
+            Connector::new(&target, timeout).map_err(|e| StateError::Unavailable(e.to_string()))?;
         Ok(RedisStore {
-            manager,
+            connector,
+            kind: target.kind(),
             prefix: prefix.to_owned(),
             timeout,
             incr: Script::new(INCR_SCRIPT),
-            shown_url: crate::config::redact_url(url),
+            shown_url: redact(url),
         })
     }
 
@@ -76,17 +73,46 @@ impl RedisStore {
         format!("{}{key}", self.prefix)
     }
 
-    /// Runs one command future within the timeout, mapping every failure to [`StateError`].
+    /// Runs one command on the store's connection, within the timeout (connecting, or asking
+    /// the sentinels for the master, counts in it), mapping every failure to [`StateError`].
+    pub(crate) async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StateError> {
+        self.bounded(async {
+            let mut conn = self.connector.conn().await?;
+            cmd.query_async(&mut conn).await
+        })
+        .await
+    }
+
+    /// Runs one script call the same way: `EVALSHA`, and `SCRIPT LOAD` + `EVALSHA` when the
+    /// server does not know the script yet (on a Cluster the load goes to every master). On a
+    /// Cluster every key of the call must hash to one slot (`{hash tag}`).
+    pub(crate) async fn invoke<T: FromRedisValue>(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T, StateError> {
+        self.bounded(async {
+            let mut conn = self.connector.conn().await?;
+            invocation.invoke_async(&mut conn).await
+        })
+        .await
+    }
+
     async fn bounded<T>(
         &self,
         fut: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, StateError> {
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(StateError::Unavailable(e.to_string())),
-            Err(_) => Err(StateError::Timeout(
-                u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
-            )),
+            Ok(Err(e)) => {
+                self.connector.failed(Some(&e)).await;
+                Err(StateError::Unavailable(e.to_string()))
+            }
+            Err(_) => {
+                self.connector.failed(None).await;
+                Err(StateError::Timeout(
+                    u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
+                ))
+            }
         }
     }
 }
@@ -99,7 +125,6 @@ fn millis(ttl: Duration) -> u64 {
 impl StateStore for RedisStore {
     fn insert_once<'a>(&'a self, key: &'a str, ttl: Duration) -> StateFuture<'a, bool> {
         Box::pin(async move {
-            let mut conn = self.manager.clone();
             let mut cmd = redis::cmd("SET");
             cmd.arg(self.key(key))
                 .arg(1)
@@ -107,36 +132,31 @@ impl StateStore for RedisStore {
                 .arg("PX")
                 .arg(millis(ttl));
             // "OK" when set, nil when the key existed.
-            let reply: Option<String> = self.bounded(cmd.query_async(&mut conn)).await?;
+            let reply: Option<String> = self.query(&cmd).await?;
             Ok(reply.is_some())
         })
     }
 
     fn incr<'a>(&'a self, key: &'a str, ttl: Duration) -> StateFuture<'a, u64> {
         Box::pin(async move {
-            let mut conn = self.manager.clone();
             let mut invocation = self.incr.key(self.key(key));
             invocation.arg(millis(ttl));
-            self.bounded(invocation.invoke_async(&mut conn)).await
+            self.invoke(&invocation).await
         })
     }
 
     fn remove<'a>(&'a self, key: &'a str) -> StateFuture<'a, ()> {
         Box::pin(async move {
-            let mut conn = self.manager.clone();
             let mut cmd = redis::cmd("DEL");
             cmd.arg(self.key(key));
-            let _: i64 = self.bounded(cmd.query_async(&mut conn)).await?;
+            let _: i64 = self.query(&cmd).await?;
             Ok(())
         })
     }
 
     fn ping(&self) -> StateFuture<'_, ()> {
         Box::pin(async move {
-            let mut conn = self.manager.clone();
-            let reply: String = self
-                .bounded(redis::cmd("PING").query_async(&mut conn))
-                .await?;
+            let reply: String = self.query(&redis::cmd("PING")).await?;
             if reply == "PONG" {
                 Ok(())
             } else {
@@ -146,7 +166,7 @@ impl StateStore for RedisStore {
     }
 
     fn backend(&self) -> &'static str {
-        "redis"
+        self.kind
     }
 }
 

@@ -11,6 +11,11 @@
 pub const POSTGRES_URL_VAR: &str = "PDNDGW_TEST_POSTGRES_URL";
 /// The variable `tests/run.sh` sets to the throwaway Redis's URL.
 pub const REDIS_URL_VAR: &str = "PDNDGW_TEST_REDIS_URL";
+/// The variable `tests/run.sh` sets to the throwaway Sentinel deployment's URL
+/// (`redis+sentinel://...`, from `tests/scripts/redis_ha.sh`).
+pub const REDIS_SENTINEL_URL_VAR: &str = "PDNDGW_TEST_REDIS_SENTINEL_URL";
+/// The variable `tests/run.sh` sets to the throwaway Redis Cluster's URL (`redis+cluster://...`).
+pub const REDIS_CLUSTER_URL_VAR: &str = "PDNDGW_TEST_REDIS_CLUSTER_URL";
 
 /// Whether this run is CI's (the `CI` variable is set, to anything).
 pub fn in_ci() -> bool {
@@ -44,6 +49,16 @@ pub fn postgres_url() -> Option<String> {
 /// The shared test Redis's URL ([`REDIS_URL_VAR`]), or `None` locally.
 pub fn redis_url() -> Option<String> {
     service_url(REDIS_URL_VAR)
+}
+
+/// The test Sentinel deployment's URL ([`REDIS_SENTINEL_URL_VAR`]), or `None` locally.
+pub fn redis_sentinel_url() -> Option<String> {
+    service_url(REDIS_SENTINEL_URL_VAR)
+}
+
+/// The test Redis Cluster's URL ([`REDIS_CLUSTER_URL_VAR`]), or `None` locally.
+pub fn redis_cluster_url() -> Option<String> {
+    service_url(REDIS_CLUSTER_URL_VAR)
 }
 
 #[cfg(test)]
