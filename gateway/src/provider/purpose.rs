@@ -369,7 +369,11 @@ impl PurposeDb {
                         .map(|o| o.trim().to_owned())
                         .filter(|o| !o.is_empty())
                         .collect(),
-                    daily_quota: quota.and_then(|q| u64::try_from(q).ok()),
+                    daily_quota: quota
+                        .map(|q| {
+                            u64::try_from(q).map_err(|_| format!("daily_quota {q} is negative"))
+                        })
+                        .transpose()?,
                     state,
                     eservice_id: get("eservice_id")?,
                     descriptor_id: get("descriptor_id")?,
