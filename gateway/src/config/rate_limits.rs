@@ -13,6 +13,9 @@ use super::{invalid, ConfigError};
 pub const MAX_PER_SECOND: f64 = 10_000.0;
 /// Lowest rate accepted: one request a day. Lower is a typo or a purpose to suspend.
 pub const MIN_PER_SECOND: f64 = 1.0 / 86_400.0;
+/// The largest `X-RateLimit-Reset` and `Retry-After` the quota stage sends (and the OpenAPI
+/// documents declare): 25 hours, the longest Rome day; a rate's longer reset is told as this.
+pub const MAX_RESET_SECS: u64 = 90_000;
 /// Largest burst accepted.
 pub const MAX_BURST: u32 = 100_000;
 

@@ -281,6 +281,16 @@ fn validate_purposes(purposes: &[Purpose]) -> Result<(), String> {
         if uuid::Uuid::parse_str(&p.purpose_id).is_err() {
             return Err(format!("purpose_id `{}` is not a UUID", p.purpose_id));
         }
+        if let Some(q) = p
+            .daily_quota
+            .filter(|q| *q > crate::config::eservices::MAX_DAILY_CALLS)
+        {
+            return Err(format!(
+                "purpose {}: daily_quota {q} is above {}",
+                p.purpose_id,
+                crate::config::eservices::MAX_DAILY_CALLS
+            ));
+        }
         let Some(eservice) = Eservice::all()
             .iter()
             .copied()

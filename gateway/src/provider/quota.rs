@@ -30,7 +30,7 @@
 //! A store that cannot answer refuses the call (503, like the replay guard): counting nothing
 //! would open every limit at once. See `docs/quotas.md`.
 
-use crate::config::rate_limits::RateLimitsConfig;
+use crate::config::rate_limits::{RateLimitsConfig, MAX_RESET_SECS};
 use crate::config::EserviceConfig;
 use crate::pdnd_client::voucher_cache::Clock;
 use crate::problem::Problem;
@@ -255,7 +255,7 @@ fn set_headers(headers: &mut HeaderMap, window: &Window) {
     for (name, value) in [
         (LIMIT_HEADER, window.limit),
         (REMAINING_HEADER, window.remaining),
-        (RESET_HEADER, window.reset_secs),
+        (RESET_HEADER, window.reset_secs.min(MAX_RESET_SECS)),
     ] {
         headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
     }
@@ -288,6 +288,7 @@ pub fn too_many(window: &Window, retry_after_secs: u64, request_id: Option<&str>
         problem = problem.with_instance(id);
     }
     let mut builder = problem.response_builder();
+    let retry_after_secs = retry_after_secs.min(MAX_RESET_SECS);
     builder.insert_header((RETRY_AFTER, retry_after_secs.to_string()));
     let mut response = problem.into_response_with(builder);
     set_headers(response.headers_mut(), window);
