@@ -133,6 +133,8 @@ pub fn dpop_check(
 }
 
 impl PublicState {
+    // Each argument is one piece `start` builds once and every e-service's stages share.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: &Config,
         store: Arc<dyn Store>,
