@@ -851,7 +851,11 @@ fn daily_thresholds_and_rates_refuse_zero_negative_and_absurd_values() {
     c.eservices.anagrafe.daily_calls_total = Some(10);
     c.validate().expect("equal thresholds are fine");
     // A negative count does not even parse, and the error names the key.
-    let text = format!("{DEV_TOML}\n[rate_limits]\nrequests_per_second = 5.0\nburst = -3\n");
+    let text = DEV_TOML.replacen("\nburst = 10000\n", "\nburst = -3\n", 1);
+    assert!(
+        text.contains("burst = -3"),
+        "dev.toml sets [rate_limits] burst"
+    );
     let e = Config::from_toml_str(&text)
         .expect_err("negative burst")
         .to_string();
