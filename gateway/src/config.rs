@@ -28,6 +28,7 @@ pub mod modi;
 pub mod operations;
 pub mod pdnd;
 pub mod purposes;
+pub mod rate_limits;
 pub mod secret_strength;
 pub mod serve_policy;
 pub mod server;
@@ -114,6 +115,9 @@ pub struct Config {
     /// Where the state shared by replicas is kept (anti-replay memory).
     #[serde(default)]
     pub state: state::StateConfig,
+    /// Each consumer's request rate (GCRA), a default and overrides per purpose.
+    #[serde(default)]
+    pub rate_limits: rate_limits::RateLimitsConfig,
     /// The daily PDND tracing deposit (`tracing sync`).
     #[serde(default)]
     pub tracing: Option<tracing::TracingConfig>,
@@ -183,6 +187,7 @@ impl Config {
         self.validate_internal_exposure()?;
         self.validate_operations()?;
         self.state.validate()?;
+        self.rate_limits.validate()?;
         tracing::validate(self.tracing.as_ref())?;
         self.database.validate()?;
         self.audit.validate()?;

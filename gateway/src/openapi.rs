@@ -246,8 +246,9 @@ const RATE_LIMIT_HEADERS: [&str; 3] = [
     "X-RateLimit-Reset",
 ];
 
-/// The headers many answers share, under `components.headers`: the rate-limit headers of every
-/// 2xx and 4xx answer (they accompany a quota, hence optional) and the `Retry-After` of 503.
+/// The headers many answers share, under `components.headers`: the rate-limit headers of the
+/// 4xx answers (optional there: a 401, a 403 or a malformed request is answered before the
+/// purpose, hence its quota, is known) and the `Retry-After` of 503.
 fn shared_headers() -> Value {
     let mut headers = rate_limit_headers(false);
     headers.insert(
@@ -262,13 +263,17 @@ fn header_ref(name: &str) -> Value {
 }
 
 /// The Italian guidelines' rate-limit headers (RAC_ROBUSTEZZA_001). `required` is true where
-/// the gateway always sends them (429); on other answers they accompany a quota.
+/// the gateway always sends them: every answer once the purpose is known (2xx, 429); see
+/// `provider::quota` for which limit they describe.
 fn rate_limit_headers(required: bool) -> Map<String, Value> {
     let mut headers = Map::new();
     headers.insert(
         "X-RateLimit-Limit".to_owned(),
         integer_header(
-            "Requests the purpose may make in the current window (its quota).",
+            "The tightest daily threshold of this call (the purpose's approved daily calls, the \
+             e-service's daily calls per consumer or in total: the one with the fewest calls \
+             left), counted per Europe/Rome day; for a purpose with none, or on a 429 of type \
+             rate-limited, the burst of its request rate.",
             required,
             1_000_000_000,
         ),
@@ -276,14 +281,20 @@ fn rate_limit_headers(required: bool) -> Map<String, Value> {
     headers.insert(
         "X-RateLimit-Remaining".to_owned(),
         integer_header(
-            "Requests left in the current window.",
+            "Calls left under that threshold (0 on a 429).",
             required,
             1_000_000_000,
         ),
     );
     headers.insert(
         "X-RateLimit-Reset".to_owned(),
-        integer_header("Seconds until the current window resets.", required, 86_400),
+        integer_header(
+            "Seconds until that threshold resets: to midnight Europe/Rome for a daily \
+             threshold (up to 25 hours on the day the clocks go back), until the burst is whole \
+             again for the rate.",
+            required,
+            crate::config::rate_limits::MAX_RESET_SECS as i64,
+        ),
     );
     headers
 }
@@ -326,12 +337,17 @@ fn add_pipeline_responses(operation: &mut Value) {
     let mut too_many = rate_limit_headers(true);
     too_many.insert(
         "Retry-After".to_owned(),
-        retry_after("Seconds to wait before calling again."),
+        integer_header(
+            "Seconds to wait before calling again: to midnight Europe/Rome over a daily \
+             threshold, until one more call passes over the rate.",
+            true,
+            crate::config::rate_limits::MAX_RESET_SECS as i64,
+        ),
     );
     responses.insert(
         "429".to_owned(),
         json!({
-            "description": "The purpose's quota or the consumer's rate is exhausted.",
+            "description": "A daily threshold (problem type `urn:pdnd-gateway:problem:quota-exceeded`) or the request rate (`urn:pdnd-gateway:problem:rate-limited`) of the purpose is exhausted.",
             "headers": too_many,
             "content": problem_content(429, "Too Many Requests", "The daily quota of this purpose is exhausted.")
         }),
@@ -349,9 +365,18 @@ fn add_pipeline_responses(operation: &mut Value) {
         })
     });
     set_header(unavailable, "Retry-After", header_ref("Retry-After"));
+    let always = rate_limit_headers(true);
     for (status, response) in responses.iter_mut() {
         let class = status.as_bytes().first().copied();
-        if matches!(class, Some(b'2') | Some(b'4')) && status != "429" {
+        // Every 2xx passed the quota stage: required there (inlined, since a $ref cannot carry
+        // `required`); a 4xx may come before it.
+        if class == Some(b'2') {
+            for name in RATE_LIMIT_HEADERS {
+                if let Some(header) = always.get(name) {
+                    set_header(response, name, header.clone());
+                }
+            }
+        } else if class == Some(b'4') && status != "429" {
             for name in RATE_LIMIT_HEADERS {
                 set_header(response, name, header_ref(name));
             }
@@ -715,6 +740,12 @@ mod tests {
                         for name in RATE_LIMIT_HEADERS {
                             let header = resolve(&doc, &responses[status]["headers"][name]);
                             assert_eq!(header["schema"]["type"], "integer", "{status} {name}");
+                            // Always sent on success (the quota stage ran).
+                            assert_eq!(
+                                header["required"],
+                                status == "200",
+                                "{method} {path} {status} {name}"
+                            );
                         }
                     }
                 }

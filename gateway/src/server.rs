@@ -71,6 +71,8 @@ pub struct EserviceStages {
     pub audit: Arc<AuditStage>,
     pub voucher: Arc<VoucherStage>,
     pub purpose: Arc<PurposeStage>,
+    /// Daily thresholds and request rate (`provider::quota`).
+    pub quota: Arc<crate::provider::quota::QuotaStage>,
     /// modi-out: signs the answers (INTEGRITY_REST_01).
     pub modi_out: Arc<ResponseSigning>,
     /// modi-in: request integrity and tracking evidence, where required.
@@ -131,6 +133,8 @@ pub fn dpop_check(
 }
 
 impl PublicState {
+    // Each argument is one piece `start` builds once and every e-service's stages share.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: &Config,
         store: Arc<dyn Store>,
@@ -139,12 +143,14 @@ impl PublicState {
         hasher: SubjectHasher,
         purposes: Arc<PurposeRegistry>,
         modi: Arc<ModiShared>,
+        state_store: Arc<dyn crate::state::StateStore>,
     ) -> Result<Self, crate::openapi::OpenApiError> {
         let jwks = JwksCache::start(
             config.pdnd.jwks_url.clone(),
             http,
             JwksSchedule::from_config(&config.pdnd),
         );
+        let rates = Arc::new(config.rate_limits.clone());
         let stages = |eservice, cfg: &EserviceConfig| {
             let modi_stage = Arc::new(ModiStage {
                 eservice,
@@ -167,6 +173,13 @@ impl PublicState {
                 purpose: Arc::new(PurposeStage {
                     eservice,
                     registry: purposes.clone(),
+                }),
+                quota: Arc::new(crate::provider::quota::QuotaStage {
+                    eservice,
+                    thresholds: crate::provider::quota::DailyThresholds::from_config(cfg),
+                    rates: rates.clone(),
+                    store: state_store.clone(),
+                    clock: Arc::new(SystemClock),
                 }),
                 modi_out: Arc::new(ResponseSigning(modi_stage.clone())),
                 modi_in: Arc::new(RequestChecks(modi_stage)),
@@ -284,7 +297,7 @@ pub fn public_app(
 ///
 /// actix runs the last `wrap` first, so the stages are listed innermost first; a request meets
 /// them as: audit -> mark -> voucher -> modi-out (signs whatever comes back, refusals of the
-/// later stages included) -> purpose -> modi-in -> handler.
+/// later stages included) -> purpose -> quota -> modi-in -> handler.
 fn eservice_scope(
     eservice: Eservice,
     stages: &EserviceStages,
@@ -307,6 +320,7 @@ fn eservice_scope(
             web::resource(op.path())
                 .guard(actix_web::guard::Method(eservices::route::OPERATION_METHOD))
                 .wrap(from_fn(provider::middleware(stages.modi_in.clone())))
+                .wrap(from_fn(provider::middleware(stages.quota.clone())))
                 .wrap(from_fn(provider::middleware(stages.purpose.clone())))
                 .wrap(from_fn(provider::middleware(stages.modi_out.clone())))
                 .wrap(from_fn(provider::middleware(stages.voucher.clone())))
@@ -554,6 +568,7 @@ pub async fn start(
         hasher,
         purposes,
         modi,
+        state_store.clone(),
     )?;
     let jwks = state.anagrafe.voucher.jwks.clone();
     let health = state.health.clone();

@@ -11,7 +11,8 @@
 //! What is shown: a request accepted by A and replayed to B is refused with Redis (and accepted
 //! with `backend = "memory"`, the difference Redis makes); both replicas write the one audit
 //! trail; a purpose suspended in the table stops both; `kill -9` of one under load loses no
-//! audit record of an answered request; Redis down answers 503, Redis back serves again.
+//! audit record of an answered request; Redis down answers 503, Redis back serves again; the
+//! daily calls of an e-service are counted once across both replicas and across a restart.
 //!
 //! Needs `PDNDGW_TEST_POSTGRES_URL` and `PDNDGW_TEST_REDIS_URL` (`tests/run.sh` sets both):
 //! unset locally, each test says SKIPPED; unset with `CI`, it fails.
@@ -165,6 +166,8 @@ impl Drop for Replica {
 /// Two replicas and what a client needs to call them.
 struct Pair {
     dir: PathBuf,
+    /// The configuration both replicas share (a third one, started later, gets it too).
+    shared: String,
     a: Replica,
     b: Replica,
     audit_url: String,
@@ -219,6 +222,7 @@ impl Pair {
         .expect("samples");
         Some(Pair {
             dir,
+            shared,
             a,
             b,
             audit_url,
@@ -621,11 +625,11 @@ async fn redis_down_is_503_and_redis_back_serves_again_without_restart() {
         assert_eq!(status, 503, "{body}");
         assert_eq!(content_type, "application/problem+json");
         assert!(retry_after.is_some(), "Retry-After");
+        // The first stage that needs the store refuses: the quota stage, before the replay
+        // memory of the ModI checks.
+        let detail = body["detail"].as_str().unwrap_or_default();
         assert!(
-            body["detail"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("replay"),
+            detail.contains("quota") || detail.contains("replay"),
             "{body}"
         );
         assert_eq!(body["instance"], json!(id));
@@ -639,7 +643,10 @@ async fn redis_down_is_503_and_redis_back_serves_again_without_restart() {
     }
     // The log says why, without the URL's secrets (this URL has none; the reason is there).
     let log = pair.a.log_text();
-    assert!(log.contains("replay memory unavailable"), "{log}");
+    assert!(
+        log.contains("quota store unavailable") || log.contains("replay memory unavailable"),
+        "{log}"
+    );
 
     OwnRedis::run("start", &redis.dir).expect("redis restarts");
     for (name, replica) in [("A", &pair.a), ("B", &pair.b)] {
@@ -666,4 +673,95 @@ async fn redis_down_is_503_and_redis_back_serves_again_without_restart() {
     assert_eq!(resp.status(), 200);
     let resp = pair.send(&pair.b, &request, &unique("y")).await.expect("B");
     assert_eq!(resp.status(), 401);
+}
+
+/// A replica pair whose anagrafe allows `total` calls a day in all, on one Redis.
+async fn pair_with_daily_total(total: u64) -> Option<Pair> {
+    let redis = required_env("PDNDGW_TEST_REDIS_URL")?;
+    Pair::start(&format!(
+        "{}\n[eservices.anagrafe]\ndaily_calls_total = {total}\n",
+        redis_state(&redis)
+    ))
+    .await
+}
+
+/// One call to `replica`: its status and rate-limit headers (limit, remaining, reset).
+async fn counted_call(
+    pair: &Pair,
+    replica: &Replica,
+) -> (u16, [Option<u64>; 3], reqwest::Response) {
+    let resp = pair
+        .send(replica, &pair.signed(&pair.cfs[0]), &unique("quota"))
+        .await
+        .expect("the replica answers");
+    let number = |name: &str| header(&resp, name).and_then(|v| v.parse().ok());
+    let headers = [
+        number("x-ratelimit-limit"),
+        number("x-ratelimit-remaining"),
+        number("x-ratelimit-reset"),
+    ];
+    (resp.status().as_u16(), headers, resp)
+}
+
+#[tokio::test]
+async fn the_daily_total_is_counted_once_across_two_replicas() {
+    let Some(pair) = pair_with_daily_total(3).await else {
+        return;
+    };
+    for (replica, remaining) in [(&pair.a, 2), (&pair.b, 1), (&pair.a, 0)] {
+        let (status, [limit, left, reset], _) = counted_call(&pair, replica).await;
+        assert_eq!(status, 200, "{}", replica.log_text());
+        assert_eq!((limit, left), (Some(3), Some(remaining)));
+        assert!(
+            reset.is_some_and(|r| (1..=90_000).contains(&r)),
+            "{reset:?}"
+        );
+    }
+    // The fourth call of the day, to either replica, is over the e-service's total.
+    for replica in [&pair.b, &pair.a] {
+        let (status, [limit, left, reset], resp) = counted_call(&pair, replica).await;
+        assert_eq!(status, 429);
+        assert_eq!((limit, left), (Some(3), Some(0)));
+        // Inside response signing: the refusal is signed like any answer.
+        assert!(
+            header(&resp, "agid-jwt-signature").is_some(),
+            "429 unsigned"
+        );
+        let (_, content_type, retry_after, body) = problem(resp).await;
+        assert_eq!(content_type, "application/problem+json");
+        assert_eq!(
+            body["type"], "urn:pdnd-gateway:problem:quota-exceeded",
+            "{body}"
+        );
+        let retry_after: Option<u64> = retry_after.and_then(|v| v.parse().ok());
+        assert_eq!(
+            retry_after, reset,
+            "Retry-After is the seconds to Rome's midnight"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_restarted_gateway_continues_the_days_count() {
+    let Some(mut pair) = pair_with_daily_total(3).await else {
+        return;
+    };
+    for remaining in [2, 1] {
+        let (status, [_, left, _], _) = counted_call(&pair, &pair.a).await;
+        assert_eq!(
+            (status, left),
+            (200, Some(remaining)),
+            "{}",
+            pair.a.log_text()
+        );
+    }
+    // Both processes gone; a new one on the same Redis continues where they were.
+    pair.a.kill();
+    pair.b.kill();
+    let data_dir = pair.dir.join("data");
+    let restarted = Replica::spawn(&pair.dir, &data_dir, "restarted", &pair.shared);
+    let (status, [_, left, _], _) = counted_call(&pair, &restarted).await;
+    assert_eq!((status, left), (200, Some(0)), "{}", restarted.log_text());
+    let (status, _, _) = counted_call(&pair, &restarted).await;
+    assert_eq!(status, 429, "the count restarted with the process");
 }

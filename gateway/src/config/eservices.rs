@@ -41,7 +41,19 @@ pub struct EserviceConfig {
     /// Which ModI security patterns this e-service applies.
     #[serde(default)]
     pub modi: EserviceModiConfig,
+    /// The descriptor's `dailyCallsPerConsumer`: calls per Europe/Rome day each consumer may
+    /// make to this e-service, all its purposes together (unlimited when left out).
+    #[serde(default)]
+    pub daily_calls_per_consumer: Option<u64>,
+    /// The descriptor's `dailyCallsTotal`: calls per Europe/Rome day of all consumers
+    /// together (unlimited when left out).
+    #[serde(default)]
+    pub daily_calls_total: Option<u64>,
 }
+
+/// The largest daily threshold accepted: a billion calls a day is beyond any comune's
+/// e-service; a larger number is a typo that would leave the e-service unprotected.
+pub const MAX_DAILY_CALLS: u64 = 1_000_000_000;
 
 /// The ModI patterns one e-service applies, as declared on its PDND descriptor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -112,8 +124,9 @@ impl EservicesConfig {
         Ok(())
     }
 
-    /// The audiences: at least one each, none with a comma.
+    /// The audiences: at least one each, none with a comma; the daily thresholds.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_thresholds()?;
         for (key, eservice) in [
             ("eservices.anagrafe.audiences", &self.anagrafe),
             ("eservices.tributi.audiences", &self.tributi),
@@ -126,6 +139,48 @@ impl EservicesConfig {
                     key,
                     "an audience may not contain ',' (PDND joins several audiences with commas)",
                 );
+            }
+        }
+        Ok(())
+    }
+
+    /// The daily thresholds: from 1 to [`MAX_DAILY_CALLS`], and one consumer's no larger than
+    /// the total (PDND's descriptor has the same rule).
+    fn validate_thresholds(&self) -> Result<(), ConfigError> {
+        for (keys, e) in [
+            (
+                [
+                    "eservices.anagrafe.daily_calls_per_consumer",
+                    "eservices.anagrafe.daily_calls_total",
+                ],
+                &self.anagrafe,
+            ),
+            (
+                [
+                    "eservices.tributi.daily_calls_per_consumer",
+                    "eservices.tributi.daily_calls_total",
+                ],
+                &self.tributi,
+            ),
+        ] {
+            for (key, value) in keys
+                .iter()
+                .zip([e.daily_calls_per_consumer, e.daily_calls_total])
+            {
+                if let Some(n) = value.filter(|n| *n == 0 || *n > MAX_DAILY_CALLS) {
+                    return invalid(
+                        key,
+                        &format!("{n} is not a number of calls per day from 1 to {MAX_DAILY_CALLS} (leave the key out for no threshold)"),
+                    );
+                }
+            }
+            if let (Some(one), Some(total)) = (e.daily_calls_per_consumer, e.daily_calls_total) {
+                if one > total {
+                    return invalid(
+                        keys[0],
+                        &format!("{one} is more than the e-service's daily_calls_total ({total})"),
+                    );
+                }
             }
         }
         Ok(())

@@ -798,6 +798,11 @@ fn reference_documents_every_section_and_key() {
         ("[[fruizioni]]\nzzz_unknown = 1", "`[[fruizioni]]`"),
         ("[modi]\nzzz_unknown = 1", "`[modi]`"),
         ("[state]\nzzz_unknown = 1", "`[state]`"),
+        ("[rate_limits]\nzzz_unknown = 1", "`[rate_limits]`"),
+        (
+            "[[rate_limits.purpose]]\nzzz_unknown = 1",
+            "`[[rate_limits.purpose]]`",
+        ),
         (
             "[tracing]\nservice_url = \"https://x\"\npurpose_id = \"x\"\nzzz_unknown = 1",
             "`[tracing]`",
@@ -814,4 +819,54 @@ fn reference_documents_every_section_and_key() {
             );
         }
     }
+}
+
+#[test]
+fn daily_thresholds_and_rates_refuse_zero_negative_and_absurd_values() {
+    type Tweak = fn(&mut Config);
+    let cases: [(&str, Tweak); 5] = [
+        ("eservices.anagrafe.daily_calls_total", |c| {
+            c.eservices.anagrafe.daily_calls_total = Some(0)
+        }),
+        ("eservices.tributi.daily_calls_per_consumer", |c| {
+            c.eservices.tributi.daily_calls_per_consumer = Some(u64::MAX)
+        }),
+        ("eservices.anagrafe.daily_calls_per_consumer", |c| {
+            c.eservices.anagrafe.daily_calls_per_consumer = Some(11);
+            c.eservices.anagrafe.daily_calls_total = Some(10);
+        }),
+        ("rate_limits.requests_per_second", |c| {
+            c.rate_limits.requests_per_second = -1.0
+        }),
+        ("rate_limits.burst", |c| c.rate_limits.burst = 0),
+    ];
+    for (key, tweak) in cases {
+        let mut c = dev();
+        tweak(&mut c);
+        let e = c.validate().expect_err(key).to_string();
+        assert!(e.contains(key), "{key}: {e}");
+    }
+    let mut c = dev();
+    c.eservices.anagrafe.daily_calls_per_consumer = Some(10);
+    c.eservices.anagrafe.daily_calls_total = Some(10);
+    c.validate().expect("equal thresholds are fine");
+    // A negative count does not even parse, and the error names the key.
+    let text = DEV_TOML.replacen("\nburst = 10000\n", "\nburst = -3\n", 1);
+    assert!(
+        text.contains("burst = -3"),
+        "dev.toml sets [rate_limits] burst"
+    );
+    let e = Config::from_toml_str(&text)
+        .expect_err("negative burst")
+        .to_string();
+    assert!(e.contains("burst"), "{e}");
+    let text = DEV_TOML.replacen(
+        "[eservices.anagrafe]\n",
+        "[eservices.anagrafe]\ndaily_calls_total = -1\n",
+        1,
+    );
+    let e = Config::from_toml_str(&text)
+        .expect_err("negative total")
+        .to_string();
+    assert!(e.contains("daily_calls_total"), "{e}");
 }

@@ -190,7 +190,8 @@ pub fn purposes_toml(config: &Config) -> String {
                 consumer_id: Some(sample::CONSUMER_ID.to_owned()),
                 eservice: p.eservice.id().to_owned(),
                 operations,
-                daily_quota: Some(10_000),
+                // Counted like any quota (docs/quotas.md), but high enough for load tests.
+                daily_quota: Some(1_000_000),
                 state: PurposeState::Active,
                 eservice_id: eservice.eservice_id.clone(),
                 descriptor_id: eservice.descriptor_id.clone(),

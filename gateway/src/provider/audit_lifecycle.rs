@@ -80,19 +80,27 @@ pub(crate) async fn migrate(pool: &sqlx::AnyPool) -> Result<(), sqlx::Error> {
 /// Midnight exists on every day in Rome (the clocks change at 02:00 and 03:00), so the day is
 /// 23 hours long in March and 25 in October.
 pub fn day_bounds(date: NaiveDate) -> (String, String) {
-    let start = |d: NaiveDate| {
-        let midnight = d.and_hms_opt(0, 0, 0).unwrap_or_default();
-        chrono_tz::Europe::Rome
-            .from_local_datetime(&midnight)
-            .earliest()
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or_else(|| Utc.from_utc_datetime(&midnight))
-    };
     let next = date.succ_opt().unwrap_or(date);
     (
-        super::audit::format_time(start(date)),
-        super::audit::format_time(start(next)),
+        super::audit::format_time(day_start(date)),
+        super::audit::format_time(day_start(next)),
     )
+}
+
+/// The instant a Rome calendar day begins (its midnight, in UTC).
+pub fn day_start(date: NaiveDate) -> chrono::DateTime<Utc> {
+    let midnight = date.and_hms_opt(0, 0, 0).unwrap_or_default();
+    chrono_tz::Europe::Rome
+        .from_local_datetime(&midnight)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_else(|| Utc.from_utc_datetime(&midnight))
+}
+
+/// The next Rome midnight after `t`: when the day of `t` ends.
+pub fn next_midnight(t: chrono::DateTime<Utc>) -> chrono::DateTime<Utc> {
+    let day = rome_day(t);
+    day_start(day.succ_opt().unwrap_or(day))
 }
 
 /// The Rome calendar day of a UTC instant.

@@ -3,7 +3,7 @@
 //! Stages run in the order docs/architecture.md shows; each is one middleware
 //! registered in [`crate::server`]'s `eservice_scope`, in one visible place: request id, audit
 //! (around the whole e-service scope, so it sees every outcome), then, around each operation's
-//! own resource, the routing decision, voucher, modi-out (response signing), purpose, modi-in
+//! own resource, the routing decision, voucher, modi-out (response signing), purpose, quota, modi-in
 //! (request integrity and tracking evidence), then the handler.
 
 pub mod audit;
@@ -13,6 +13,7 @@ pub mod audit_retention;
 pub mod dpop;
 pub mod modi;
 pub mod purpose;
+pub mod quota;
 pub mod request_id;
 pub mod voucher;
 

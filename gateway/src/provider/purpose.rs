@@ -281,6 +281,16 @@ fn validate_purposes(purposes: &[Purpose]) -> Result<(), String> {
         if uuid::Uuid::parse_str(&p.purpose_id).is_err() {
             return Err(format!("purpose_id `{}` is not a UUID", p.purpose_id));
         }
+        if let Some(q) = p
+            .daily_quota
+            .filter(|q| *q > crate::config::eservices::MAX_DAILY_CALLS)
+        {
+            return Err(format!(
+                "purpose {}: daily_quota {q} is above {}",
+                p.purpose_id,
+                crate::config::eservices::MAX_DAILY_CALLS
+            ));
+        }
         let Some(eservice) = Eservice::all()
             .iter()
             .copied()
@@ -369,7 +379,11 @@ impl PurposeDb {
                         .map(|o| o.trim().to_owned())
                         .filter(|o| !o.is_empty())
                         .collect(),
-                    daily_quota: quota.and_then(|q| u64::try_from(q).ok()),
+                    daily_quota: quota
+                        .map(|q| {
+                            u64::try_from(q).map_err(|_| format!("daily_quota {q} is negative"))
+                        })
+                        .transpose()?,
                     state,
                     eservice_id: get("eservice_id")?,
                     descriptor_id: get("descriptor_id")?,

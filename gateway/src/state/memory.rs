@@ -9,12 +9,15 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::gcra::{self, Gcra, GcraDecision};
 use super::{StateError, StateFuture, StateStore};
 
 /// The in-process store.
 #[derive(Debug)]
 pub struct MemoryStore {
     capacity: usize,
+    /// The zero of the GCRA times kept as numbers (microseconds since the store was made).
+    origin: Instant,
     entries: Mutex<Entries>,
 }
 
@@ -48,6 +51,7 @@ impl MemoryStore {
     pub fn new(capacity: usize) -> Self {
         MemoryStore {
             capacity: capacity.max(1),
+            origin: Instant::now(),
             entries: Mutex::new(Entries::default()),
         }
     }
@@ -101,6 +105,25 @@ impl MemoryStore {
         Ok(1)
     }
 
+    fn gcra_now(&self, key: &str, rate: Gcra) -> Result<GcraDecision, StateError> {
+        let now = Instant::now();
+        let micros = |t: Instant| u64::try_from((t - self.origin).as_micros()).unwrap_or(u64::MAX);
+        let mut entries = self.lock();
+        entries.prune(now);
+        let stored = entries.values.get(key).map(|(_, tat)| *tat);
+        if stored.is_none() && entries.values.len() >= self.capacity {
+            return Err(StateError::Full(self.capacity));
+        }
+        let (decision, new_tat) = gcra::decide(stored, micros(now), rate);
+        if let Some(tat) = new_tat {
+            if let Some((expires, _)) = entries.values.remove(key) {
+                entries.by_expiry.remove(&(expires, key.to_owned()));
+            }
+            entries.insert(key, now + decision.reset_after, tat);
+        }
+        Ok(decision)
+    }
+
     fn remove_now(&self, key: &str) {
         let mut entries = self.lock();
         if let Some((expires, _)) = entries.values.remove(key) {
@@ -117,6 +140,11 @@ impl StateStore for MemoryStore {
 
     fn incr<'a>(&'a self, key: &'a str, ttl: Duration) -> StateFuture<'a, u64> {
         let result = self.incr_now(key, ttl);
+        Box::pin(async move { result })
+    }
+
+    fn gcra<'a>(&'a self, key: &'a str, rate: Gcra) -> StateFuture<'a, GcraDecision> {
+        let result = self.gcra_now(key, rate);
         Box::pin(async move { result })
     }
 

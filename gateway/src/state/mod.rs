@@ -11,6 +11,7 @@
 //! Keys are the caller's (the store adds `[state] key_prefix`); every key has a TTL, so the
 //! store never holds anything forever. See `docs/state.md` for the key layout and sizing.
 
+pub mod gcra;
 pub mod memory;
 pub mod redis;
 pub mod redis_conn;
@@ -57,6 +58,10 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     /// Adds one to the counter `key` and returns the new value; the first increment starts
     /// its `ttl` (later ones do not extend it), so a counter is a fixed window.
     fn incr<'a>(&'a self, key: &'a str, ttl: Duration) -> StateFuture<'a, u64>;
+
+    /// Applies the request rate `rate` to `key` (see [`gcra`]): admitted or not, atomically,
+    /// and the key's state moves only when admitted.
+    fn gcra<'a>(&'a self, key: &'a str, rate: gcra::Gcra) -> StateFuture<'a, gcra::GcraDecision>;
 
     /// Forgets `key` (a jti recorded for a request refused afterwards for another reason).
     fn remove<'a>(&'a self, key: &'a str) -> StateFuture<'a, ()>;
@@ -155,6 +160,28 @@ pub(crate) mod suite {
         let mut values: Vec<u64> = counts.into_iter().map(|r| r.expect("incr")).collect();
         values.sort_unstable();
         assert_eq!(values, (1..=16).collect::<Vec<u64>>());
+
+        // gcra: the burst at once, then a refusal that moves nothing, then one more after
+        // the emission interval.
+        let rate = gcra::Gcra {
+            emission_interval: Duration::from_millis(400),
+            burst: 3,
+        };
+        for remaining in [2, 1, 0] {
+            let d = store.gcra(&key("rate"), rate).await.expect("gcra");
+            assert!(d.allowed, "{d:?}");
+            assert_eq!(d.remaining, remaining);
+        }
+        let refused = store.gcra(&key("rate"), rate).await.expect("gcra");
+        assert!(!refused.allowed, "{refused:?}");
+        assert!(refused.retry_after > Duration::ZERO, "{refused:?}");
+        assert!(refused.retry_after <= rate.emission_interval, "{refused:?}");
+        // Another key has its own burst.
+        assert!(store.gcra(&key("rate2"), rate).await.expect("gcra").allowed);
+        tokio::time::sleep(refused.retry_after + Duration::from_millis(50)).await;
+        let recovered = store.gcra(&key("rate"), rate).await.expect("gcra");
+        assert!(recovered.allowed, "{recovered:?}");
+        assert!(!store.gcra(&key("rate"), rate).await.expect("gcra").allowed);
 
         assert_eq!(store.ping().await, Ok(()));
     }

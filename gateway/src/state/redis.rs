@@ -145,6 +145,20 @@ impl StateStore for RedisStore {
         })
     }
 
+    fn gcra<'a>(
+        &'a self,
+        key: &'a str,
+        rate: super::gcra::Gcra,
+    ) -> StateFuture<'a, super::gcra::GcraDecision> {
+        Box::pin(async move {
+            let mut conn = self.manager.clone();
+            let invocation = super::gcra::invocation(self.key(key), rate);
+            let reply: Vec<i64> = self.bounded(invocation.invoke_async(&mut conn)).await?;
+            super::gcra::from_reply(&reply)
+                .ok_or_else(|| StateError::Unavailable(format!("GCRA script answered {reply:?}")))
+        })
+    }
+
     fn remove<'a>(&'a self, key: &'a str) -> StateFuture<'a, ()> {
         Box::pin(async move {
             let mut cmd = redis::cmd("DEL");

@@ -21,6 +21,7 @@ mod modi_bounds;
 mod openapi_docs;
 mod pdnd_api_keys;
 mod purposes;
+mod quotas;
 mod routing;
 mod tracing_pdnd;
 mod voucher_check;
