@@ -299,6 +299,7 @@ fn eservice_scope(
 > {
     let mut scope = web::scope(eservice.base_path())
         .wrap(from_fn(provider::middleware(stages.audit.clone())))
+        .wrap(from_fn(crate::telemetry::requests::observe(eservice)))
         .default_service(web::to(move |req: HttpRequest| {
             eservices::route::no_operation(eservice, req)
         }));
@@ -306,6 +307,7 @@ fn eservice_scope(
         scope = scope.service(
             web::resource(op.path())
                 .guard(actix_web::guard::Method(eservices::route::OPERATION_METHOD))
+                .wrap(from_fn(crate::telemetry::requests::reached_handler))
                 .wrap(from_fn(provider::middleware(stages.modi_in.clone())))
                 .wrap(from_fn(provider::middleware(stages.purpose.clone())))
                 .wrap(from_fn(provider::middleware(stages.modi_out.clone())))
@@ -351,6 +353,10 @@ pub fn internal_app(
         .app_data(state.state)
         .service(status_resource("/status"))
         .configure(crate::health::routes)
+        .route(
+            "/metrics",
+            web::get().to(crate::telemetry::endpoint::metrics),
+        )
         .configure(fruizioni::routes)
         .default_service(web::to(not_found))
 }
@@ -494,6 +500,7 @@ pub async fn start(
     authority: Option<Bound>,
 ) -> Result<Running, StartError> {
     let http = crate::http_client::http_client()?;
+    crate::telemetry::install(&config.telemetry.export());
     // Without migrate_on_start the schema was checked by the caller and is not touched here.
     let migrate = config.database.migrate_on_start;
     let audit_store = if migrate {

@@ -8,6 +8,10 @@
 //! A voucher is logged by its jti and a codice fiscale never: the stages take care of what
 //! they pass here; this module only decides the format.
 
+pub mod endpoint;
+pub mod metrics;
+pub mod requests;
+
 use tracing_subscriber::{fmt, EnvFilter};
 
 /// How log lines are written.
@@ -46,6 +50,15 @@ pub fn init(default: &str, json: bool) {
     } else {
         builder.compact().try_init()
     };
+}
+
+/// Sets up metrics export (once per process; `[telemetry]` gives `export`). A broken exporter
+/// is logged and leaves `/metrics` working: the gateway serves without its telemetry rather
+/// than not at all.
+pub fn install(export: &metrics::Export) {
+    if let Err(e) = metrics::install(export) {
+        tracing::error!(error = %e, "telemetry: OTLP metrics export not started");
+    }
 }
 
 #[cfg(test)]

@@ -451,6 +451,13 @@ pub async fn proxy(
     let answer = forward(&req, body, &state, &caller, &instance, &mut trace)
         .await
         .unwrap_or_else(refused);
+    if let Some(name) = trace
+        .fruizione
+        .as_deref()
+        .filter(|n| state.get(n).is_some())
+    {
+        crate::telemetry::metrics::fruizione(name, answer.status().as_u16(), started.elapsed());
+    }
     let record = FruizioneRecord {
         record_id: uuid::Uuid::new_v4().to_string(),
         time: crate::provider::audit::format_time(chrono::Utc::now()),

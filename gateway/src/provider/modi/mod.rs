@@ -67,6 +67,7 @@ impl super::Stage for ResponseSigning {
 }
 
 impl super::Stage for RequestChecks {
+    const NAME: &'static str = "modi";
     fn call(self: Arc<Self>, req: ServiceRequest, next: Next<BoxBody>) -> super::StageFuture {
         Box::pin(self.run(req, next))
     }
