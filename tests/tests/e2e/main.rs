@@ -16,6 +16,7 @@ mod fruizioni_modi;
 mod fruizioni_proxy;
 mod internal_tls;
 mod jwks_cache;
+mod metrics;
 mod modi;
 mod modi_bounds;
 mod openapi_docs;
