@@ -256,6 +256,8 @@ pub fn public_app(
     App::new()
         // 1. request id, before anything can fail
         .wrap(from_fn(request_id::assign))
+        // 0. the request's span (continuing the caller's traceparent), around everything
+        .wrap(from_fn(crate::telemetry::traces::request))
         .app_data(state.eservices.clone())
         .app_data(state.health.clone())
         .app_data(eservices::json_config())
@@ -346,6 +348,7 @@ pub fn internal_app(
 > {
     App::new()
         .wrap(from_fn(request_id::assign))
+        .wrap(from_fn(crate::telemetry::traces::request))
         .app_data(state.health)
         .app_data(state.fruizioni)
         .app_data(state.api_keys)

@@ -650,6 +650,7 @@ impl AuditStage {
 }
 
 impl super::Stage for AuditStage {
+    const SPAN: &'static str = "audit";
     fn call(
         self: Arc<Self>,
         req: actix_web::dev::ServiceRequest,

@@ -32,6 +32,8 @@ pub trait Stage: 'static {
     /// The `reason` its refusals are counted under (`pdnd_gateway_refusals_total`); empty for
     /// a stage that refuses nothing on its own (see [`crate::telemetry::requests`]).
     const NAME: &'static str = "";
+    /// The name of its span in traces.
+    const SPAN: &'static str = "stage";
     fn call(self: Arc<Self>, req: ServiceRequest, next: Next<BoxBody>) -> StageFuture;
 }
 
@@ -41,6 +43,6 @@ pub fn middleware<S: Stage>(
 ) -> impl Fn(ServiceRequest, Next<BoxBody>) -> StageFuture + 'static {
     move |req, next| {
         crate::telemetry::requests::enter(&req, S::NAME);
-        stage.clone().call(req, next)
+        crate::telemetry::traces::in_stage(S::SPAN, stage.clone().call(req, next))
     }
 }

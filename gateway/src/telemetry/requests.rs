@@ -41,10 +41,11 @@ pub fn enter(req: &ServiceRequest, stage: &'static str) {
 
 type WrapFuture = Pin<Box<dyn Future<Output = Result<ServiceResponse<BoxBody>, actix_web::Error>>>>;
 
-/// Innermost wrapper of an operation's resource: marks that the handler was reached.
+/// Innermost wrapper of an operation's resource: marks that the handler was reached, and
+/// traces it (answer cache and store) as the `handler` span.
 pub fn reached_handler(req: ServiceRequest, next: Next<BoxBody>) -> WrapFuture {
     enter(&req, HANDLER);
-    Box::pin(next.call(req))
+    super::traces::in_stage(HANDLER, Box::pin(next.call(req)))
 }
 
 /// Outermost wrapper of an e-service's scope: times the request and counts refusals and

@@ -23,6 +23,7 @@ mod openapi_docs;
 mod pdnd_api_keys;
 mod purposes;
 mod routing;
+mod traces;
 mod tracing_pdnd;
 mod voucher_check;
 mod voucher_refusal;

@@ -99,31 +99,36 @@ async fn metrics_count_exactly_the_calls_made() {
 
     // Accepted twice: the second answer comes from the cache.
     for _ in 0..2 {
-        let resp = h.post("/anagrafe/v1/verifica-residenza", Some(&verifica), &body).await;
+        let resp = h
+            .post("/anagrafe/v1/verifica-residenza", Some(&verifica), &body)
+            .await;
         assert_eq!(resp.status(), StatusCode::OK);
     }
     // 401: no voucher. Twice, to tell a count from a flag.
     for _ in 0..2 {
         let resp = h
-            .post("/anagrafe/v1/residenza", None, &json!({"codiceFiscale": cf}))
+            .post(
+                "/anagrafe/v1/residenza",
+                None,
+                &json!({"codiceFiscale": cf}),
+            )
             .await;
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     }
     // 403: a voucher whose purpose is not granted this operation.
     let resp = h
-        .post("/anagrafe/v1/residenza", Some(&verifica), &json!({"codiceFiscale": cf}))
+        .post(
+            "/anagrafe/v1/residenza",
+            Some(&verifica),
+            &json!({"codiceFiscale": cf}),
+        )
         .await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     // 429 (quota): once the quota stage exists, a call over the quota goes here, and
     // `refusals(.., "quota")` below must grow by one.
 
     // /metrics is internal only.
-    let resp = h
-        .http
-        .get(h.public("/metrics"))
-        .send()
-        .await
-        .expect("sent");
+    let resp = h.http.get(h.public("/metrics")).send().await.expect("sent");
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
 
     let (text, after) = scrape(&h).await;
@@ -140,12 +145,7 @@ async fn metrics_count_exactly_the_calls_made() {
     assert_eq!(delta(&|e| cache(e, "hit")), 1.0);
     // Each accepted call was committed to the audit trail before its answer.
     assert!(delta(&|e| e.value("pdnd_gateway_audit_batch_size_sum", &[])) >= 2.0);
-    assert!(
-        after.value(
-            "pdnd_gateway_jwks_refreshes_total",
-            &[("outcome", "ok")]
-        ) >= 1.0
-    );
+    assert!(after.value("pdnd_gateway_jwks_refreshes_total", &[("outcome", "ok")]) >= 1.0);
     // dev signs responses: the signing certificate's expiry is published, in the future.
     assert!(
         after.value(
@@ -176,14 +176,22 @@ async fn every_metric_the_dashboard_and_the_alert_rules_query_is_exported() {
     let cf = h.sample_cf();
     let full = h.voucher(sample::ANAGRAFE_FULL.purpose_id).await;
     for token in [Some(full.as_str()), Some(full.as_str()), None] {
-        h.post("/anagrafe/v1/residenza", token, &json!({"codiceFiscale": cf}))
-            .await;
+        h.post(
+            "/anagrafe/v1/residenza",
+            token,
+            &json!({"codiceFiscale": cf}),
+        )
+        .await;
     }
     let consumer = h
         .start_consumer(|c| c.fruizioni = vec![h.anagrafe_fruizione("anagrafe-remota")])
         .await;
     let resp = consumer
-        .call("anagrafe-remota", "residenza", &json!({"codiceFiscale": cf}))
+        .call(
+            "anagrafe-remota",
+            "residenza",
+            &json!({"codiceFiscale": cf}),
+        )
         .await;
     assert_eq!(resp.status(), StatusCode::OK);
     let (_, exposition) = scrape(&h).await;
