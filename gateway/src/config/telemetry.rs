@@ -131,4 +131,30 @@ mod tests {
         };
         assert!(c.validate().is_ok());
     }
+
+    #[test]
+    fn the_commented_block_of_the_examples_validates() {
+        for text in [
+            include_str!("../../../config/collaudo.example.toml"),
+            include_str!("../../../config/produzione.example.toml"),
+        ] {
+            let start = text
+                .find("# [telemetry]\n")
+                .expect("a commented [telemetry]");
+            let block: String = text[start..]
+                .lines()
+                .take_while(|l| l.starts_with('#'))
+                .filter_map(|l| l.strip_prefix("# "))
+                .filter(|l| l.starts_with('[') || l.contains(" = "))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let c =
+                crate::config::Config::from_toml_str(&format!("{text}\n{block}")).expect("parses");
+            c.validate().expect("validates");
+            assert_eq!(
+                c.telemetry.otlp_endpoint.as_deref(),
+                Some("http://otel-collector.monitoring:4318")
+            );
+        }
+    }
 }
