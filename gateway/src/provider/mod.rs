@@ -32,8 +32,12 @@ pub trait Stage: 'static {
     /// The `reason` its refusals are counted under (`pdnd_gateway_refusals_total`); empty for
     /// a stage that refuses nothing on its own (see [`crate::telemetry::requests`]).
     const NAME: &'static str = "";
-    /// The name of its span in traces.
-    const SPAN: &'static str = "stage";
+    /// The name of its span in traces: its [`Stage::NAME`] unless it has none.
+    const SPAN: &'static str = if Self::NAME.is_empty() {
+        "stage"
+    } else {
+        Self::NAME
+    };
     fn call(self: Arc<Self>, req: ServiceRequest, next: Next<BoxBody>) -> StageFuture;
 }
 

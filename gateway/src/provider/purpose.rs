@@ -485,7 +485,6 @@ pub fn spawn_reloader(registry: Arc<PurposeRegistry>, db: Option<PurposeDb>) {
 }
 
 impl super::Stage for PurposeStage {
-    const SPAN: &'static str = "purpose";
     const NAME: &'static str = "purpose";
     fn call(self: Arc<Self>, req: ServiceRequest, next: Next<BoxBody>) -> super::StageFuture {
         Box::pin(self.run(req, next))

@@ -68,7 +68,6 @@ impl super::Stage for ResponseSigning {
 }
 
 impl super::Stage for RequestChecks {
-    const SPAN: &'static str = "modi";
     const NAME: &'static str = "modi";
     fn call(self: Arc<Self>, req: ServiceRequest, next: Next<BoxBody>) -> super::StageFuture {
         Box::pin(self.run(req, next))
