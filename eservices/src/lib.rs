@@ -11,6 +11,7 @@ pub mod body;
 pub mod cache;
 pub mod codice_fiscale;
 mod handler;
+pub use handler::{CACHE_HIT, CACHE_STATUS};
 pub mod problem;
 pub mod route;
 pub mod store;

@@ -33,6 +33,7 @@ pub mod secret_strength;
 pub mod serve_policy;
 pub mod server;
 pub mod state;
+pub mod telemetry;
 pub mod tracing;
 pub mod voucher_client;
 
@@ -121,6 +122,9 @@ pub struct Config {
     /// The daily PDND tracing deposit (`tracing sync`).
     #[serde(default)]
     pub tracing: Option<tracing::TracingConfig>,
+    /// Metrics and traces export (OTLP); `/metrics` needs nothing.
+    #[serde(default)]
+    pub telemetry: telemetry::TelemetryConfig,
 }
 
 impl Config {
@@ -189,6 +193,7 @@ impl Config {
         self.state.validate()?;
         self.rate_limits.validate()?;
         tracing::validate(self.tracing.as_ref())?;
+        self.telemetry.validate()?;
         self.database.validate()?;
         self.audit.validate()?;
         self.purposes.validate()?;

@@ -269,6 +269,8 @@ pub fn public_app(
     App::new()
         // 1. request id, before anything can fail
         .wrap(from_fn(request_id::assign))
+        // 0. the request's span (continuing the caller's traceparent), around everything
+        .wrap(from_fn(crate::telemetry::traces::request))
         .app_data(state.eservices.clone())
         .app_data(state.health.clone())
         .app_data(eservices::json_config())
@@ -312,6 +314,7 @@ fn eservice_scope(
 > {
     let mut scope = web::scope(eservice.base_path())
         .wrap(from_fn(provider::middleware(stages.audit.clone())))
+        .wrap(from_fn(crate::telemetry::requests::observe(eservice)))
         .default_service(web::to(move |req: HttpRequest| {
             eservices::route::no_operation(eservice, req)
         }));
@@ -319,6 +322,7 @@ fn eservice_scope(
         scope = scope.service(
             web::resource(op.path())
                 .guard(actix_web::guard::Method(eservices::route::OPERATION_METHOD))
+                .wrap(from_fn(crate::telemetry::requests::reached_handler))
                 .wrap(from_fn(provider::middleware(stages.modi_in.clone())))
                 .wrap(from_fn(provider::middleware(stages.quota.clone())))
                 .wrap(from_fn(provider::middleware(stages.purpose.clone())))
@@ -358,6 +362,7 @@ pub fn internal_app(
 > {
     App::new()
         .wrap(from_fn(request_id::assign))
+        .wrap(from_fn(crate::telemetry::traces::request))
         .app_data(state.health)
         .app_data(state.fruizioni)
         .app_data(state.api_keys)
@@ -365,6 +370,10 @@ pub fn internal_app(
         .app_data(state.state)
         .service(status_resource("/status"))
         .configure(crate::health::routes)
+        .route(
+            "/metrics",
+            web::get().to(crate::telemetry::endpoint::metrics),
+        )
         .configure(fruizioni::routes)
         .default_service(web::to(not_found))
 }
@@ -508,6 +517,7 @@ pub async fn start(
     authority: Option<Bound>,
 ) -> Result<Running, StartError> {
     let http = crate::http_client::http_client()?;
+    crate::telemetry::install(&config.telemetry.export());
     // Without migrate_on_start the schema was checked by the caller and is not touched here.
     let migrate = config.database.migrate_on_start;
     let audit_store = if migrate {

@@ -8,7 +8,14 @@
 //! A voucher is logged by its jti and a codice fiscale never: the stages take care of what
 //! they pass here; this module only decides the format.
 
-use tracing_subscriber::{fmt, EnvFilter};
+pub mod endpoint;
+pub mod metrics;
+pub mod requests;
+pub mod traces;
+
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{fmt, EnvFilter, Layer as _};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -36,16 +43,43 @@ impl LogFormat {
     }
 }
 
-/// Installs the global subscriber. `default` is the filter when `RUST_LOG` is unset.
+/// Installs the global subscriber. `default` is the filter when `RUST_LOG` is unset. The
+/// spans exported as traces ([`traces::TARGET`]) never reach the log lines, so the log format
+/// stays what it was whether traces are on or off.
 pub fn init(default: &str, json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    // A second init (tests start several servers in one process) keeps the first subscriber.
-    let _ = if json {
-        builder.json().flatten_event(true).try_init()
-    } else {
-        builder.compact().try_init()
+    let filter = match format!("{}=off", traces::TARGET).parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
     };
+    let lines = fmt::layer().with_writer(std::io::stderr);
+    let lines = if json {
+        lines.json().flatten_event(true).with_filter(filter).boxed()
+    } else {
+        lines.compact().with_filter(filter).boxed()
+    };
+    // A second init (tests start several servers in one process) keeps the first subscriber.
+    let _ = tracing_subscriber::registry()
+        .with(traces::layer())
+        .with(lines)
+        .try_init();
+}
+
+/// Sets up metrics and traces export from `[telemetry]` (once per process for metrics; the
+/// trace exporter follows the last start). A broken exporter is logged and leaves `/metrics`
+/// working: the gateway serves without its telemetry rather than not at all.
+pub fn install(export: &metrics::Export) {
+    if let Err(e) = metrics::install(export) {
+        tracing::error!(error = %e, "telemetry: OTLP metrics export not started");
+    }
+    if let Some(endpoint) = &export.otlp_endpoint {
+        match traces::install(endpoint, &export.service_name) {
+            Ok(()) => {
+                tracing::info!(endpoint = %endpoint, "telemetry: exporting traces over OTLP/HTTP")
+            }
+            Err(e) => tracing::error!(error = %e, "telemetry: OTLP trace export not started"),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -12,8 +12,10 @@
    secretKeyRef; no Secret object is rendered; the grace period exceeds preStop sleep plus the
    gateway's shutdown timeout; `replicas` is absent exactly when an HPA is rendered; the
    internal Service is ClusterIP and no Ingress routes to it; only the gateway's own pods match
-   the Deployment's (and the Services') selector.
+   the Deployment's (and the Services') selector; a dashboard ConfigMap carries the sidecar
+   label and valid JSON; a PrometheusRule has alerts with an expression each.
 """
+import json
 import re
 import sys
 import tomllib
@@ -21,7 +23,7 @@ import tomllib
 import yaml
 from kubernetes_validate import utils as kv
 
-SKIPPED_CRDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+SKIPPED_CRDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
 SECRET_ENV = {"PDNDGW_DATABASE__URL", "PDNDGW_AUDIT__URL", "PDNDGW_AUDIT__HMAC_SECRET", "PDNDGW_STATE__URL"}
 
 errors = []
@@ -165,6 +167,21 @@ def main():
             for p in rule["http"]["paths"]:
                 if p["backend"]["service"]["name"].endswith("-internal"):
                     err("an Ingress routes to the internal Service")
+
+    for cm in kinds.get("ConfigMap", []):
+        if cm["metadata"].get("labels", {}).get("grafana_dashboard") == "1":
+            for key, text in cm.get("data", {}).items():
+                try:
+                    dash = json.loads(text)
+                except ValueError as e:
+                    err(f"ConfigMap/{cm['metadata']['name']}: {key} is not JSON: {e}")
+                    continue
+                if not dash.get("panels"):
+                    err(f"ConfigMap/{cm['metadata']['name']}: {key} has no panels")
+    for rule in kinds.get("PrometheusRule", []):
+        alerts = [r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r]
+        if not alerts or any(not str(r.get("expr", "")).strip() for r in alerts):
+            err(f"PrometheusRule/{rule['metadata']['name']}: every alert needs an expr")
 
     if errors:
         for e in errors:

@@ -58,7 +58,8 @@ for values in "$chart"/examples/*.yaml; do
   render_and_check "$(basename "$values" .yaml)" "" -f "$values"
 done
 render_and_check produzione-hpa --expect-hpa -f "$chart/examples/produzione.yaml" \
-  --set autoscaling.enabled=true --set serviceMonitor.enabled=true
+  --set autoscaling.enabled=true --set serviceMonitor.enabled=true \
+  --set grafanaDashboard.enabled=true --set prometheusRule.enabled=true
 
 # The validation itself can fail: a field Kubernetes does not know in the Deployment.
 "$HELM" template pdnd-gateway "$chart" -f "$chart/examples/produzione.yaml" \

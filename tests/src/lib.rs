@@ -12,12 +12,14 @@
 //!   counting remotes, closed port);
 //! - [`services`]: a PostgreSQL of a suite's own; the "skip locally, fail in CI" rule for
 //!   PostgreSQL and Redis is `test_support`'s, re-exported here;
+//! - [`metrics`]: `/metrics` parsed by Prometheus' reference parser;
 //! - [`raw`]: HTTP/1.1 by hand; [`jws`]: vouchers by hand;
 //! - [`temp_dir`]: a temporary directory removed when dropped.
 
 pub mod consumer;
 pub mod harness;
 pub mod jws;
+pub mod metrics;
 pub mod raw;
 pub mod serial;
 pub mod services;

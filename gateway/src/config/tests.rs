@@ -807,6 +807,7 @@ fn reference_documents_every_section_and_key() {
             "[tracing]\nservice_url = \"https://x\"\npurpose_id = \"x\"\nzzz_unknown = 1",
             "`[tracing]`",
         ),
+        ("[telemetry]\nzzz_unknown = 1", "`[telemetry]`"),
     ];
     for (snippet, heading) in tables {
         let documented = section(heading);

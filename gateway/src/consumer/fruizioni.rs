@@ -451,6 +451,13 @@ pub async fn proxy(
     let answer = forward(&req, body, &state, &caller, &instance, &mut trace)
         .await
         .unwrap_or_else(refused);
+    if let Some(name) = trace
+        .fruizione
+        .as_deref()
+        .filter(|n| state.get(n).is_some())
+    {
+        crate::telemetry::metrics::fruizione(name, answer.status().as_u16(), started.elapsed());
+    }
     let record = FruizioneRecord {
         record_id: uuid::Uuid::new_v4().to_string(),
         time: crate::provider::audit::format_time(chrono::Utc::now()),
@@ -695,7 +702,14 @@ async fn send(
             ProxyRefusal::RemoteUnreachable(f.name.clone())
         }
     };
-    let response = out.send().await.map_err(remote_failure)?;
+    let span = crate::telemetry::traces::fruizione_span(&f.name);
+    let mut out = out;
+    for (name, value) in crate::telemetry::traces::context_headers(&span) {
+        out = out.header(name, value);
+    }
+    let response = tracing::Instrument::instrument(out.send(), span)
+        .await
+        .map_err(remote_failure)?;
     trace.remote_status = Some(response.status().as_u16());
     let status =
         StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);

@@ -237,6 +237,9 @@ impl JwksCache {
             ))),
         };
         let now = Instant::now();
+        crate::telemetry::metrics::get()
+            .jwks_refreshes
+            .add(1, &[crate::telemetry::metrics::outcome(result.is_ok())]);
         {
             let mut state = self.lock();
             state.in_flight = false;

@@ -288,6 +288,7 @@ impl VoucherCache {
             let state = entry.state();
             if let Some(v) = &state.current {
                 if now < v.renew_at {
+                    crate::telemetry::metrics::voucher_cache(true);
                     return Ok(v.clone());
                 }
                 if now < v.expires_at {
@@ -303,11 +304,13 @@ impl VoucherCache {
                             });
                         }
                     }
+                    crate::telemetry::metrics::voucher_cache(true);
                     return Ok(v.clone());
                 }
             }
             state.completed
         };
+        crate::telemetry::metrics::voucher_cache(false);
         // No valid voucher: join the flight, or be it.
         let _guard = entry.flight.lock().await;
         {
@@ -384,6 +387,9 @@ impl VoucherCache {
                 .token
                 .obtain_with_dpop(&spec.builder, &spec.key, spec.dpop.as_deref(), asked_at)
                 .await;
+            crate::telemetry::metrics::get()
+                .token_requests
+                .add(1, &[crate::telemetry::metrics::outcome(obtained.is_ok())]);
             let err = match obtained {
                 Ok(obtained) => {
                     let lifetime = obtained.response.expires_in.max(0);

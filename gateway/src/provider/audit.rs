@@ -540,6 +540,7 @@ async fn writer(
             }
         }
         let records: Vec<Entry> = batch.iter().map(|(r, _)| r.clone()).collect();
+        let started = std::time::Instant::now();
         // A commit that does not finish in time counts as failed: its waiters answer 503. If
         // the database completes it later, the trail holds a record of an answer never sent,
         // which errs on the side the trail must err on.
@@ -549,6 +550,7 @@ async fn writer(
                 Err(_) => Err(format!("commit not finished within {commit_timeout:?}")),
             };
         healthy.store(result.is_ok(), Ordering::Relaxed);
+        crate::telemetry::metrics::audit_commit(records.len(), result.is_ok(), started.elapsed());
         if let Err(e) = &result {
             tracing::error!(error = %e, records = records.len(), "audit commit failed");
         }
@@ -648,6 +650,7 @@ impl AuditStage {
 }
 
 impl super::Stage for AuditStage {
+    const SPAN: &'static str = "audit";
     fn call(
         self: Arc<Self>,
         req: actix_web::dev::ServiceRequest,

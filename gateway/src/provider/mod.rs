@@ -30,6 +30,15 @@ pub type StageFuture =
 
 /// One stage of the pipeline: looks at the request, refuses it or passes it on.
 pub trait Stage: 'static {
+    /// The `reason` its refusals are counted under (`pdnd_gateway_refusals_total`); empty for
+    /// a stage that refuses nothing on its own (see [`crate::telemetry::requests`]).
+    const NAME: &'static str = "";
+    /// The name of its span in traces: its [`Stage::NAME`] unless it has none.
+    const SPAN: &'static str = if Self::NAME.is_empty() {
+        "stage"
+    } else {
+        Self::NAME
+    };
     fn call(self: Arc<Self>, req: ServiceRequest, next: Next<BoxBody>) -> StageFuture;
 }
 
@@ -37,5 +46,8 @@ pub trait Stage: 'static {
 pub fn middleware<S: Stage>(
     stage: Arc<S>,
 ) -> impl Fn(ServiceRequest, Next<BoxBody>) -> StageFuture + 'static {
-    move |req, next| stage.clone().call(req, next)
+    move |req, next| {
+        crate::telemetry::requests::enter(&req, S::NAME);
+        crate::telemetry::traces::in_stage(S::SPAN, stage.clone().call(req, next))
+    }
 }

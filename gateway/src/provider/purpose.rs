@@ -499,6 +499,7 @@ pub fn spawn_reloader(registry: Arc<PurposeRegistry>, db: Option<PurposeDb>) {
 }
 
 impl super::Stage for PurposeStage {
+    const NAME: &'static str = "purpose";
     fn call(self: Arc<Self>, req: ServiceRequest, next: Next<BoxBody>) -> super::StageFuture {
         Box::pin(self.run(req, next))
     }

@@ -226,6 +226,7 @@ pub fn of(req: &impl HttpMessage) -> Option<Voucher> {
 }
 
 impl super::Stage for VoucherStage {
+    const NAME: &'static str = "voucher";
     fn call(self: Arc<Self>, req: ServiceRequest, next: Next<BoxBody>) -> super::StageFuture {
         Box::pin(self.run(req, next))
     }

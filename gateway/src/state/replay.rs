@@ -84,12 +84,19 @@ impl ReplayMemory {
         expires_at: i64,
         now: i64,
     ) -> Result<(), ModiError> {
-        match self {
+        let result = match self {
             ReplayMemory::Local(guard) => guard.store_jti(scope, client, jti, expires_at, now),
             ReplayMemory::Shared(shared) => {
                 shared.store_jti(scope, client, jti, expires_at, now).await
             }
-        }
+        };
+        let outcome = match &result {
+            Ok(()) => "recorded",
+            Err(ModiError::Replayed(_)) => "replayed",
+            Err(_) => "error",
+        };
+        crate::telemetry::metrics::replay_entry(scope_name(scope), outcome);
+        result
     }
 }
 

@@ -61,12 +61,14 @@ pub struct ResponseSigning(pub Arc<ModiStage>);
 pub struct RequestChecks(pub Arc<ModiStage>);
 
 impl super::Stage for ResponseSigning {
+    const SPAN: &'static str = "signing";
     fn call(self: Arc<Self>, req: ServiceRequest, next: Next<BoxBody>) -> super::StageFuture {
         Box::pin(self.run(req, next))
     }
 }
 
 impl super::Stage for RequestChecks {
+    const NAME: &'static str = "modi";
     fn call(self: Arc<Self>, req: ServiceRequest, next: Next<BoxBody>) -> super::StageFuture {
         Box::pin(self.run(req, next))
     }

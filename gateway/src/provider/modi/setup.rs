@@ -78,6 +78,13 @@ impl ModiShared {
                     key: "modi.signing_key_file",
                     source,
                 })?;
+            if let Some(not_after) = material
+                .chain_der()
+                .first()
+                .and_then(|der| crate::telemetry::metrics::certificate_not_after(der))
+            {
+                crate::telemetry::metrics::watch_expiry("modi_signing", not_after);
+            }
             Some(ResponseSigner {
                 material,
                 issuer: m.issuer.clone(),
