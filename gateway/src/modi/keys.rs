@@ -9,9 +9,9 @@ use std::path::Path;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use jsonwebtoken::{Algorithm, DecodingKey};
 #[cfg(test)]
 use jsonwebtoken::EncodingKey;
+use jsonwebtoken::{Algorithm, DecodingKey};
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::{Id, PKey, Public};

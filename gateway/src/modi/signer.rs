@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
-    EcdsaKeyPair, RsaEncoding, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING,
-    RSA_PKCS1_SHA256, RSA_PSS_SHA256,
+    EcdsaKeyPair, RsaEncoding, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_SHA256,
+    RSA_PSS_SHA256,
 };
 
 use super::keys::SigningAlgorithm;
@@ -31,9 +31,8 @@ impl HeldKey {
     /// Parses a PKCS#8 DER private key for `algorithm` (the key type was already checked
     /// against the algorithm by the caller; a mismatch is still an error here).
     pub(crate) fn from_pkcs8(der: &[u8], algorithm: SigningAlgorithm) -> Result<Self, ModiError> {
-        let rejected = |e: aws_lc_rs::error::KeyRejected| {
-            ModiError::KeyMaterial(format!("signing key: {e}"))
-        };
+        let rejected =
+            |e: aws_lc_rs::error::KeyRejected| ModiError::KeyMaterial(format!("signing key: {e}"));
         let inner = match algorithm {
             SigningAlgorithm::RS256 | SigningAlgorithm::PS256 => Inner::Rsa {
                 pair: RsaKeyPair::from_pkcs8(der).map_err(rejected)?,
@@ -66,5 +65,4 @@ impl HeldKey {
             Inner::Ec(pair) => Ok(pair.sign(&rng, message).map_err(failed)?.as_ref().to_vec()),
         }
     }
-
 }
