@@ -104,7 +104,7 @@ else
 fi
 
 # --- the small store and the request --------------------------------------------------------
-small="$bench_dir/ratio-small"
+small="$work/small" # fresh each run: the audit records of earlier runs do not pile up
 mkdir -p "$bench_dir"
 cat >"$work/overlay.toml" <<TOML
 [[fruizioni]]
