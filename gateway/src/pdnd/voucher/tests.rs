@@ -611,7 +611,7 @@ fn a_remembered_signature_does_not_cover_another_payload() {
     let [h, _, s] = jws::split(&token).unwrap();
     let mut c = claims();
     c["exp"] = json!(NOW + 3000);
-    let spliced = format!("{h}.{}.{s}", b64url(&serde_json::to_vec(&c).unwrap()));
+    let spliced = format!("{h}.{}.{s}", b64url(serde_json::to_vec(&c).unwrap()));
     assert!(matches!(
         check_remembering(&spliced, &keys(), NOW, &memory),
         Err(VoucherError::BadSignature)
