@@ -3,7 +3,8 @@
 # (cargo deny), the OpenAPI contracts against the Italian guidelines, unit, property and
 # end-to-end suites on SQLite and on a throwaway PostgreSQL and Redis this script starts (and
 # stops), then the contracts against the running gateway, and the release binary as the
-# container image runs it (tests/scripts/unprivileged.sh).
+# container image runs it (tests/scripts/unprivileged.sh), and the instructions per request
+# against a committed baseline (tests/scripts/callgrind.sh).
 #
 # Usage: bash tests/run.sh        (from the repository root; installs what is missing)
 set -euo pipefail
@@ -72,6 +73,9 @@ bash tests/scripts/schemathesis.sh
 
 say "The image's runtime assumptions: release binary, unprivileged user, read-only working directory"
 bash tests/scripts/unprivileged.sh
+
+say "Instructions per request against tests/load/callgrind_baseline.json (callgrind, release)"
+bash tests/scripts/callgrind.sh
 
 say "The Helm chart and the binary agree (rendered configuration, migrate Job, probes)"
 bash tests/scripts/chart_agreement.sh

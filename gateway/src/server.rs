@@ -169,6 +169,7 @@ impl PublicState {
                     policy: voucher_policy(config, cfg),
                     jwks: jwks.clone(),
                     dpop: dpop_check(eservice, cfg, modi.replay.clone()),
+                    verified: Default::default(),
                 }),
                 purpose: Arc::new(PurposeStage {
                     eservice,

@@ -9,7 +9,9 @@ use std::path::Path;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+#[cfg(test)]
+use jsonwebtoken::EncodingKey;
+use jsonwebtoken::{Algorithm, DecodingKey};
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::{Id, PKey, Public};
@@ -19,6 +21,7 @@ use openssl::x509::verify::X509VerifyParam;
 use openssl::x509::{X509NameRef, X509StoreContext, X509};
 use sha2::{Digest as _, Sha256};
 
+use super::signer::HeldKey;
 use super::ModiError;
 
 /// Smallest RSA modulus accepted, ours or a peer's (PDND refuses smaller keys as well).
@@ -94,7 +97,10 @@ pub enum KeyReference {
 #[derive(Clone)]
 pub struct SigningMaterial {
     algorithm: SigningAlgorithm,
+    /// For the tests that check our signatures against jsonwebtoken's own.
+    #[cfg(test)]
     encoding_key: EncodingKey,
+    held: HeldKey,
     key_reference: KeyReference,
     chain_der: Vec<Vec<u8>>,
 }
@@ -141,7 +147,9 @@ impl SigningMaterial {
         let x5c = chain_der.iter().map(|der| STANDARD.encode(der)).collect();
         Ok(SigningMaterial {
             algorithm,
+            #[cfg(test)]
             encoding_key: encoding_key(&key)?,
+            held: held_key(&key, algorithm)?,
             key_reference: KeyReference::X5c(x5c),
             chain_der,
         })
@@ -161,7 +169,9 @@ impl SigningMaterial {
         let key = load_private_key(key_pem, algorithm)?;
         Ok(SigningMaterial {
             algorithm,
+            #[cfg(test)]
             encoding_key: encoding_key(&key)?,
+            held: held_key(&key, algorithm)?,
             key_reference: KeyReference::Kid(kid),
             chain_der: Vec::new(),
         })
@@ -192,8 +202,14 @@ impl SigningMaterial {
         &self.chain_der
     }
 
+    #[cfg(test)]
     pub(crate) fn encoding_key(&self) -> &EncodingKey {
         &self.encoding_key
+    }
+
+    /// The key parsed once, for the per-message signatures.
+    pub(crate) fn held_key(&self) -> &HeldKey {
+        &self.held
     }
 }
 
@@ -231,6 +247,7 @@ fn check_key_fits(
 }
 
 /// jsonwebtoken reads PKCS#8 reliably for both RSA and EC; normalise to it.
+#[cfg(test)]
 fn encoding_key(key: &PKey<openssl::pkey::Private>) -> Result<EncodingKey, ModiError> {
     let pkcs8 = key
         .private_key_to_pem_pkcs8()
@@ -240,6 +257,16 @@ fn encoding_key(key: &PKey<openssl::pkey::Private>) -> Result<EncodingKey, ModiE
         _ => EncodingKey::from_ec_pem(&pkcs8),
     };
     result.map_err(|e| ModiError::KeyMaterial(format!("signing key: {e}")))
+}
+
+fn held_key(
+    key: &PKey<openssl::pkey::Private>,
+    algorithm: SigningAlgorithm,
+) -> Result<HeldKey, ModiError> {
+    let pkcs8 = key
+        .private_key_to_pkcs8()
+        .map_err(|e| ModiError::KeyMaterial(format!("private key to PKCS#8: {e}")))?;
+    HeldKey::from_pkcs8(&pkcs8, algorithm)
 }
 
 /// RFC 7638 JWK SHA-256 thumbprint of an RSA public key given as PEM (SPKI or PKCS#1) or of the

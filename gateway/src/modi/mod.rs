@@ -21,6 +21,7 @@ pub mod pki;
 pub mod replay;
 pub mod response;
 pub mod signature;
+mod signer;
 pub mod tracking;
 pub mod trust;
 

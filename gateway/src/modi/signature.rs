@@ -8,6 +8,8 @@
 
 use std::collections::BTreeMap;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use jsonwebtoken::Header;
 use serde::Serialize;
 use serde_json::Value;
@@ -112,8 +114,19 @@ pub(crate) fn encode<T: Serialize>(
         KeyReference::X5c(chain) => header.x5c = Some(chain.clone()),
         KeyReference::Kid(kid) => header.kid = Some(kid.clone()),
     }
-    jsonwebtoken::encode(&header, claims, material.encoding_key())
-        .map_err(|e| ModiError::KeyMaterial(format!("signing: {e}")))
+    // What jsonwebtoken::encode does, but with the key parsed once (see `super::signer`).
+    let header = serde_json::to_vec(&header)
+        .map_err(|e| ModiError::KeyMaterial(format!("signing: header: {e}")))?;
+    let claims = serde_json::to_vec(claims)
+        .map_err(|e| ModiError::KeyMaterial(format!("signing: claims: {e}")))?;
+    let mut jws = String::with_capacity((header.len() + claims.len()) * 4 / 3 + 350);
+    URL_SAFE_NO_PAD.encode_string(&header, &mut jws);
+    jws.push('.');
+    URL_SAFE_NO_PAD.encode_string(&claims, &mut jws);
+    let signature = material.held_key().sign(jws.as_bytes())?;
+    jws.push('.');
+    URL_SAFE_NO_PAD.encode_string(&signature, &mut jws);
+    Ok(jws)
 }
 
 /// The two headers to add to an outgoing message.

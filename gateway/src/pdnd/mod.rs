@@ -9,6 +9,7 @@
 //! - [`client_assertion`]: what the gateway sends to `/token.oauth2` as fruitore;
 //! - [`authority`]: the development authorisation server, checking assertions in PDND's order;
 //! - [`voucher`]: the erogatore's check of an incoming voucher;
+//! - [`verified`]: the memory of voucher signatures already verified;
 //! - [`dpop`]: DPoP proofs (RFC 9449) that bind a voucher to its holder's key.
 
 pub mod authority;
@@ -17,6 +18,7 @@ pub mod dpop;
 pub mod jwk;
 pub mod jws;
 pub mod uuid_format;
+pub mod verified;
 pub mod voucher;
 
 pub use authority::{

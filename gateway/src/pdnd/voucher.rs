@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 use super::client_assertion::DigestClaim;
 use super::jwk::JwkSet;
 use super::jws::{self, CompactJws, Part};
+use super::verified::VerifiedSignatures;
 
 /// The default bound on a voucher's length; real PDND vouchers are around 1 KiB.
 pub const DEFAULT_MAX_TOKEN_LEN: usize = 16 * 1024;
@@ -208,6 +209,18 @@ pub fn validate(
     policy: &VoucherPolicy,
     now: i64,
 ) -> Result<Voucher, VoucherError> {
+    validate_remembering(token, keys, policy, now, None)
+}
+
+/// [`validate`], with the RS256 verification answered from `verified` when these signed bytes
+/// already verified under the same key; every other rule runs as in [`validate`].
+pub fn validate_remembering(
+    token: &str,
+    keys: &JwkSet,
+    policy: &VoucherPolicy,
+    now: i64,
+    verified: Option<&VerifiedSignatures>,
+) -> Result<Voucher, VoucherError> {
     if token.len() > policy.max_token_len {
         return Err(VoucherError::TooLarge);
     }
@@ -245,7 +258,11 @@ pub fn validate(
         .find(kid)
         .ok_or_else(|| VoucherError::UnknownKid(kid.to_owned()))?;
     let jws = CompactJws::parse(token).map_err(malformed)?;
-    if !jws.verify_rs256(&key) {
+    let valid = match verified {
+        Some(memory) => memory.verify_rs256(&jws, &key),
+        None => jws.verify_rs256(&key),
+    };
+    if !valid {
         return Err(VoucherError::BadSignature);
     }
 

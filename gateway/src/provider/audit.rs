@@ -125,10 +125,6 @@ const INDEXES: [&str; 4] = [
     "CREATE INDEX IF NOT EXISTS audit_log_consumer ON audit_log (consumer_id)",
 ];
 
-const INSERT: &str = "INSERT INTO audit_log (record_id, at, request_id, consumer_id, client_id, \
-    purpose_id, voucher_jti, eservice, operation, status, latency_ms, subject_hash, user_id, \
-    user_location, loa) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
-
 /// The audit database: SQLite (WAL, synchronous FULL) in the embedded default, PostgreSQL in
 /// production. One schema and one set of queries for both.
 #[derive(Clone)]
@@ -194,34 +190,15 @@ impl AuditStore {
     /// Commits records of either side in one transaction.
     async fn insert_entries(&self, entries: &[Entry]) -> Result<(), AuditError> {
         let mut tx = self.pool.begin().await?;
+        let mut records = Vec::with_capacity(entries.len());
         for entry in entries {
-            let r = match entry {
-                Entry::Eservice(r) => r,
-                Entry::Fruizione(r) => {
-                    super::audit_fruizioni::insert(&mut tx, r).await?;
-                    continue;
-                }
-                Entry::Flush => continue,
-            };
-            sqlx::query(INSERT)
-                .bind(&r.record_id)
-                .bind(&r.time)
-                .bind(&r.request_id)
-                .bind(&r.consumer_id)
-                .bind(&r.client_id)
-                .bind(&r.purpose_id)
-                .bind(&r.voucher_jti)
-                .bind(&r.eservice)
-                .bind(&r.operation)
-                .bind(i64::from(r.status))
-                .bind(r.latency_ms)
-                .bind(&r.subject_hash)
-                .bind(&r.user_id)
-                .bind(&r.user_location)
-                .bind(&r.loa)
-                .execute(&mut *tx)
-                .await?;
+            match entry {
+                Entry::Eservice(r) => records.push(r),
+                Entry::Fruizione(r) => super::audit_fruizioni::insert(&mut tx, r).await?,
+                Entry::Flush => {}
+            }
         }
+        rows::insert(&mut tx, &records).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -660,5 +637,6 @@ impl super::Stage for AuditStage {
     }
 }
 
+mod rows;
 #[cfg(test)]
 mod tests;

@@ -16,7 +16,8 @@
 
 use super::dpop::{DpopCheck, DpopRefusal};
 use super::request_id;
-use crate::pdnd::voucher::{validate, Voucher, VoucherError, VoucherPolicy};
+use crate::pdnd::verified::VerifiedSignatures;
+use crate::pdnd::voucher::{validate_remembering, Voucher, VoucherError, VoucherPolicy};
 use crate::pdnd_client::jwks::JwksCache;
 use crate::problem::{self, BearerFailure, DpopFailure};
 use actix_web::body::BoxBody;
@@ -34,6 +35,8 @@ pub struct VoucherStage {
     pub jwks: Arc<JwksCache>,
     /// How `Authorization: DPoP` requests prove possession of the voucher's key.
     pub dpop: DpopCheck,
+    /// Signatures already verified: a client's repeated voucher pays the RSA check once.
+    pub verified: VerifiedSignatures,
 }
 
 /// The credential of a request: a voucher and the scheme it came under.
@@ -98,7 +101,7 @@ impl VoucherStage {
     /// (rate-limited by the cache) and is refused without waiting for it.
     pub async fn check(&self, token: &str, now: i64) -> Result<Voucher, StageFailure> {
         let keys = self.jwks.keys().await.map_err(StageFailure::Keys)?;
-        let result = validate(token, &keys, &self.policy, now);
+        let result = validate_remembering(token, &keys, &self.policy, now, Some(&self.verified));
         if let Err(VoucherError::UnknownKid(_)) = &result {
             self.jwks.request_refresh();
         }

@@ -566,3 +566,102 @@ fn dpop_bound_voucher_exposes_its_thumbprint() {
     let v = with_claims(|c| drop(c.insert("cnf".into(), json!({"jkt": "abc"})))).unwrap();
     assert_eq!(v.confirmation_jkt(), Some("abc"));
 }
+
+// --- remembered signatures ---
+
+fn check_remembering(
+    token: &str,
+    keys: &JwkSet,
+    now: i64,
+    memory: &VerifiedSignatures,
+) -> Result<Voucher, VoucherError> {
+    validate_remembering(token, keys, &policy(), now, Some(memory))
+}
+
+#[test]
+fn a_verified_voucher_is_remembered_and_still_accepted() {
+    let memory = VerifiedSignatures::default();
+    let token = mint(&header(), &claims());
+    for _ in 0..3 {
+        let v = check_remembering(&token, &keys(), NOW, &memory).unwrap();
+        assert_eq!(v.purpose_id(), PURPOSE);
+    }
+    assert_eq!(memory.len(), 1);
+}
+
+#[test]
+fn a_bad_signature_is_refused_every_time_and_not_remembered() {
+    let memory = VerifiedSignatures::default();
+    let forged = sign_with(test_keys::stranger(), &header(), &claims());
+    for _ in 0..2 {
+        assert!(matches!(
+            check_remembering(&forged, &keys(), NOW, &memory),
+            Err(VoucherError::BadSignature)
+        ));
+    }
+    assert!(memory.is_empty());
+}
+
+#[test]
+fn a_remembered_signature_does_not_cover_another_payload() {
+    let memory = VerifiedSignatures::default();
+    let token = mint(&header(), &claims());
+    check_remembering(&token, &keys(), NOW, &memory).unwrap();
+    // The same header and signature over a payload with a longer exp.
+    let [h, _, s] = jws::split(&token).unwrap();
+    let mut c = claims();
+    c["exp"] = json!(NOW + 3000);
+    let spliced = format!("{h}.{}.{s}", b64url(serde_json::to_vec(&c).unwrap()));
+    assert!(matches!(
+        check_remembering(&spliced, &keys(), NOW, &memory),
+        Err(VoucherError::BadSignature)
+    ));
+}
+
+#[test]
+fn a_remembered_voucher_still_expires_and_waits_for_nbf() {
+    let memory = VerifiedSignatures::default();
+    let token = mint(&header(), &claims());
+    check_remembering(&token, &keys(), NOW, &memory).unwrap();
+    assert!(matches!(
+        check_remembering(&token, &keys(), NOW + 540 + 31, &memory),
+        Err(VoucherError::Expired)
+    ));
+    assert!(matches!(
+        check_remembering(&token, &keys(), NOW - 60 - 31, &memory),
+        Err(VoucherError::NotYetValid)
+    ));
+}
+
+#[test]
+fn a_remembered_voucher_follows_the_current_key_set() {
+    let memory = VerifiedSignatures::default();
+    let token = mint(&header(), &claims());
+    check_remembering(&token, &keys(), NOW, &memory).unwrap();
+    // The kid removed from the JWKS: unknown, whatever was remembered.
+    let other = JwkSet::single("another-kid", test_keys::authority().public());
+    assert!(matches!(
+        check_remembering(&token, &other, NOW, &memory),
+        Err(VoucherError::UnknownKid(_))
+    ));
+    // The kid now names a different key: the remembered verification does not apply.
+    let rotated = JwkSet::single(
+        &test_keys::authority().kid(),
+        test_keys::stranger().public(),
+    );
+    assert!(matches!(
+        check_remembering(&token, &rotated, NOW, &memory),
+        Err(VoucherError::BadSignature)
+    ));
+}
+
+#[test]
+fn the_memory_is_bounded() {
+    let memory = VerifiedSignatures::with_capacity(2);
+    for i in 0..5 {
+        let mut c = claims();
+        c["jti"] = json!(format!("jti-{i}"));
+        check_remembering(&mint(&header(), &c), &keys(), NOW, &memory).unwrap();
+        assert!(memory.len() <= 2);
+    }
+}

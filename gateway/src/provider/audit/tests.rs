@@ -179,3 +179,24 @@ async fn best_effort_records_are_rate_limited_and_written_without_waiting() {
     assert_eq!(written, queued as i64);
     let _ = std::fs::remove_file(&path);
 }
+
+#[tokio::test]
+async fn a_batch_cut_into_multi_row_statements_is_stored_exactly_and_all_or_nothing() {
+    let (store, path, _) = temp_store().await;
+    // 101 = 64 + 32 + 4 + 1 rows: every statement size but the middle ones, and the seams.
+    let mut batch: Vec<AuditRecord> = (0..101).map(|i| record(i, None)).collect();
+    batch[7].user_id = Some("operatore".into());
+    batch[70].loa = Some("LoA3".into());
+    batch[100].subject_hash = Some("h".into());
+    store.insert_batch(&batch).await.unwrap();
+    let mut stored = store.query(&AuditQuery::default()).await.unwrap();
+    stored.sort_by_key(|r| r.request_id[4..].parse::<usize>().unwrap());
+    assert_eq!(stored, batch);
+
+    // A duplicate record id in the last statement fails the whole batch: nothing of it stays.
+    let mut again: Vec<AuditRecord> = (200..300).map(|i| record(i, None)).collect();
+    again[99].record_id = batch[0].record_id.clone();
+    assert!(store.insert_batch(&again).await.is_err());
+    assert_eq!(store.count().await.unwrap(), 101);
+    let _ = std::fs::remove_file(&path);
+}

@@ -1,0 +1,106 @@
+//! Audit records into `audit_log` as multi-row INSERTs.
+//!
+//! A batch of n records as n single-row statements costs n round trips to the database
+//! driver (for SQLite, n hand-offs to and from its worker thread) inside the transaction that
+//! every waiting 2xx depends on. One statement carries up to [`CHUNKS`]`[0]` rows instead. The
+//! statement texts come in a few fixed sizes so that the driver's prepared-statement cache
+//! holds a handful of them, not one per batch size.
+
+use std::sync::OnceLock;
+
+use super::AuditRecord;
+
+/// Rows per statement, largest first: a batch is cut greedily into these sizes. 64 rows x 15
+/// columns = 960 parameters, far below SQLite's (32,766) and PostgreSQL's (65,535) limits.
+const CHUNKS: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
+
+const COLUMNS: &str = "record_id, at, request_id, consumer_id, client_id, purpose_id, \
+    voucher_jti, eservice, operation, status, latency_ms, subject_hash, user_id, user_location, \
+    loa";
+const PER_ROW: usize = 15;
+
+/// `INSERT INTO audit_log (...) VALUES ($1, ..., $15), ($16, ...)` for `rows` rows.
+fn statement_text(rows: usize) -> String {
+    let mut sql = format!("INSERT INTO audit_log ({COLUMNS}) VALUES ");
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for col in 0..PER_ROW {
+            if col > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(row * PER_ROW + col + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+fn statement(rows: usize) -> &'static str {
+    static TEXTS: OnceLock<Vec<String>> = OnceLock::new();
+    let texts = TEXTS.get_or_init(|| CHUNKS.iter().map(|&n| statement_text(n)).collect());
+    let i = CHUNKS
+        .iter()
+        .position(|&n| n == rows)
+        .unwrap_or(CHUNKS.len() - 1);
+    &texts[i]
+}
+
+/// Inserts `records` on `conn` (inside the caller's transaction), in order.
+pub(super) async fn insert(
+    conn: &mut sqlx::AnyConnection,
+    records: &[&AuditRecord],
+) -> Result<(), sqlx::Error> {
+    let mut rest = records;
+    while !rest.is_empty() {
+        let rows = CHUNKS
+            .iter()
+            .copied()
+            .find(|&n| n <= rest.len())
+            .unwrap_or(1);
+        let (now, later) = rest.split_at(rows);
+        let mut query = sqlx::query(statement(rows));
+        for r in now {
+            query = query
+                .bind(&r.record_id)
+                .bind(&r.time)
+                .bind(&r.request_id)
+                .bind(&r.consumer_id)
+                .bind(&r.client_id)
+                .bind(&r.purpose_id)
+                .bind(&r.voucher_jti)
+                .bind(&r.eservice)
+                .bind(&r.operation)
+                .bind(i64::from(r.status))
+                .bind(r.latency_ms)
+                .bind(&r.subject_hash)
+                .bind(&r.user_id)
+                .bind(&r.user_location)
+                .bind(&r.loa);
+        }
+        query.execute(&mut *conn).await?;
+        rest = later;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statement_numbers_every_parameter_once() {
+        let sql = statement_text(3);
+        assert!(sql.ends_with(
+            "($31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45)"
+        ));
+        assert_eq!(sql.matches('$').count(), 45);
+        assert_eq!(COLUMNS.split(',').count(), PER_ROW);
+        for &n in &CHUNKS {
+            assert_eq!(statement(n).matches('(').count(), n + 1);
+        }
+    }
+}
