@@ -296,6 +296,8 @@ pub fn too_many(window: &Window, retry_after_secs: u64, request_id: Option<&str>
 }
 
 impl super::Stage for QuotaStage {
+    const NAME: &'static str = "quota";
+
     fn call(self: Arc<Self>, req: ServiceRequest, next: Next<BoxBody>) -> super::StageFuture {
         Box::pin(self.run(req, next))
     }

@@ -151,9 +151,9 @@ impl StateStore for RedisStore {
         rate: super::gcra::Gcra,
     ) -> StateFuture<'a, super::gcra::GcraDecision> {
         Box::pin(async move {
-            let mut conn = self.manager.clone();
+            // One key, so one slot: the script runs on a Cluster as on one server.
             let invocation = super::gcra::invocation(self.key(key), rate);
-            let reply: Vec<i64> = self.bounded(invocation.invoke_async(&mut conn)).await?;
+            let reply: Vec<i64> = self.invoke(&invocation).await?;
             super::gcra::from_reply(&reply)
                 .ok_or_else(|| StateError::Unavailable(format!("GCRA script answered {reply:?}")))
         })

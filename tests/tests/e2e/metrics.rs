@@ -85,7 +85,8 @@ fn queried_metrics(text: &str) -> BTreeSet<String> {
 #[tokio::test]
 async fn metrics_count_exactly_the_calls_made() {
     let _alone = e2e::exclusive().await;
-    let h = Harness::start().await;
+    // Two calls a day for the consumer, so the third accepted one is over its quota.
+    let h = Harness::start_with(|c| c.eservices.anagrafe.daily_calls_per_consumer = Some(2)).await;
     if Exposition::parse("").is_none() {
         return;
     }
@@ -124,8 +125,11 @@ async fn metrics_count_exactly_the_calls_made() {
         )
         .await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
-    // 429 (quota): once the quota stage exists, a call over the quota goes here, and
-    // `refusals(.., "quota")` below must grow by one.
+    // 429: the consumer's third admitted call of the day (the 403 above was not counted).
+    let resp = h
+        .post("/anagrafe/v1/verifica-residenza", Some(&verifica), &body)
+        .await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
 
     // /metrics is internal only.
     let resp = h.http.get(h.public("/metrics")).send().await.expect("sent");
@@ -140,7 +144,8 @@ async fn metrics_count_exactly_the_calls_made() {
     assert_eq!(delta(&|e| refusals(e, "voucher")), 2.0);
     assert_eq!(delta(&|e| refusals(e, "purpose")), 1.0);
     assert_eq!(delta(&|e| refusals(e, "modi")), 0.0);
-    assert_eq!(delta(&|e| refusals(e, "quota")), 0.0);
+    assert_eq!(delta(&|e| requests(e, "verifica-residenza", "429")), 1.0);
+    assert_eq!(delta(&|e| refusals(e, "quota")), 1.0);
     assert_eq!(delta(&|e| cache(e, "miss")), 1.0);
     assert_eq!(delta(&|e| cache(e, "hit")), 1.0);
     // Each accepted call was committed to the audit trail before its answer.
