@@ -31,7 +31,10 @@ start_dev() {
   local config_args=() pin=()
   [ -n "${DEV_CONFIG:-}" ] && config_args=(--config "$DEV_CONFIG")
   [ -n "${SERVER_CPUS:-}" ] && pin=(taskset -c "$SERVER_CPUS")
-  env "$@" "${pin[@]}" "$bin" dev --data-dir "$data" "${config_args[@]}" >"$log" 2>&1 &
+  # The load runs one consumer and purpose at thousands of calls a second: the rate limit at
+  # its highest, so a run measures the gateway and never its 429s (a caller may override).
+  env PDNDGW_RATE_LIMITS__REQUESTS_PER_SECOND=10000 PDNDGW_RATE_LIMITS__BURST=100000 "$@" \
+    "${pin[@]}" "$bin" dev --data-dir "$data" "${config_args[@]}" >"$log" 2>&1 &
   dev_pid=$!
   for _ in $(seq 1 6000); do
     curl -sf "http://$internal/status" >/dev/null 2>&1 && return 0
