@@ -31,6 +31,9 @@ start_dev() {
   local config_args=() pin=()
   [ -n "${DEV_CONFIG:-}" ] && config_args=(--config "$DEV_CONFIG")
   [ -n "${SERVER_CPUS:-}" ] && pin=(taskset -c "$SERVER_CPUS")
+  # A kept data directory keeps the purposes file of the version that seeded it (dev leaves an
+  # existing one alone); the load wants this version's sample purposes and their quotas.
+  rm -f "$data/purposes.toml"
   # The load runs one consumer and purpose at thousands of calls a second: the rate limit at
   # its highest, so a run measures the gateway and never its 429s (a caller may override).
   env PDNDGW_RATE_LIMITS__REQUESTS_PER_SECOND=10000 PDNDGW_RATE_LIMITS__BURST=100000 "$@" \
