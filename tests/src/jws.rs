@@ -39,3 +39,11 @@ pub fn voucher_header(kid: &str) -> jsonwebtoken::Header {
     h.kid = Some(kid.to_owned());
     h
 }
+
+/// The `jti` claim of a JWS (a voucher), read without checking its signature.
+pub fn jti_of(jws: &str) -> String {
+    let payload = jws.split('.').nth(1).expect("a JWS payload");
+    let bytes = URL_SAFE_NO_PAD.decode(payload).expect("base64url payload");
+    let claims: Value = serde_json::from_slice(&bytes).expect("JSON claims");
+    claims["jti"].as_str().expect("a jti").to_owned()
+}

@@ -52,17 +52,6 @@ fn cache(e: &Exposition, result: &str) -> f64 {
     e.value(CACHE, &[("eservice", "anagrafe"), ("result", result)])
 }
 
-/// The `jti` claim of a JWS.
-fn jti_of(jws: &str) -> String {
-    use base64::Engine as _;
-    let payload = jws.split('.').nth(1).expect("a JWS payload");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .expect("base64url payload");
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON claims");
-    claims["jti"].as_str().expect("a jti").to_owned()
-}
-
 /// The metric names a PromQL text (a dashboard or a rule file) queries.
 fn queried_metrics(text: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
@@ -162,7 +151,7 @@ async fn metrics_count_exactly_the_calls_made() {
     // No codice fiscale, voucher or jti anywhere in the exposition.
     assert!(!text.contains(&cf), "a codice fiscale in /metrics");
     assert!(!text.contains(&verifica), "a voucher in /metrics");
-    let jti = jti_of(&verifica);
+    let jti = e2e::jws::jti_of(&verifica);
     assert!(!text.contains(&jti), "a jti in /metrics");
     for value in after.label_values() {
         assert!(value.len() < 64, "an unexpected label value: {value}");

@@ -108,16 +108,6 @@ fn descendants<'a>(all: &'a [Span], root: &Span) -> Vec<&'a Span> {
     out
 }
 
-fn jti_of(jws: &str) -> String {
-    use base64::Engine as _;
-    let payload = jws.split('.').nth(1).expect("a JWS payload");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .expect("base64url payload");
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON claims");
-    claims["jti"].as_str().expect("a jti").to_owned()
-}
-
 const STAGES: [&str; 6] = ["audit", "voucher", "signing", "purpose", "modi", "handler"];
 
 #[tokio::test]
@@ -163,6 +153,63 @@ async fn spans_follow_the_traceparent_through_a_fruizione_and_every_stage() {
         .await
         .expect("sent");
     assert_eq!(resp.status(), StatusCode::OK);
+
+    // Hostile or sloppy traceparents: each call is answered as usual and none is continued:
+    // its request span starts a trace of the gateway's own (no parent).
+    let hostile_parent = "1111111111111111";
+    let hostile_traces = ["ab".repeat(16), "cd".repeat(16), "ef".repeat(16)];
+    let hostile = [
+        format!("00-{}-{hostile_parent}-01", "0".repeat(32)), // all-zero trace id
+        format!("00-{}-{hostile_parent}-01", "zz".repeat(16)), // not hex
+        format!("ff-{}-{hostile_parent}-01", hostile_traces[0]), // version ff is forbidden
+        format!(
+            "00-{}-{hostile_parent}-01{}",
+            hostile_traces[1],
+            "x".repeat(1024)
+        ), // oversized
+        format!("00-{}-{}-01", hostile_traces[2], "0".repeat(16)), // all-zero parent id
+        "%30%30-4bf9".to_owned(),                             // percent-encoded junk
+    ];
+    for value in &hostile {
+        let resp = h
+            .http
+            .post(h.public("/anagrafe/v1/residenza"))
+            .bearer_auth(&voucher)
+            .header("traceparent", value)
+            .json(&json!({"codiceFiscale": cf}))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(resp.status(), StatusCode::OK, "traceparent {value:.60}");
+    }
+    let mut roots = 0;
+    for _ in 0..100 {
+        gateway::telemetry::traces::flush();
+        roots = spans
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|s| s.name == "request" && s.parent_span_id.is_empty())
+            .count();
+        if roots >= hostile.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        roots >= hostile.len(),
+        "{roots} request spans without a parent for {} hostile traceparents",
+        hostile.len()
+    );
+    for span in spans.lock().expect("lock").iter() {
+        let trace = hex(&span.trace_id);
+        assert!(
+            !hostile_traces.contains(&trace) && trace != "0".repeat(32),
+            "a hostile traceparent was continued: {} in trace {trace}",
+            span.name
+        );
+        assert_ne!(hex(&span.parent_span_id), hostile_parent, "{}", span.name);
+    }
 
     let fz = trace(&spans, trace_id, 3 + STAGES.len()).await;
     let direct = trace(&spans, direct_trace, 1 + STAGES.len()).await;
@@ -223,7 +270,7 @@ async fn spans_follow_the_traceparent_through_a_fruizione_and_every_stage() {
         );
     }
 
-    let jti = jti_of(&voucher);
+    let jti = e2e::jws::jti_of(&voucher);
     for span in fz.iter().chain(direct.iter()) {
         for (key, value) in attributes(span) {
             assert!(
