@@ -1,12 +1,15 @@
 //! Two replicas of the real binary behind no load balancer but the test itself: two
-//! `pdnd-gateway` processes on their own ports, each with its own configuration file, sharing
-//! one PostgreSQL (register, audit trail and purposes table; a fresh schema per test) and one
-//! Redis (`[state] backend = "redis"`).
+//! `pdnd-gateway serve` processes on their own ports, each with its own configuration file,
+//! sharing one PostgreSQL (register, audit trail and purposes table; fresh schemas per test) and
+//! one Redis (`[state] backend = "redis"`), as two pods of the chart do.
 //!
-//! The replicas run the `dev` command over one data directory: `serve` accepts only `https://`
-//! PDND endpoints, and `dev` is the same server with a local PDND authority, over the same
-//! identities (authority key, client key) in both processes. Every request carries
-//! INTEGRITY_REST_02 (Agid-JWT-Signature with a jti the gateway must see only once).
+//! `serve` accepts only `https://` toward PDND, so the test runs a stand-in PDND over TLS: the
+//! development authority (the same code `dev` runs: token endpoint, JWKS, `/keys/{kid}`) with a
+//! certificate of a CA the test makes, which the replicas trust through `SSL_CERT_FILE` (in a
+//! cluster: the public CAs of the image). The schemas are created once by `pdnd-gateway
+//! migrate`, as the chart's hook Job does, and the replicas start with `--no-migrate`. Every
+//! request carries INTEGRITY_REST_02 (Agid-JWT-Signature with a jti the gateway must see only
+//! once; the caller's key comes from the stand-in's `/keys/{kid}`).
 //!
 //! What is shown: a request accepted by A and replayed to B is refused with Redis (and accepted
 //! with `backend = "memory"`, the difference Redis makes); both replicas write the one audit
@@ -17,17 +20,20 @@
 //! Needs `PDNDGW_TEST_POSTGRES_URL` and `PDNDGW_TEST_REDIS_URL` (`tests/run.sh` sets both):
 //! unset locally, each test says SKIPPED; unset with `CI`, it fails.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gateway::config::Config;
+use actix_web::{web, App, HttpServer};
+use gateway::config::{Config, InternalTlsConfig};
+use gateway::dev::authority_http::TokenStats;
 use gateway::dev::data_dir::DataDir;
 use gateway::dev::sample;
 use gateway::modi::{SignatureClaims, SigningAlgorithm, SigningMaterial};
+use gateway::pdnd::authority::Authority;
 use serde_json::{json, Value};
 use sqlx::any::AnyPoolOptions;
 use sqlx::AssertSqlSafe;
@@ -36,6 +42,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_pdnd-gateway");
 const REDIS_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/scripts/redis.sh");
 const RESIDENZA: &str = "/anagrafe/v1/residenza";
 const JSON: &str = "application/json";
+/// The e-services' public URLs (and voucher audiences): names, never dialled.
+const ANAGRAFE_URL: &str = "https://api.comune-replicas.test/anagrafe/v1";
+const TRIBUTI_URL: &str = "https://api.comune-replicas.test/tributi/v1";
 
 /// A test's environment variable, with the project's rule (unset locally is a visible skip,
 /// unset with `CI` a failure), written once in `test-support`.
@@ -72,34 +81,113 @@ async fn fresh_schema(base: &str) -> String {
     format!("{base}{sep}options[search_path]={schema}")
 }
 
-/// One `pdnd-gateway` process.
+/// The stand-in PDND: the development authority on two listeners, HTTPS for the replicas and
+/// plain HTTP on loopback for the test's own voucher requests.
+struct Pdnd {
+    https: SocketAddr,
+    http: SocketAddr,
+    /// The CA that issued the HTTPS listener's certificate (the replicas' `SSL_CERT_FILE`).
+    ca_file: PathBuf,
+    /// Token and key requests it answered, on either listener.
+    stats: Arc<TokenStats>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Pdnd {
+    fn start(dir: &Path, authority: Authority) -> Pdnd {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let ca_key = rcgen::KeyPair::generate().expect("CA key");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "replicas test CA");
+        let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
+        let issuer =
+            rcgen::Issuer::from_ca_cert_pem(&ca_cert.pem(), ca_key).expect("CA as issuer");
+        let leaf_key = rcgen::KeyPair::generate().expect("leaf key");
+        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .expect("leaf")
+            .signed_by(&leaf_key, &issuer)
+            .expect("leaf certificate");
+        let ca_file = dir.join("pdnd-ca.pem");
+        let cert_file = dir.join("pdnd-tls.crt");
+        let key_file = dir.join("pdnd-tls.key");
+        std::fs::write(&ca_file, ca_cert.pem()).expect("CA file");
+        std::fs::write(&cert_file, leaf.pem()).expect("cert file");
+        std::fs::write(&key_file, leaf_key.serialize_pem()).expect("key file");
+        let tls = gateway::tls::internal_server_config(&InternalTlsConfig {
+            cert_file,
+            key_file,
+            client_ca_file: None,
+        })
+        .expect("TLS server configuration");
+
+        let https = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let http = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let (https_addr, http_addr) = (
+            https.local_addr().expect("addr"),
+            http.local_addr().expect("addr"),
+        );
+        let authority = web::Data::new(authority);
+        let stats = Arc::new(TokenStats::default());
+        let stats_data = web::Data::from(stats.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(authority.clone())
+                .app_data(stats_data.clone())
+                .configure(gateway::dev::authority_http::routes)
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(http)
+        .and_then(|s| s.listen_rustls_0_23(https, tls))
+        .expect("listen")
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Pdnd {
+            https: https_addr,
+            http: http_addr,
+            ca_file,
+            stats,
+            handle,
+        }
+    }
+}
+
+impl Drop for Pdnd {
+    fn drop(&mut self) {
+        // Stops accepting at once; the future only reports when the workers are gone.
+        drop(self.handle.stop(false));
+    }
+}
+
+/// One `pdnd-gateway serve` process.
 struct Replica {
     child: Child,
     public: SocketAddr,
     internal: SocketAddr,
-    config_file: PathBuf,
     log: PathBuf,
-    authority: SocketAddr,
 }
 
 impl Replica {
-    fn spawn(dir: &Path, data_dir: &Path, name: &str, shared_toml: &str) -> Replica {
+    /// Writes the replica's configuration (its listeners, then `shared`) and starts `serve
+    /// --no-migrate` on it; returns once `/readyz` says ready, as the kubelet waits.
+    async fn spawn(dir: &Path, name: &str, shared: &str, ca_file: &Path) -> Replica {
         let public: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let internal: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let authority: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let config_file = dir.join(format!("{name}.toml"));
         let text = format!(
             "[server]\npublic_listen = \"{public}\"\ninternal_listen = \"{internal}\"\n\
-             workers = 2\n\n[dev]\nauthority_listen = \"{authority}\"\nresidents = 30\n\n\
-             {shared_toml}"
+             workers = 2\n\n{shared}"
         );
         std::fs::write(&config_file, text).expect("replica config");
         let log = dir.join(format!("{name}.log"));
         let child = Command::new(BIN)
-            .args(["--log-format", "text", "dev", "--data-dir"])
-            .arg(data_dir)
-            .arg("--config")
+            .args(["--log-format", "text", "serve", "--no-migrate", "--config"])
             .arg(&config_file)
+            .env("SSL_CERT_FILE", ca_file)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
@@ -109,26 +197,37 @@ impl Replica {
             child,
             public,
             internal,
-            config_file,
             log,
-            authority,
         };
-        replica.wait_listening();
+        replica.wait_ready().await;
         replica
     }
 
-    fn wait_listening(&mut self) {
+    async fn wait_ready(&mut self) {
+        let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(90);
+        let mut last = None;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("replica exited ({status}): {}", self.log_text());
             }
-            if TcpStream::connect(self.public).is_ok() {
-                return;
+            if let Ok(resp) = http
+                .get(format!("http://{}/readyz", self.internal))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+            {
+                if resp.status() == 200 {
+                    return;
+                }
+                last = resp.text().await.ok();
             }
-            std::thread::sleep(Duration::from_millis(100));
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("replica did not listen: {}", self.log_text());
+        panic!(
+            "replica never ready (last /readyz: {last:?}): {}",
+            self.log_text()
+        );
     }
 
     fn log_text(&self) -> String {
@@ -168,6 +267,7 @@ struct Pair {
     dir: PathBuf,
     /// The configuration both replicas share (a third one, started later, gets it too).
     shared: String,
+    pdnd: Pdnd,
     a: Replica,
     b: Replica,
     audit_url: String,
@@ -175,33 +275,142 @@ struct Pair {
     voucher: String,
     material: SigningMaterial,
     client_id: String,
-    audience: String,
     cfs: Vec<String>,
 }
 
 impl Pair {
-    /// Starts A (which seeds the register), then B; `state_toml` is their `[state]` section.
-    async fn start(state_toml: &str) -> Option<Pair> {
+    /// Seeds the register, runs `migrate`, starts the stand-in PDND, then A and B.
+    /// `state_toml` is their `[state]` section, `anagrafe_toml` more keys of
+    /// `[eservices.anagrafe]`.
+    async fn start(state_toml: &str, anagrafe_toml: &str) -> Option<Pair> {
         let postgres = required_env("PDNDGW_TEST_POSTGRES_URL")?;
         let dir = std::env::temp_dir().join(unique("pdndgw-replicas"));
-        let data_dir = dir.join("data");
-        std::fs::create_dir_all(&data_dir).expect("dir");
+        let data = DataDir::prepare(&dir.join("data")).expect("keys and sample client");
         let register = fresh_schema(&postgres).await;
         let audit_url = fresh_schema(&postgres).await;
-        let shared = format!(
-            "[database]\nurl = \"{register}\"\n\n[audit]\nurl = \"{audit_url}\"\n\n\
-             [eservices.anagrafe.modi]\nsign_responses = true\n\
-             request_integrity = \"integrity_rest_02\"\naudit = \"none\"\n\n{state_toml}\n"
-        );
-        let a = Replica::spawn(&dir, &data_dir, "a", &shared);
-        let b = Replica::spawn(&dir, &data_dir, "b", &shared);
+        let seeded = gateway::cli::seed::run(&register, 30, false)
+            .await
+            .expect("the register is seeded");
 
-        // The client: the sample client of the shared data directory, vouchers from A's
-        // authority (B's has the same key and issuer).
-        let data = DataDir::prepare(&data_dir).expect("data dir");
-        let mut config = Config::load_dev(Some(&a.config_file)).expect("config");
-        gateway::dev::complete_config(&mut config, &data).expect("completed");
-        config.pdnd.token_endpoint = format!("http://{}/token.oauth2", a.authority);
+        // What the stand-in knows: the development identities, our e-services' audiences.
+        let mut config = Config::load_dev(None).expect("dev defaults");
+        config.eservices.anagrafe.public_url = ANAGRAFE_URL.to_owned();
+        config.eservices.anagrafe.audiences = vec![ANAGRAFE_URL.to_owned()];
+        config.eservices.tributi.public_url = TRIBUTI_URL.to_owned();
+        config.eservices.tributi.audiences = vec![TRIBUTI_URL.to_owned()];
+        let pdnd = Pdnd::start(&dir, gateway::dev::authority(&config, &data));
+        let pki = data.modi_pki().expect("ModI PKI");
+        let purposes = dir.join("purposes.toml");
+        std::fs::write(&purposes, gateway::dev::purposes_toml(&config)).expect("purposes");
+        let hmac = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let (anagrafe, tributi, p) = (
+            &config.eservices.anagrafe,
+            &config.eservices.tributi,
+            pdnd.https,
+        );
+        let id = |v: &Option<String>| v.clone().unwrap_or_default();
+        let shared = format!(
+            r#"[pdnd]
+environment = "collaudo"
+token_endpoint = "https://{p}/token.oauth2"
+client_assertion_audience = "{assertion_aud}"
+voucher_issuers = ["{issuer}"]
+jwks_url = "https://{p}/.well-known/jwks.json"
+keys_url = "https://{p}/keys"
+api_client_id = "{api_client}"
+api_key_file = "{api_key}"
+
+[eservices.anagrafe]
+public_url = "{ANAGRAFE_URL}"
+audiences = ["{ANAGRAFE_URL}"]
+eservice_id = "{a_id}"
+descriptor_id = "{a_desc}"
+{anagrafe_toml}
+
+[eservices.anagrafe.modi]
+sign_responses = true
+request_integrity = "integrity_rest_02"
+audit = "none"
+
+[eservices.tributi]
+public_url = "{TRIBUTI_URL}"
+audiences = ["{TRIBUTI_URL}"]
+eservice_id = "{t_id}"
+descriptor_id = "{t_desc}"
+
+[comune]
+producer_id = "{producer}"
+name = "Comune di Prova"
+contact_email = "interoperabilita@comune.example.it"
+
+[database]
+url = "{register}"
+
+[audit]
+url = "{audit_url}"
+hmac_secret = "{hmac}"
+
+[purposes]
+file = "{purposes}"
+
+[modi]
+signing_key_file = "{modi_key}"
+certificate_chain_file = "{modi_chain}"
+trust_store_file = "{modi_ca}"
+algorithm = "RS256"
+issuer = "comune-di-prova.replicas.test"
+
+[rate_limits]
+requests_per_second = 10000.0
+burst = 100000
+
+{state_toml}
+"#,
+            assertion_aud = config.pdnd.client_assertion_audience,
+            issuer = config.dev.authority_issuer,
+            api_client = data.api_client.client_id,
+            api_key = data.root.join(&data.api_client.key_file).display(),
+            a_id = id(&anagrafe.eservice_id),
+            a_desc = id(&anagrafe.descriptor_id),
+            t_id = id(&tributi.eservice_id),
+            t_desc = id(&tributi.descriptor_id),
+            producer = id(&config.comune.producer_id),
+            purposes = purposes.display(),
+            modi_key = pki.rsa_key.display(),
+            modi_chain = pki.rsa_chain.display(),
+            modi_ca = pki.ca_cert.display(),
+        );
+
+        // The chart's hook Job: the schemas, once, before any replica.
+        let job = dir.join("migrate.toml");
+        std::fs::write(
+            &job,
+            format!(
+                "[server]\npublic_listen = \"127.0.0.1:0\"\ninternal_listen = \"127.0.0.1:0\"\n\n{shared}"
+            ),
+        )
+        .expect("job config");
+        let out = Command::new(BIN)
+            .args(["migrate", "--config"])
+            .arg(&job)
+            .output()
+            .expect("migrate runs");
+        assert!(
+            out.status.success(),
+            "migrate: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        let a = Replica::spawn(&dir, "a", &shared, &pdnd.ca_file).await;
+        let b = Replica::spawn(&dir, "b", &shared, &pdnd.ca_file).await;
+
+        // The client: the sample client, with a voucher from the stand-in (its HTTP side).
+        gateway::dev::complete_config(&mut config, &data).expect("client section");
+        config.pdnd.token_endpoint = format!("http://{}/token.oauth2", pdnd.http);
         let plan =
             gateway::cli::voucher::plan(&config, Some(sample::ANAGRAFE_FULL.purpose_id), None)
                 .expect("voucher plan");
@@ -216,13 +425,10 @@ impl Pair {
             SigningAlgorithm::RS256,
         )
         .expect("client key signs");
-        let samples: Vec<[String; 4]> = serde_json::from_str(
-            &std::fs::read_to_string(data.samples_path()).expect("samples written by the seed"),
-        )
-        .expect("samples");
         Some(Pair {
             dir,
             shared,
+            pdnd,
             a,
             b,
             audit_url,
@@ -230,9 +436,18 @@ impl Pair {
             voucher,
             material,
             client_id: data.client.client_id.clone(),
-            audience: config.eservices.anagrafe.audiences[0].clone(),
-            cfs: samples.into_iter().map(|[cf, ..]| cf).collect(),
+            cfs: seeded
+                .summary
+                .samples
+                .into_iter()
+                .map(|s| s.codice_fiscale)
+                .collect(),
         })
+    }
+
+    /// A third replica on the same configuration.
+    async fn another(&self, name: &str) -> Replica {
+        Replica::spawn(&self.dir, name, &self.shared, &self.pdnd.ca_file).await
     }
 
     /// A signed residenza request: body, Digest and Agid-JWT-Signature headers.
@@ -241,7 +456,7 @@ impl Pair {
         let claims = SignatureClaims {
             iss: self.client_id.clone(),
             sub: self.client_id.clone(),
-            aud: self.audience.clone(),
+            aud: ANAGRAFE_URL.to_owned(),
             jti: uuid::Uuid::new_v4().to_string(),
             iat: t,
             nbf: t,
@@ -341,9 +556,11 @@ async fn a_request_accepted_by_one_replica_is_refused_by_the_other() {
     let Some(redis) = required_env("PDNDGW_TEST_REDIS_URL") else {
         return;
     };
-    let Some(pair) = Pair::start(&redis_state(&redis)).await else {
+    let Some(pair) = Pair::start(&redis_state(&redis), "").await else {
         return;
     };
+    // Started and ready, neither replica has needed the caller's key yet.
+    assert_eq!(pair.pdnd.stats.key_requests(), 0);
     let request = pair.signed(&pair.cfs[0]);
     let at_a = unique("at-a");
     let resp = pair
@@ -381,13 +598,18 @@ async fn a_request_accepted_by_one_replica_is_refused_by_the_other() {
     assert_eq!(audited_status(&pool, &at_a).await, Some(200), "A's record");
     assert_eq!(audited_status(&pool, &at_b).await, Some(401), "B's refusal");
     assert_eq!(audited_status(&pool, &fresh).await, Some(200), "B's record");
+    // Each replica took the caller's INTEGRITY_REST_02 key from the stand-in PDND over TLS,
+    // with an M2M voucher of its own from the same stand-in.
+    let stats = &pair.pdnd.stats;
+    assert!(stats.key_requests() >= 2, "{}", stats.key_requests());
+    assert!(stats.issued() >= 3, "the test's voucher and one per replica");
 }
 
 #[tokio::test]
 async fn with_memory_state_the_other_replica_accepts_the_replay() {
     // The same scenario without Redis: each process remembers only its own jtis, so the
     // replay is accepted by B. This is what `[state] backend = "redis"` prevents.
-    let Some(pair) = Pair::start("[state]\nbackend = \"memory\"\n").await else {
+    let Some(pair) = Pair::start("[state]\nbackend = \"memory\"\n", "").await else {
         return;
     };
     let request = pair.signed(&pair.cfs[0]);
@@ -407,7 +629,7 @@ async fn a_purpose_suspended_in_the_table_stops_both_replicas() {
     let Some(redis) = required_env("PDNDGW_TEST_REDIS_URL") else {
         return;
     };
-    let Some(pair) = Pair::start(&redis_state(&redis)).await else {
+    let Some(pair) = Pair::start(&redis_state(&redis), "").await else {
         return;
     };
     for replica in [&pair.a, &pair.b] {
@@ -458,7 +680,7 @@ async fn killing_one_replica_under_load_loses_no_audited_answer() {
     let Some(redis) = required_env("PDNDGW_TEST_REDIS_URL") else {
         return;
     };
-    let Some(mut pair) = Pair::start(&redis_state(&redis)).await else {
+    let Some(mut pair) = Pair::start(&redis_state(&redis), "").await else {
         return;
     };
     let urls = [pair.a.url(RESIDENZA), pair.b.url(RESIDENZA)];
@@ -605,7 +827,7 @@ async fn redis_down_is_503_and_redis_back_serves_again_without_restart() {
     let Some(redis) = OwnRedis::start() else {
         return;
     };
-    let Some(pair) = Pair::start(&redis_state(&redis.url)).await else {
+    let Some(pair) = Pair::start(&redis_state(&redis.url), "").await else {
         return;
     };
     let resp = pair
@@ -678,10 +900,10 @@ async fn redis_down_is_503_and_redis_back_serves_again_without_restart() {
 /// A replica pair whose anagrafe allows `total` calls a day in all, on one Redis.
 async fn pair_with_daily_total(total: u64) -> Option<Pair> {
     let redis = required_env("PDNDGW_TEST_REDIS_URL")?;
-    Pair::start(&format!(
-        "{}\n[eservices.anagrafe]\ndaily_calls_total = {total}\n",
-        redis_state(&redis)
-    ))
+    Pair::start(
+        &redis_state(&redis),
+        &format!("daily_calls_total = {total}"),
+    )
     .await
 }
 
@@ -758,8 +980,7 @@ async fn a_restarted_gateway_continues_the_days_count() {
     // Both processes gone; a new one on the same Redis continues where they were.
     pair.a.kill();
     pair.b.kill();
-    let data_dir = pair.dir.join("data");
-    let restarted = Replica::spawn(&pair.dir, &data_dir, "restarted", &pair.shared);
+    let restarted = pair.another("restarted").await;
     let (status, [_, left, _], _) = counted_call(&pair, &restarted).await;
     assert_eq!((status, left), (200, Some(0)), "{}", restarted.log_text());
     let (status, _, _) = counted_call(&pair, &restarted).await;
