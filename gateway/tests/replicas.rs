@@ -103,8 +103,7 @@ impl Pdnd {
             .distinguished_name
             .push(rcgen::DnType::CommonName, "replicas test CA");
         let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
-        let issuer =
-            rcgen::Issuer::from_ca_cert_pem(&ca_cert.pem(), ca_key).expect("CA as issuer");
+        let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_cert.pem(), ca_key).expect("CA as issuer");
         let leaf_key = rcgen::KeyPair::generate().expect("leaf key");
         let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
             .expect("leaf")
@@ -602,7 +601,10 @@ async fn a_request_accepted_by_one_replica_is_refused_by_the_other() {
     // with an M2M voucher of its own from the same stand-in.
     let stats = &pair.pdnd.stats;
     assert!(stats.key_requests() >= 2, "{}", stats.key_requests());
-    assert!(stats.issued() >= 3, "the test's voucher and one per replica");
+    assert!(
+        stats.issued() >= 3,
+        "the test's voucher and one per replica"
+    );
 }
 
 #[tokio::test]
