@@ -27,8 +27,8 @@ max_rise=${MAX_RISE_PERCENT:-10}
 baseline=$root/tests/load/callgrind_baseline.json
 
 if ! command -v valgrind >/dev/null || ! command -v callgrind_control >/dev/null; then
-  echo "installing valgrind (apt-get)" >&2
-  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >&2; }; then
+  . "$root/tests/scripts/common.sh"
+  if ! apt_install valgrind; then
     if [ -n "${CI:-}" ]; then
       echo "FAILED: valgrind is needed for the instruction-count check and could not be installed" >&2
       exit 1

@@ -11,6 +11,8 @@
 set -euo pipefail
 
 die() { echo "postgres.sh: $*" >&2; exit 1; }
+# apt_install, free_port
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 [ $# -eq 2 ] || die "usage: $0 start|stop DIR"
 cmd=$1
@@ -32,9 +34,7 @@ find_bin() {
 ensure_installed() {
     if find_bin initdb >/dev/null && find_bin pg_ctl >/dev/null; then return 0; fi
     [ "$(id -u)" -eq 0 ] || die "PostgreSQL is not installed and installing it needs root"
-    echo "postgres.sh: installing PostgreSQL with apt-get" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get update >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql >&2
+    apt_install postgresql
     find_bin initdb >/dev/null || die "initdb still missing after apt-get install"
 }
 
@@ -48,15 +48,6 @@ as_owner() {
     fi
 }
 
-free_port() {
-    python3 - <<'PY' 2>/dev/null || echo $(( 20000 + RANDOM % 20000 ))
-import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()
-PY
-}
 
 print_url() {
     local port

@@ -18,24 +18,13 @@ dir=$2
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 
+# apt_install, free_port
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
 ensure_installed() {
     command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 && return 0
-    local sudo_cmd=""
-    [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
-    echo "redis.sh: installing redis-server with apt-get" >&2
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq redis-server >&2
+    apt_install redis-server
     command -v redis-server >/dev/null 2>&1 || die "redis-server still missing after apt-get install"
-}
-
-free_port() {
-    python3 - <<'PY' 2>/dev/null || echo $(( 20000 + RANDOM % 20000 ))
-import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()
-PY
 }
 
 is_running() {

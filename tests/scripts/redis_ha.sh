@@ -21,13 +21,12 @@ dir=$2
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 
+# apt_install (its free_port is replaced below by one that also knows cluster bus ports)
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
 ensure_installed() {
     command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 && return 0
-    local sudo_cmd=""
-    [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
-    echo "redis_ha.sh: installing redis-server with apt-get" >&2
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq redis-server >&2
+    apt_install redis-server
     command -v redis-server >/dev/null 2>&1 || die "redis-server still missing after apt-get install"
 }
 

@@ -65,7 +65,8 @@ chown "$uid:$gid" "$scratch/data"
 chmod 0700 "$scratch/data"
 chmod 0555 "$scratch/work"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=tests/scripts/common.sh
+. "$root/tests/scripts/common.sh"
 
 # 1. The dev authority (as root, outside the subject of the test): issues the voucher.
 say "starting the dev authority"
