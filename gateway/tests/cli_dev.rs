@@ -3,94 +3,29 @@
 //! high concurrency, `kill -9` midway, restart, and every 2xx the client saw has its record.
 
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pdnd-gateway");
 
-struct Dev {
-    child: Child,
-    /// Where the server's log lines (stderr) go.
-    log: PathBuf,
-    public: String,
-    authority: String,
-    sample_cf: String,
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod common;
+use common::dev_process::DevProcess;
 
 fn data_dir(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("pdndgw-cli-{name}-{}", uuid::Uuid::new_v4()))
 }
 
-/// Starts `dev` on free ports and reads the addresses from its start-up message.
-fn start_dev(dir: &Path) -> Dev {
+/// Starts `dev` on free ports (debug log).
+fn start_dev(dir: &Path) -> DevProcess {
     start_dev_with(dir, &[])
 }
 
 /// [`start_dev`] with extra command-line arguments.
-fn start_dev_with(dir: &Path, extra: &[&str]) -> Dev {
-    std::fs::create_dir_all(dir).expect("data dir");
-    let log = dir.join(format!("server-{}.log", uuid::Uuid::new_v4()));
-    let log_file = std::fs::File::create(&log).expect("log file");
-    let mut child = Command::new(BIN)
-        .args(["dev", "--data-dir"])
-        .arg(dir)
-        .args(extra)
-        .env("PDNDGW_SERVER__PUBLIC_LISTEN", "127.0.0.1:0")
-        .env("PDNDGW_SERVER__INTERNAL_LISTEN", "127.0.0.1:0")
-        .env("PDNDGW_DEV__AUTHORITY_LISTEN", "127.0.0.1:0")
-        .env("PDNDGW_DEV__RESIDENTS", "100")
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log_file))
-        .spawn()
-        .expect("dev starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let (mut public, mut authority, mut sample_cf) = (None, None, None);
-    let mut banner = String::new();
-    for line in lines.by_ref() {
-        let line = line.expect("utf-8 banner");
-        banner.push_str(&line);
-        banner.push('\n');
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .map(str::to_owned);
-        if line.trim_start().starts_with("e-services (public)") {
-            public = url;
-        } else if line.trim_start().starts_with("local PDND authority") {
-            authority = url;
-        } else if line.contains("\"codiceFiscale\":\"") {
-            sample_cf = line
-                .split("\"codiceFiscale\":\"")
-                .nth(1)
-                .and_then(|r| r.split('"').next())
-                .map(str::to_owned);
-        }
-        if line.starts_with("Stop with Ctrl-C") {
-            break;
-        }
-    }
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Dev {
-        child,
-        log,
-        public: public.unwrap_or_else(|| panic!("no public address in:\n{banner}")),
-        authority: authority.unwrap_or_else(|| panic!("no authority address in:\n{banner}")),
-        sample_cf: sample_cf.unwrap_or_else(|| panic!("no sample codice fiscale in:\n{banner}")),
-    }
+fn start_dev_with(dir: &Path, extra: &[&str]) -> DevProcess {
+    DevProcess::start(dir, extra, &[("RUST_LOG", "debug")])
 }
 
 fn voucher(dir: &Path, authority: &str, extra: &[&str]) -> std::process::Output {
@@ -100,7 +35,7 @@ fn voucher(dir: &Path, authority: &str, extra: &[&str]) -> std::process::Output 
         .args(extra)
         .env(
             "PDNDGW_PDND__TOKEN_ENDPOINT",
-            format!("{authority}/token.oauth2"),
+            format!("http://{authority}/token.oauth2"),
         )
         .output()
         .expect("voucher runs")
@@ -139,7 +74,7 @@ async fn dev_voucher_call_and_audit_from_the_command_line() {
 
     let http = reqwest::Client::new();
     let resp = http
-        .post(format!("{}/anagrafe/v1/residenza", dev.public))
+        .post(format!("http://{}/anagrafe/v1/residenza", dev.public))
         .bearer_auth(&token)
         .header("X-Request-Id", "walkthrough-1")
         .json(&json!({ "codiceFiscale": dev.sample_cf }))
@@ -149,7 +84,7 @@ async fn dev_voucher_call_and_audit_from_the_command_line() {
     assert_eq!(resp.status(), 200);
     // A refused voucher and an invalid codice fiscale, so the log has something to leak.
     let resp = http
-        .post(format!("{}/anagrafe/v1/residenza", dev.public))
+        .post(format!("http://{}/anagrafe/v1/residenza", dev.public))
         .bearer_auth(format!("{token}x"))
         .json(&json!({ "codiceFiscale": dev.sample_cf }))
         .send()
@@ -255,7 +190,7 @@ async fn kill_9_loses_no_audit_record_of_a_served_answer() {
     for w in 0..concurrency {
         let (http, served, stop) = (http.clone(), served.clone(), stop.clone());
         let (url, token, cf) = (
-            format!("{}/anagrafe/v1/residenza", dev.public),
+            format!("http://{}/anagrafe/v1/residenza", dev.public),
             token.clone(),
             dev.sample_cf.clone(),
         );

@@ -3,84 +3,19 @@
 //! refused, and the process exits 0. Also the bound: a request that would hold the process
 //! longer than `server.shutdown_timeout_secs` does not.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pdnd-gateway");
 
-struct Dev {
-    child: Child,
-    log: PathBuf,
-    public: String,
-    internal: String,
-    authority: String,
-    sample_cf: String,
-}
+mod common;
+use common::dev_process::DevProcess;
 
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `host:port` of an `http://host:port` word on a banner line starting with `label`.
-fn addr_on(line: &str, label: &str) -> Option<String> {
-    if !line.trim_start().starts_with(label) {
-        return None;
-    }
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix("http://"))
-        .map(str::to_owned)
-}
-
-fn start_dev(dir: &Path, env: &[(&str, &str)]) -> Dev {
-    std::fs::create_dir_all(dir).expect("data dir");
-    let log = dir.join("server.log");
-    let mut child = Command::new(BIN)
-        .args(["dev", "--data-dir"])
-        .arg(dir)
-        .env("PDNDGW_SERVER__PUBLIC_LISTEN", "127.0.0.1:0")
-        .env("PDNDGW_SERVER__INTERNAL_LISTEN", "127.0.0.1:0")
-        .env("PDNDGW_DEV__AUTHORITY_LISTEN", "127.0.0.1:0")
-        .env("PDNDGW_DEV__RESIDENTS", "50")
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(std::fs::File::create(&log).expect("log")))
-        .spawn()
-        .expect("dev starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let (mut public, mut internal, mut authority, mut cf) = (None, None, None, None);
-    for line in lines.by_ref() {
-        let line = line.expect("utf-8");
-        public = public.or_else(|| addr_on(&line, "e-services (public)"));
-        internal = internal.or_else(|| addr_on(&line, "internal listener"));
-        authority = authority.or_else(|| addr_on(&line, "local PDND authority"));
-        if cf.is_none() && line.contains("\"codiceFiscale\":\"") {
-            cf = line
-                .split("\"codiceFiscale\":\"")
-                .nth(1)
-                .and_then(|r| r.split('"').next())
-                .map(str::to_owned);
-        }
-        if line.starts_with("Stop with Ctrl-C") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    Dev {
-        child,
-        log,
-        public: public.expect("public address"),
-        internal: internal.expect("internal address"),
-        authority: authority.expect("authority address"),
-        sample_cf: cf.expect("sample codice fiscale"),
-    }
+fn start_dev(dir: &Path, env: &[(&str, &str)]) -> DevProcess {
+    DevProcess::start(dir, &[], env)
 }
 
 fn voucher(dir: &Path, authority: &str) -> String {
