@@ -297,3 +297,51 @@ fn dev_logs_text_when_asked() {
     drop(dev);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn an_unreachable_collector_is_logged_and_requests_still_served() {
+    // A port nothing listens on: every export fails.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a port");
+    let dir = data_dir("otlp-down");
+    let endpoint = format!("http://{closed}");
+    let dev = DevProcess::start(
+        &dir,
+        &[],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("PDNDGW_TELEMETRY__METRICS_INTERVAL_SECS", "1"),
+        ],
+    );
+    let out = voucher(&dir, &dev.authority, &[]);
+    assert!(out.status.success());
+    let token = String::from_utf8(out.stdout).expect("utf-8");
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/anagrafe/v1/residenza", dev.public))
+        .bearer_auth(token.trim())
+        .json(&json!({ "codiceFiscale": dev.sample_cf }))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(
+        resp.status(),
+        200,
+        "a dead collector must not fail requests"
+    );
+    let started = std::time::Instant::now();
+    let mut log = String::new();
+    while started.elapsed() < Duration::from_secs(30) {
+        log = std::fs::read_to_string(&dev.log).unwrap_or_default();
+        if log.contains("PeriodicReader.ExportError") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        log.contains("PeriodicReader.ExportError") && log.contains("OTLP export exhausted retries"),
+        "the failed export is not in the log:\n{log}"
+    );
+    drop(dev);
+    let _ = std::fs::remove_dir_all(&dir);
+}
