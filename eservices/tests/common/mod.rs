@@ -11,6 +11,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use test_support::TestDb;
 
 /// Residents the HTTP suites seed (large enough to hold every kind of subject).
 pub const RESIDENTS: u32 = 1_500;
@@ -29,16 +30,13 @@ pub fn postgres_url() -> Option<String> {
     test_support::postgres_url()
 }
 
-/// A fresh, empty database URL for one test: a new SQLite file, or a new PostgreSQL schema.
-pub async fn fresh_url(db: Db) -> Option<String> {
+/// A fresh, empty database for one test: a new SQLite file (removed when the value drops), or a
+/// new PostgreSQL schema.
+pub async fn fresh_url(db: Db) -> Option<TestDb> {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
     let pid = std::process::id();
     match db {
-        Db::Sqlite => {
-            let path = std::env::temp_dir().join(format!("eservices-test-{pid}-{n}.db"));
-            let _ = std::fs::remove_file(&path);
-            Some(format!("sqlite://{}?mode=rwc", path.display()))
-        }
+        Db::Sqlite => Some(TestDb::sqlite("eservices-test")),
         Db::Postgres => {
             let base = postgres_url()?;
             sqlx::any::install_default_drivers();
@@ -66,7 +64,9 @@ pub async fn fresh_url(db: Db) -> Option<String> {
                 .expect("create schema");
             admin.close().await;
             let sep = if base.contains('?') { '&' } else { '?' };
-            Some(format!("{base}{sep}options[search_path]={schema}"))
+            Some(TestDb::server(format!(
+                "{base}{sep}options[search_path]={schema}"
+            )))
         }
     }
 }
@@ -74,13 +74,16 @@ pub async fn fresh_url(db: Db) -> Option<String> {
 /// A migrated, seeded store and a separate pool to read the tables independently.
 pub struct SeededStore {
     pub url: String,
+    /// Removes the SQLite file when the store is dropped.
+    _db: TestDb,
     pub store: SqlStore,
     pub raw: AnyPool,
     pub summary: SeedSummary,
 }
 
 pub async fn seeded(db: Db, residents: u32) -> Option<SeededStore> {
-    let url = fresh_url(db).await?;
+    let db = fresh_url(db).await?;
+    let url = db.url.clone();
     let store = SqlStore::connect(&url).await.expect("connect");
     store.migrate().await.expect("migrate");
     let summary = seed(&store, residents).await.expect("seed");
@@ -91,6 +94,7 @@ pub async fn seeded(db: Db, residents: u32) -> Option<SeededStore> {
         .expect("independent pool");
     Some(SeededStore {
         url,
+        _db: db,
         store,
         raw,
         summary,

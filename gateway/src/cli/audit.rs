@@ -389,11 +389,8 @@ mod tests {
 
     #[tokio::test]
     async fn one_query_merges_both_sides_and_filters_pick_a_side() {
-        let path =
-            std::env::temp_dir().join(format!("pdndgw-cli-audit-{}.db", uuid::Uuid::new_v4()));
-        let store = AuditStore::connect(&format!("sqlite://{}?mode=rwc", path.display()))
-            .await
-            .unwrap();
+        let path = test_support::TempSqlite::new("pdndgw-cli-audit");
+        let store = AuditStore::connect(&path.url()).await.unwrap();
         let log = crate::provider::audit::AuditLog::start(store.clone(), 8);
         let hasher = SubjectHasher::new(&[3u8; 32]).unwrap();
         let mut early = rec_record();
@@ -465,6 +462,5 @@ mod tests {
             entries(&store, &hasher, &conflicting).await,
             Err(AuditCliError::SidesConflict(..))
         ));
-        let _ = std::fs::remove_file(&path);
     }
 }

@@ -160,16 +160,16 @@ mod tests {
         }
     }
 
-    fn temp_db() -> (std::path::PathBuf, String) {
-        let path =
-            std::env::temp_dir().join(format!("pdndgw-audit-fr-{}.db", uuid::Uuid::new_v4()));
-        let url = format!("sqlite://{}?mode=rwc", path.display());
+    /// A SQLite file of its own; the guard removes it (and its WAL) when dropped.
+    fn temp_db() -> (test_support::TempSqlite, String) {
+        let path = test_support::TempSqlite::new("pdndgw-audit-fr");
+        let url = path.url();
         (path, url)
     }
 
     #[tokio::test]
     async fn records_commit_through_the_shared_writer_and_filter() {
-        let (path, url) = temp_db();
+        let (_file, url) = temp_db();
         let store = AuditStore::connect(&url).await.unwrap();
         let log = AuditLog::start(store.clone(), 16);
         let mut tasks = Vec::new();
@@ -212,26 +212,24 @@ mod tests {
         assert_eq!(limited[0].remote_status, Some(200));
         // The e-services' table is untouched by them.
         assert_eq!(store.count().await.unwrap(), 0);
-        let _ = std::fs::remove_file(&path);
     }
 
     #[tokio::test]
     async fn closed_store_fails_a_fruizione_record() {
-        let (path, url) = temp_db();
+        let (_file, url) = temp_db();
         let store = AuditStore::connect(&url).await.unwrap();
         let log = AuditLog::start(store.clone(), 8);
         log.record_fruizione(record(0, "x")).await.unwrap();
         store.close().await;
         assert!(log.record_fruizione(record(1, "x")).await.is_err());
         assert!(!log.is_healthy());
-        let _ = std::fs::remove_file(&path);
     }
 
     /// A trail created before the fruizioni were audited (only `audit_log`, with records in
     /// it) opens, keeps its records, and takes fruizioni records beside them.
     #[tokio::test]
     async fn an_existing_trail_is_migrated_in_place() {
-        let (path, url) = temp_db();
+        let (_file, url) = temp_db();
         {
             sqlx::any::install_default_drivers();
             let pool = sqlx::AnyPool::connect(&url).await.unwrap();
@@ -281,6 +279,5 @@ mod tests {
                 .len(),
             1
         );
-        let _ = std::fs::remove_file(&path);
     }
 }

@@ -61,6 +61,85 @@ pub fn redis_cluster_url() -> Option<String> {
     service_url(REDIS_CLUSTER_URL_VAR)
 }
 
+/// A SQLite database file of one test, in the temporary directory. Dropping it (also when the
+/// test panics) removes the file with its `-wal`, `-shm` and `-journal` companions, which a
+/// `remove_file` of the database alone would leave behind.
+#[derive(Debug)]
+pub struct TempSqlite {
+    path: std::path::PathBuf,
+}
+
+impl TempSqlite {
+    /// A new, not yet created file named `{tag}-{pid}-{n}-{nanos}.db`.
+    pub fn new(tag: &str) -> TempSqlite {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let name = format!(
+            "{tag}-{}-{}-{nanos}.db",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        TempSqlite {
+            path: std::env::temp_dir().join(name),
+        }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// The sqlx URL that creates the file on first connection.
+    pub fn url(&self) -> String {
+        format!("sqlite://{}?mode=rwc", self.path.display())
+    }
+}
+
+impl Drop for TempSqlite {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut file = self.path.clone().into_os_string();
+            file.push(suffix);
+            let _ = std::fs::remove_file(file);
+        }
+    }
+}
+
+/// A fresh database of one test, as the URL the code under test takes; for SQLite also the
+/// file, removed when this drops. Dereferences to the URL.
+#[derive(Debug)]
+pub struct TestDb {
+    pub url: String,
+    _file: Option<TempSqlite>,
+}
+
+impl TestDb {
+    /// A new SQLite file named after `tag` ([`TempSqlite`]).
+    pub fn sqlite(tag: &str) -> TestDb {
+        let file = TempSqlite::new(tag);
+        TestDb {
+            url: file.url(),
+            _file: Some(file),
+        }
+    }
+
+    /// A database (a schema) the caller made on a server: nothing to remove here.
+    pub fn server(url: String) -> TestDb {
+        TestDb { url, _file: None }
+    }
+}
+
+impl std::ops::Deref for TestDb {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.url
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +166,18 @@ mod tests {
             None => std::env::remove_var("CI"),
         }
         assert!(in_ci.is_err(), "unset with CI set must fail the test");
+    }
+
+    #[test]
+    fn a_temp_sqlite_removes_its_companions() {
+        let db = TempSqlite::new("test-support");
+        let wal = format!("{}-wal", db.path().display());
+        std::fs::write(db.path(), b"x").expect("db");
+        std::fs::write(&wal, b"x").expect("wal");
+        assert!(db.url().starts_with("sqlite://") && db.url().ends_with(".db?mode=rwc"));
+        let path = db.path().to_owned();
+        drop(db);
+        assert!(!path.exists());
+        assert!(!std::path::Path::new(&wal).exists());
     }
 }

@@ -32,13 +32,10 @@ enum Db {
 
 /// A fresh, empty audit database: a new SQLite file, or a new PostgreSQL schema (from
 /// `PDNDGW_TEST_POSTGRES_URL`; unset: a visible skip, or a failure when `CI` is set).
-async fn fresh_url(db: Db) -> Option<String> {
+async fn fresh_url(db: Db) -> Option<test_support::TestDb> {
     let name = format!("t{}", uuid::Uuid::new_v4().simple());
     match db {
-        Db::Sqlite => {
-            let path = std::env::temp_dir().join(format!("pdndgw-tracing-{name}.db"));
-            Some(format!("sqlite://{}?mode=rwc", path.display()))
-        }
+        Db::Sqlite => Some(test_support::TestDb::sqlite("pdndgw-tracing")),
         Db::Postgres => {
             let base = test_support::postgres_url()?;
             sqlx::any::install_default_drivers();
@@ -49,7 +46,9 @@ async fn fresh_url(db: Db) -> Option<String> {
                 .expect("schema");
             admin.close().await;
             let sep = if base.contains('?') { '&' } else { '?' };
-            Some(format!("{base}{sep}options[search_path]={name}"))
+            Some(test_support::TestDb::server(format!(
+                "{base}{sep}options[search_path]={name}"
+            )))
         }
     }
 }
@@ -221,7 +220,7 @@ fn chrono_tz_rome(naive: chrono::NaiveDateTime) -> DateTime<Utc> {
 async fn tracing_harness(db: Db, run_in_serve: bool) -> Option<Harness> {
     let url = match db {
         Db::Sqlite => None,
-        Db::Postgres => Some(fresh_url(db).await?),
+        Db::Postgres => Some(fresh_url(db).await?.url.clone()),
     };
     Some(
         Harness::start_with(move |c| {
@@ -599,7 +598,7 @@ async fn cli_prints_the_file_and_refuses_a_purge_without_a_period() {
         return;
     };
     let mut config = gateway::config::Config::load_dev(None).expect("dev config");
-    config.audit.url = url.clone();
+    config.audit.url = url.url.clone();
     let store_ = AuditStore::connect(&url).await.expect("store");
     AuditLog::start(store_.clone(), 8)
         .record(erogazione(

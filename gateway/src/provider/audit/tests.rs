@@ -39,10 +39,8 @@ fn subject_hash_is_keyed_and_normalised() {
 
 #[tokio::test]
 async fn concurrent_records_are_all_committed_and_queryable() {
-    let path = std::env::temp_dir().join(format!("pdndgw-audit-{}.db", uuid::Uuid::new_v4()));
-    let store = AuditStore::connect(&format!("sqlite://{}?mode=rwc", path.display()))
-        .await
-        .unwrap();
+    let path = test_support::TempSqlite::new("pdndgw-audit");
+    let store = AuditStore::connect(&path.url()).await.unwrap();
     let log = AuditLog::start(store.clone(), 64);
     let hasher = SubjectHasher::new(&[1u8; 32]).unwrap();
     let mut tasks = Vec::new();
@@ -81,27 +79,24 @@ async fn concurrent_records_are_all_committed_and_queryable() {
         .await
         .unwrap();
     assert!(none.is_empty());
-    let _ = std::fs::remove_file(&path);
 }
 
 #[tokio::test]
 async fn closed_store_fails_the_waiting_request_and_turns_unhealthy() {
-    let path = std::env::temp_dir().join(format!("pdndgw-audit-{}.db", uuid::Uuid::new_v4()));
-    let store = AuditStore::connect(&format!("sqlite://{}?mode=rwc", path.display()))
-        .await
-        .unwrap();
+    let path = test_support::TempSqlite::new("pdndgw-audit");
+    let store = AuditStore::connect(&path.url()).await.unwrap();
     let log = AuditLog::start(store.clone(), 8);
     log.record(record(0, None)).await.unwrap();
     assert!(log.is_healthy());
     store.close().await;
     assert!(log.record(record(1, None)).await.is_err());
     assert!(!log.is_healthy());
-    let _ = std::fs::remove_file(&path);
 }
 
-async fn temp_store() -> (AuditStore, std::path::PathBuf, String) {
-    let path = std::env::temp_dir().join(format!("pdndgw-audit-{}.db", uuid::Uuid::new_v4()));
-    let url = format!("sqlite://{}?mode=rwc", path.display());
+/// A store on a SQLite file of its own; the guard removes the file (and its WAL) when dropped.
+async fn temp_store() -> (AuditStore, test_support::TempSqlite, String) {
+    let path = test_support::TempSqlite::new("pdndgw-audit");
+    let url = path.url();
     let store = AuditStore::connect(&url).await.unwrap();
     (store, path, url)
 }
@@ -109,7 +104,7 @@ async fn temp_store() -> (AuditStore, std::path::PathBuf, String) {
 #[tokio::test]
 async fn a_hung_database_fails_the_waiting_request_within_the_timeout() {
     use sqlx::Connection;
-    let (store, path, url) = temp_store().await;
+    let (store, _file, url) = temp_store().await;
     let log = AuditLog::start_with(
         store.clone(),
         AuditSettings {
@@ -147,12 +142,11 @@ async fn a_hung_database_fails_the_waiting_request_within_the_timeout() {
         committed,
         "the trail did not recover after the lock was released"
     );
-    let _ = std::fs::remove_file(&path);
 }
 
 #[tokio::test]
 async fn best_effort_records_are_rate_limited_and_written_without_waiting() {
-    let (store, path, _) = temp_store().await;
+    let (store, _file, _) = temp_store().await;
     let log = AuditLog::start_with(
         store.clone(),
         AuditSettings {
@@ -177,12 +171,11 @@ async fn best_effort_records_are_rate_limited_and_written_without_waiting() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(written, queued as i64);
-    let _ = std::fs::remove_file(&path);
 }
 
 #[tokio::test]
 async fn a_batch_cut_into_multi_row_statements_is_stored_exactly_and_all_or_nothing() {
-    let (store, path, _) = temp_store().await;
+    let (store, _file, _) = temp_store().await;
     // 101 = 64 + 32 + 4 + 1 rows: every statement size but the middle ones, and the seams.
     let mut batch: Vec<AuditRecord> = (0..101).map(|i| record(i, None)).collect();
     batch[7].user_id = Some("operatore".into());
@@ -198,5 +191,4 @@ async fn a_batch_cut_into_multi_row_statements_is_stored_exactly_and_all_or_noth
     again[99].record_id = batch[0].record_id.clone();
     assert!(store.insert_batch(&again).await.is_err());
     assert_eq!(store.count().await.unwrap(), 101);
-    let _ = std::fs::remove_file(&path);
 }
