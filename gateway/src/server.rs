@@ -26,7 +26,7 @@ use crate::provider::voucher::VoucherStage;
 use crate::state::replay::ReplayMemory;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::http::StatusCode;
-use actix_web::middleware::from_fn;
+use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use eservices::store::Store;
 use eservices::{Eservice, EserviceState};
@@ -270,8 +270,12 @@ pub fn public_app(
     App::new()
         // 1. request id, before anything can fail
         .wrap(from_fn(request_id::assign))
-        // 0. the request's span (continuing the caller's traceparent), around everything
-        .wrap(from_fn(crate::telemetry::traces::request))
+        // 0. the request's span (continuing the caller's traceparent), around everything;
+        // without an exporter the layer is left out, not only its span
+        .wrap(Condition::new(
+            crate::telemetry::traces::enabled(),
+            from_fn(crate::telemetry::traces::request),
+        ))
         .app_data(state.eservices.clone())
         .app_data(state.health.clone())
         .app_data(eservices::json_config())
@@ -363,7 +367,10 @@ pub fn internal_app(
 > {
     App::new()
         .wrap(from_fn(request_id::assign))
-        .wrap(from_fn(crate::telemetry::traces::request))
+        .wrap(Condition::new(
+            crate::telemetry::traces::enabled(),
+            from_fn(crate::telemetry::traces::request),
+        ))
         .app_data(state.health)
         .app_data(state.fruizioni)
         .app_data(state.api_keys)

@@ -55,13 +55,43 @@ stop_dev() {
   dev_pid=""
 }
 
-# run_wrk NAME URL HEADER LUA: one wrk run, its output kept in $work/NAME.txt. WRK_CPUS, if
-# set, pins wrk with taskset.
+# run_wrk NAME URL HEADER LUA: one wrk run, its output kept in $work/NAME.txt and the CPU time
+# wrk itself used (user + system, clock ticks) in $work/NAME.wrk_ticks. WRK_CPUS, if set, pins
+# wrk with taskset.
 run_wrk() {
   local pin=()
   [ -n "${WRK_CPUS:-}" ] && pin=(taskset -c "$WRK_CPUS")
   echo "== $1: ${pin[*]} wrk -t$threads -c$connections -d$duration --latency $2" >&2
-  "${pin[@]}" wrk -t"$threads" -c"$connections" -d"$duration" --latency -s "$4" -H "$3" "$2" | tee "$work/$1.txt" >&2
+  # wrk runs as the only waited-for child of this subshell, whose cutime + cstime (fields 16
+  # and 17 of /proc/PID/stat) are then wrk's CPU time.
+  (
+    "${pin[@]}" wrk -t"$threads" -c"$connections" -d"$duration" --latency -s "$4" -H "$3" "$2" >"$work/$1.txt"
+    read -r -a stat <"/proc/$BASHPID/stat"
+    echo $((stat[15] + stat[16])) >"$work/$1.wrk_ticks"
+  )
+  cat "$work/$1.txt" >&2
+}
+
+# cpu_ticks PID: user + system CPU time (clock ticks) of PID (all its threads, live and
+# exited) and of its child processes (nginx's workers).
+cpu_ticks() {
+  local total=0 p stat
+  for p in "$1" $(ps -o pid= --ppid "$1" 2>/dev/null); do
+    # The command name (field 2) may hold spaces: split after its closing parenthesis.
+    stat=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null) || continue
+    read -r -a f <<<"$stat"
+    # f[0] is field 3 (state): utime and stime are fields 14 and 15.
+    total=$((total + f[11] + f[12]))
+  done
+  echo "$total"
+}
+
+# metric_sum NAME: the sum of every series of the Prometheus sample NAME (all labels) that the
+# gateway's internal listener exposes now; 0 when absent.
+metric_sum() {
+  local text
+  text=$(curl -sf "http://$internal/metrics" 2>/dev/null) || text=""
+  awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $NF } END { printf "%.6f\n", s + 0 }' <<<"$text"
 }
 
 # wrk_percentiles LUA: appends a done() that prints `pct P MICROSECONDS` lines for p50, p90, p99
@@ -82,4 +112,7 @@ pct() { grep -E "^ +$2%" "$work/$1.txt" | awk '{print $2}' | to_ms; }
 # xpct NAME PERCENT: that percentile (50, 90, 99, 99.9) of run NAME from wrk_percentiles, in ms.
 xpct() { awk -v p="$2" '$1 == "pct" && $2 == p { printf "%.3f\n", $3 / 1000 }' "$work/$1.txt"; }
 rps() { grep Requests/sec "$work/$1.txt" | awk '{print $2}'; }
+# requests NAME: how many requests run NAME completed; seconds NAME: how long it ran.
+requests() { awk '/ requests in / { print $1; exit }' "$work/$1.txt"; }
+seconds() { awk '/ requests in / { v = $4; sub(/,$/, "", v); print v; exit }' "$work/$1.txt" | to_ms | awk '{ print $1 / 1000 }'; }
 errors() { grep -E 'Non-2xx|Socket errors' "$work/$1.txt" || true; }

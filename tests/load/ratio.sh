@@ -18,8 +18,11 @@
 # two (`-multi 2`). Every gateway run is a release build of `pdnd-gateway dev` (local PDND
 # authority in the same process, SQLite, WAL, synchronous=FULL: a 2xx waits for its fsync).
 #
-# Prints a table (req/s, p50, p99, RSS, ratio to nginx, ratio to the floor) and writes it as JSON
-# (the path is printed last). Not part of tests/run.sh.
+# Prints a table (req/s, p50, p99, RSS, ratio to nginx, ratio to the floor; the server's and
+# wrk's CPU time a request, from /proc over the measured run, and the req/s they allow on this
+# machine's cores; the gateway's audit commits over the run from its /metrics: mean records a
+# commit, commits a second, mean commit time) and writes it as JSON (the path is printed last).
+# Not part of tests/run.sh.
 #
 # Usage: bash tests/load/ratio.sh
 # Env:   DURATION (10s per run), LONG_DURATION (60s), CONNECTIONS (64), THREADS (2),
@@ -181,11 +184,23 @@ start_nginx
 nginx_bytes=$(curl -sf -X POST "http://127.0.0.1:$nginx_port/residenza" -d "$body" | wc -c)
 [ "$nginx_bytes" = "$answer_bytes" ] || { echo "nginx answers $nginx_bytes bytes, not $answer_bytes" >&2; exit 1; }
 
-declare -A rss
-# measure NAME URL HEADER LUA PID: a 3 s warm-up, then the measured run; RSS after it.
+declare -A rss server_ticks batch_n batch_sum commit_sum
+audit_batch=pdnd_gateway_audit_batch_size
+audit_commit=pdnd_gateway_audit_commit_duration_seconds
+# measure NAME URL HEADER LUA PID: a 3 s warm-up, then the measured run; RSS after it. Around
+# the measured run: the server's CPU time (PID and its children) and, from a gateway's /metrics,
+# its audit commits (count, records, seconds).
 measure() {
   wrk -t"$threads" -c"$connections" -d3s -s "$4" -H "$3" "$2" >/dev/null
+  local t0 n0 r0 c0
+  t0=$(cpu_ticks "$5")
+  n0=$(metric_sum "${audit_batch}_count") r0=$(metric_sum "${audit_batch}_sum")
+  c0=$(metric_sum "${audit_commit}_sum")
   run_wrk "$1" "$2" "$3" "$4"
+  server_ticks[$1]=$(($(cpu_ticks "$5") - t0))
+  batch_n[$1]=$(awk -v a="$(metric_sum "${audit_batch}_count")" -v b="$n0" 'BEGIN { print a - b }')
+  batch_sum[$1]=$(awk -v a="$(metric_sum "${audit_batch}_sum")" -v b="$r0" 'BEGIN { print a - b }')
+  commit_sum[$1]=$(awk -v a="$(metric_sum "${audit_commit}_sum")" -v b="$c0" 'BEGIN { print a - b }')
   rss[$1]=$(rss_kb "$5")
   if grep -qE 'Non-2xx|Socket errors' "$work/$1.txt"; then
     echo "$1: errors during the run:" >&2
@@ -273,20 +288,43 @@ runs=(nginx a-unsigned b-rs256 c-es256)
 runs+=(e-proxy)
 floor_of() { case $1 in b-rs256) echo "${floor[rsa2]}" ;; c-es256) echo "${floor[ec2]}" ;; *) echo 0 ;; esac; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else printf "null" }'; }
+tck=$(getconf CLK_TCK)
+# us_per_req TICKS NAME: CPU microseconds a request of run NAME.
+us_per_req() { awk -v t="$1" -v hz="$tck" -v n="$(requests "$2")" 'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n; else printf "null" }'; }
+# cpu_bound NAME: the req/s the machine's cores allow if the server and wrk spend what they
+# spent a request in run NAME and nothing else runs: cores / (server + wrk CPU a request).
+cpu_bound() { awk -v s="$(us_per_req "${server_ticks[$1]}" "$1")" -v w="$(us_per_req "$(cat "$work/$1.wrk_ticks")" "$1")" -v c="$(nproc)" \
+  'BEGIN { if (s + w > 0) printf "%.0f", c * 1e6 / (s + w); else printf "null" }'; }
+# batch NAME / commits_per_s NAME / commit_ms NAME: the audit commits of run NAME (null when
+# the server committed none: nginx).
+batch() { awk -v s="${batch_sum[$1]}" -v n="${batch_n[$1]}" 'BEGIN { if (n > 0) printf "%.1f", s / n; else printf "null" }'; }
+commits_per_s() { awk -v n="${batch_n[$1]}" -v t="$(seconds "$1")" 'BEGIN { if (n > 0 && t > 0) printf "%.0f", n / t; else printf "null" }'; }
+commit_ms() { awk -v s="${commit_sum[$1]}" -v n="${batch_n[$1]}" 'BEGIN { if (n > 0) printf "%.3f", s * 1000 / n; else printf "null" }'; }
 
 echo
 echo "$(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
 echo "wrk -t$threads -c$connections -d$duration (after 3 s warm-up), loopback, answer $answer_bytes bytes, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-11s %10s %9s %9s %9s %9s %9s\n' run req/s p50_ms p99_ms rss_MB x_nginx x_floor
+printf '%-11s %10s %9s %9s %9s %9s %9s %11s %10s %9s %7s %9s %9s\n' run req/s p50_ms p99_ms rss_MB x_nginx x_floor \
+  cpu_us/req wrk_us/req cpu_bound batch commits/s commit_ms
 json_runs=""
 for r in "${runs[@]}"; do
   f=$(floor_of "$r")
-  printf '%-11s %10s %9s %9s %9.1f %9s %9s\n' "$r" "$(rps "$r")" "$(xpct "$r" 50)" "$(xpct "$r" 99)" \
+  cpu=$(us_per_req "${server_ticks[$r]}" "$r")
+  wrk_cpu=$(us_per_req "$(cat "$work/$r.wrk_ticks")" "$r")
+  printf '%-11s %10s %9s %9s %9.1f %9s %9s %11s %10s %9s %7s %9s %9s\n' "$r" "$(rps "$r")" "$(xpct "$r" 50)" "$(xpct "$r" 99)" \
     "$(awk -v k="${rss[$r]}" 'BEGIN { print k / 1024 }')" "$(ratio "$(rps "$r")" "$nginx_rps")" \
-    "$(ratio "$(rps "$r")" "$f")"
-  json_runs+="$(printf '%s\n    "%s": {"rps": %s, "p50_ms": %s, "p99_ms": %s, "rss_kb": %s, "ratio_nginx": %s, "ratio_floor": %s}' \
+    "$(ratio "$(rps "$r")" "$f")" "$cpu" "$wrk_cpu" "$(cpu_bound "$r")" "$(batch "$r")" \
+    "$(commits_per_s "$r")" "$(commit_ms "$r")"
+  json_runs+="$(printf '%s\n    "%s": {"rps": %s, "p50_ms": %s, "p99_ms": %s, "rss_kb": %s, "ratio_nginx": %s, "ratio_floor": %s, "cpu_us_per_req": %s, "wrk_us_per_req": %s, "cpu_bound_rps": %s, "audit_batch_mean": %s, "audit_commits_per_s": %s, "audit_commit_ms_mean": %s}' \
     "${json_runs:+,}" "$r" "$(rps "$r")" "$(xpct "$r" 50)" "$(xpct "$r" 99)" "${rss[$r]}" \
-    "$(ratio "$(rps "$r")" "$nginx_rps")" "$(ratio "$(rps "$r")" "$f")")"
+    "$(ratio "$(rps "$r")" "$nginx_rps")" "$(ratio "$(rps "$r")" "$f")" "$cpu" "$wrk_cpu" \
+    "$(cpu_bound "$r")" "$(batch "$r")" "$(commits_per_s "$r")" "$(commit_ms "$r")")"
+done
+# The bound of each ratio to nginx that CPU time sets: nginx's CPU a request over the gateway's.
+nginx_cpu=$(us_per_req "${server_ticks[nginx]}" nginx)
+for r in "${runs[@]}"; do
+  [ "$r" = nginx ] && continue
+  echo "$r: nginx uses $nginx_cpu us of CPU an answer, the gateway $(us_per_req "${server_ticks[$r]}" "$r") us: ratio to nginx <= $(ratio "$nginx_cpu" "$(us_per_req "${server_ticks[$r]}" "$r")") at equal CPU"
 done
 echo "signing floor (openssl speed, sign/s): rsa2048 ${floor[rsa1]} (1 process) ${floor[rsa2]} (2); ecdsap256 ${floor[ec1]} (1) ${floor[ec2]} (2)"
 echo "gateway RSS: idle $((rss_idle / 1024)) MB; 1,000 connections $((rss_1000 / 1024)) MB (peak $((rss_1000_hwm / 1024)) MB, $(rps conn-1000) req/s)"

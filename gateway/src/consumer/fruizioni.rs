@@ -459,7 +459,7 @@ pub async fn proxy(
         crate::telemetry::metrics::fruizione(name, answer.status().as_u16(), started.elapsed());
     }
     let record = FruizioneRecord {
-        record_id: uuid::Uuid::new_v4().to_string(),
+        record_id: crate::provider::audit::record_id(),
         time: crate::provider::audit::format_time(chrono::Utc::now()),
         request_id: instance.clone().unwrap_or_default(),
         caller: caller.name().to_owned(),

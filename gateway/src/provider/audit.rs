@@ -69,6 +69,15 @@ pub struct AuditRecord {
     pub loa: Option<String>,
 }
 
+/// A new record id: a UUID v7, unique like a v4 (74 random bits) but ordered by its
+/// millisecond time. Why: `record_id` is the table's primary key, and the writer inserts a
+/// batch into that index inside the transaction every waiting 2xx depends on. Random (v4) ids
+/// land on a different leaf page each, so a batch of n records dirtied about n pages of the
+/// index, each a 4 KiB frame in the WAL; time-ordered ids append to the same last pages.
+pub fn record_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
 /// Formats a timestamp the way records store it.
 pub fn format_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -568,7 +577,7 @@ impl AuditStage {
         let subject = ext.get::<eservices::DataSubject>();
         let tracking = ext.get::<TrackingInfo>();
         AuditRecord {
-            record_id: uuid::Uuid::new_v4().to_string(),
+            record_id: record_id(),
             time: format_time(Utc::now()),
             request_id: ext
                 .get::<super::request_id::RequestId>()

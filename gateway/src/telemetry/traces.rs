@@ -129,6 +129,13 @@ pub fn install(endpoint: &str, service_name: &str) -> Result<(), TracesError> {
     Ok(())
 }
 
+/// Whether spans are exported now. The listeners read it when their apps are built (after
+/// [`install`] in `server::start`): without an exporter the request span's middleware is not
+/// even in the chain, so an untraced request pays no layer (two boxed futures) for it.
+pub fn enabled() -> bool {
+    ON.load(Ordering::Relaxed)
+}
+
 /// Sends every finished span now (tests, and before the process ends).
 pub fn flush() {
     if let Some(provider) = PROVIDER.lock().ok().and_then(|p| p.clone()) {
