@@ -389,8 +389,8 @@ mod tests {
 
     #[tokio::test]
     async fn one_query_merges_both_sides_and_filters_pick_a_side() {
-        let path = test_support::TempSqlite::new("pdndgw-cli-audit");
-        let store = AuditStore::connect(&path.url()).await.unwrap();
+        let db = test_support::TestDb::sqlite("pdndgw-cli-audit");
+        let store = AuditStore::connect(&db).await.unwrap();
         let log = crate::provider::audit::AuditLog::start(store.clone(), 8);
         let hasher = SubjectHasher::new(&[3u8; 32]).unwrap();
         let mut early = rec_record();

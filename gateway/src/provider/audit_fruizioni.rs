@@ -160,16 +160,14 @@ mod tests {
         }
     }
 
-    /// A SQLite file of its own; the guard removes it (and its WAL) when dropped.
-    fn temp_db() -> (test_support::TempSqlite, String) {
-        let path = test_support::TempSqlite::new("pdndgw-audit-fr");
-        let url = path.url();
-        (path, url)
+    /// A SQLite file of its own, removed (with its WAL) when the `TestDb` drops.
+    fn temp_db() -> test_support::TestDb {
+        test_support::TestDb::sqlite("pdndgw-audit-fr")
     }
 
     #[tokio::test]
     async fn records_commit_through_the_shared_writer_and_filter() {
-        let (_file, url) = temp_db();
+        let url = temp_db();
         let store = AuditStore::connect(&url).await.unwrap();
         let log = AuditLog::start(store.clone(), 16);
         let mut tasks = Vec::new();
@@ -216,7 +214,7 @@ mod tests {
 
     #[tokio::test]
     async fn closed_store_fails_a_fruizione_record() {
-        let (_file, url) = temp_db();
+        let url = temp_db();
         let store = AuditStore::connect(&url).await.unwrap();
         let log = AuditLog::start(store.clone(), 8);
         log.record_fruizione(record(0, "x")).await.unwrap();
@@ -229,7 +227,7 @@ mod tests {
     /// it) opens, keeps its records, and takes fruizioni records beside them.
     #[tokio::test]
     async fn an_existing_trail_is_migrated_in_place() {
-        let (_file, url) = temp_db();
+        let url = temp_db();
         {
             sqlx::any::install_default_drivers();
             let pool = sqlx::AnyPool::connect(&url).await.unwrap();

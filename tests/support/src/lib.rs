@@ -65,13 +65,13 @@ pub fn redis_cluster_url() -> Option<String> {
 /// test panics) removes the file with its `-wal`, `-shm` and `-journal` companions, which a
 /// `remove_file` of the database alone would leave behind.
 #[derive(Debug)]
-pub struct TempSqlite {
+struct TempSqlite {
     path: std::path::PathBuf,
 }
 
 impl TempSqlite {
     /// A new, not yet created file named `{tag}-{pid}-{n}-{nanos}.db`.
-    pub fn new(tag: &str) -> TempSqlite {
+    fn new(tag: &str) -> TempSqlite {
         use std::sync::atomic::{AtomicU64, Ordering};
         static N: AtomicU64 = AtomicU64::new(0);
         let nanos = std::time::SystemTime::now()
@@ -88,12 +88,8 @@ impl TempSqlite {
         }
     }
 
-    pub fn path(&self) -> &std::path::Path {
-        &self.path
-    }
-
     /// The sqlx URL that creates the file on first connection.
-    pub fn url(&self) -> String {
+    fn url(&self) -> String {
         format!("sqlite://{}?mode=rwc", self.path.display())
     }
 }
@@ -171,11 +167,11 @@ mod tests {
     #[test]
     fn a_temp_sqlite_removes_its_companions() {
         let db = TempSqlite::new("test-support");
-        let wal = format!("{}-wal", db.path().display());
-        std::fs::write(db.path(), b"x").expect("db");
+        let wal = format!("{}-wal", db.path.as_path().display());
+        std::fs::write(db.path.as_path(), b"x").expect("db");
         std::fs::write(&wal, b"x").expect("wal");
         assert!(db.url().starts_with("sqlite://") && db.url().ends_with(".db?mode=rwc"));
-        let path = db.path().to_owned();
+        let path = db.path.as_path().to_owned();
         drop(db);
         assert!(!path.exists());
         assert!(!std::path::Path::new(&wal).exists());

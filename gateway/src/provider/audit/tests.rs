@@ -39,8 +39,8 @@ fn subject_hash_is_keyed_and_normalised() {
 
 #[tokio::test]
 async fn concurrent_records_are_all_committed_and_queryable() {
-    let path = test_support::TempSqlite::new("pdndgw-audit");
-    let store = AuditStore::connect(&path.url()).await.unwrap();
+    let db = test_support::TestDb::sqlite("pdndgw-audit");
+    let store = AuditStore::connect(&db).await.unwrap();
     let log = AuditLog::start(store.clone(), 64);
     let hasher = SubjectHasher::new(&[1u8; 32]).unwrap();
     let mut tasks = Vec::new();
@@ -83,8 +83,8 @@ async fn concurrent_records_are_all_committed_and_queryable() {
 
 #[tokio::test]
 async fn closed_store_fails_the_waiting_request_and_turns_unhealthy() {
-    let path = test_support::TempSqlite::new("pdndgw-audit");
-    let store = AuditStore::connect(&path.url()).await.unwrap();
+    let db = test_support::TestDb::sqlite("pdndgw-audit");
+    let store = AuditStore::connect(&db).await.unwrap();
     let log = AuditLog::start(store.clone(), 8);
     log.record(record(0, None)).await.unwrap();
     assert!(log.is_healthy());
@@ -93,18 +93,17 @@ async fn closed_store_fails_the_waiting_request_and_turns_unhealthy() {
     assert!(!log.is_healthy());
 }
 
-/// A store on a SQLite file of its own; the guard removes the file (and its WAL) when dropped.
-async fn temp_store() -> (AuditStore, test_support::TempSqlite, String) {
-    let path = test_support::TempSqlite::new("pdndgw-audit");
-    let url = path.url();
-    let store = AuditStore::connect(&url).await.unwrap();
-    (store, path, url)
+/// A store on a SQLite file of its own, removed (with its WAL) when the `TestDb` drops.
+async fn temp_store() -> (AuditStore, test_support::TestDb) {
+    let db = test_support::TestDb::sqlite("pdndgw-audit");
+    let store = AuditStore::connect(&db).await.unwrap();
+    (store, db)
 }
 
 #[tokio::test]
 async fn a_hung_database_fails_the_waiting_request_within_the_timeout() {
     use sqlx::Connection;
-    let (store, _file, url) = temp_store().await;
+    let (store, db) = temp_store().await;
     let log = AuditLog::start_with(
         store.clone(),
         AuditSettings {
@@ -116,7 +115,7 @@ async fn a_hung_database_fails_the_waiting_request_within_the_timeout() {
     log.record(record(0, None)).await.unwrap();
     // Another connection holds the write lock: the commit cannot finish (SQLite's own busy
     // timeout is longer than ours).
-    let mut blocker = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let mut blocker = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
     sqlx::query("BEGIN EXCLUSIVE")
         .execute(&mut blocker)
         .await
@@ -146,7 +145,7 @@ async fn a_hung_database_fails_the_waiting_request_within_the_timeout() {
 
 #[tokio::test]
 async fn best_effort_records_are_rate_limited_and_written_without_waiting() {
-    let (store, _file, _) = temp_store().await;
+    let (store, _db) = temp_store().await;
     let log = AuditLog::start_with(
         store.clone(),
         AuditSettings {
@@ -175,7 +174,7 @@ async fn best_effort_records_are_rate_limited_and_written_without_waiting() {
 
 #[tokio::test]
 async fn a_batch_cut_into_multi_row_statements_is_stored_exactly_and_all_or_nothing() {
-    let (store, _file, _) = temp_store().await;
+    let (store, _db) = temp_store().await;
     // 101 = 64 + 32 + 4 + 1 rows: every statement size but the middle ones, and the seams.
     let mut batch: Vec<AuditRecord> = (0..101).map(|i| record(i, None)).collect();
     batch[7].user_id = Some("operatore".into());
