@@ -8,6 +8,7 @@ use crate::config::{Config, EserviceConfig};
 use crate::consumer::fruizioni::{self, Fruizioni, FruizioniError};
 use crate::consumer::internal_auth::ApiKeys;
 use crate::openapi::{self, Documents};
+use crate::pdnd::verified::VerifiedVouchers;
 use crate::pdnd::voucher::VoucherPolicy;
 use crate::pdnd_client::jwks::{JwksCache, JwksSchedule};
 use crate::pdnd_client::voucher_cache::SystemClock;
@@ -166,10 +167,9 @@ impl PublicState {
                 }),
                 voucher: Arc::new(VoucherStage {
                     eservice,
-                    policy: voucher_policy(config, cfg),
+                    vouchers: VerifiedVouchers::new(voucher_policy(config, cfg)),
                     jwks: jwks.clone(),
                     dpop: dpop_check(eservice, cfg, modi.replay.clone()),
-                    verified: Default::default(),
                 }),
                 purpose: Arc::new(PurposeStage {
                     eservice,

@@ -12,12 +12,13 @@
 //! they expire, so their `jti` is not checked for replay. Fetching and refreshing the JWKS is the
 //! caller's job: [`VoucherError::UnknownKid`] tells it to refetch once and retry.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 use super::client_assertion::DigestClaim;
 use super::jwk::JwkSet;
 use super::jws::{self, CompactJws, Part};
-use super::verified::VerifiedSignatures;
 
 /// The default bound on a voucher's length; real PDND vouchers are around 1 KiB.
 pub const DEFAULT_MAX_TOKEN_LEN: usize = 16 * 1024;
@@ -126,8 +127,16 @@ pub enum VoucherError {
 }
 
 /// A voucher that passed [`validate`]; the identities it carries can be trusted.
+///
+/// Cheap to clone (one shared allocation): the same validated voucher is handed to every stage
+/// of a request, and [`super::verified::VerifiedVouchers`] hands a remembered one to every
+/// request that presents the same token.
 #[derive(Clone, Debug)]
-pub struct Voucher {
+pub struct Voucher(Arc<Claims>);
+
+/// The claims of a validated voucher.
+#[derive(Debug)]
+struct Claims {
     kid: String,
     jti: String,
     issuer: String,
@@ -149,56 +158,56 @@ pub struct Voucher {
 impl Voucher {
     /// The PDND key that signed it.
     pub fn kid(&self) -> &str {
-        &self.kid
+        &self.0.kid
     }
     pub fn jti(&self) -> &str {
-        &self.jti
+        &self.0.jti
     }
     pub fn issuer(&self) -> &str {
-        &self.issuer
+        &self.0.issuer
     }
     /// The consumer's PDND client id.
     pub fn client_id(&self) -> &str {
-        &self.client_id
+        &self.0.client_id
     }
     pub fn subject(&self) -> &str {
-        &self.subject
+        &self.0.subject
     }
     pub fn purpose_id(&self) -> &str {
-        &self.purpose_id
+        &self.0.purpose_id
     }
     /// Every audience the voucher names (a comma-joined `aud` split into its parts).
     pub fn audiences(&self) -> &[String] {
-        &self.audiences
+        &self.0.audiences
     }
     pub fn iat(&self) -> i64 {
-        self.iat
+        self.0.iat
     }
     pub fn nbf(&self) -> i64 {
-        self.nbf
+        self.0.nbf
     }
     pub fn exp(&self) -> i64 {
-        self.exp
+        self.0.exp
     }
     pub fn producer_id(&self) -> Option<&str> {
-        self.producer_id.as_deref()
+        self.0.producer_id.as_deref()
     }
     pub fn consumer_id(&self) -> Option<&str> {
-        self.consumer_id.as_deref()
+        self.0.consumer_id.as_deref()
     }
     pub fn eservice_id(&self) -> Option<&str> {
-        self.eservice_id.as_deref()
+        self.0.eservice_id.as_deref()
     }
     pub fn descriptor_id(&self) -> Option<&str> {
-        self.descriptor_id.as_deref()
+        self.0.descriptor_id.as_deref()
     }
     /// The AUDIT_REST_02 binding to a tracking-evidence JWS, when the consumer asked for one.
     pub fn digest(&self) -> Option<&DigestClaim> {
-        self.digest.as_ref()
+        self.0.digest.as_ref()
     }
     /// `cnf.jkt` of a DPoP-bound voucher: such a voucher must not be accepted as Bearer.
     pub fn confirmation_jkt(&self) -> Option<&str> {
-        self.confirmation_jkt.as_deref()
+        self.0.confirmation_jkt.as_deref()
     }
 }
 
@@ -208,18 +217,6 @@ pub fn validate(
     keys: &JwkSet,
     policy: &VoucherPolicy,
     now: i64,
-) -> Result<Voucher, VoucherError> {
-    validate_remembering(token, keys, policy, now, None)
-}
-
-/// [`validate`], with the RS256 verification answered from `verified` when these signed bytes
-/// already verified under the same key; every other rule runs as in [`validate`].
-pub fn validate_remembering(
-    token: &str,
-    keys: &JwkSet,
-    policy: &VoucherPolicy,
-    now: i64,
-    verified: Option<&VerifiedSignatures>,
 ) -> Result<Voucher, VoucherError> {
     if token.len() > policy.max_token_len {
         return Err(VoucherError::TooLarge);
@@ -258,11 +255,7 @@ pub fn validate_remembering(
         .find(kid)
         .ok_or_else(|| VoucherError::UnknownKid(kid.to_owned()))?;
     let jws = CompactJws::parse(token).map_err(malformed)?;
-    let valid = match verified {
-        Some(memory) => memory.verify_rs256(&jws, &key),
-        None => jws.verify_rs256(&key),
-    };
-    if !valid {
+    if !jws.verify_rs256(&key) {
         return Err(VoucherError::BadSignature);
     }
 
@@ -282,15 +275,7 @@ pub fn validate_remembering(
     let exp = time_claim(claims, "exp")?;
     let nbf = time_claim(claims, "nbf")?;
     let iat = time_claim(claims, "iat")?;
-    if exp <= now - policy.leeway_secs {
-        return Err(VoucherError::Expired);
-    }
-    if nbf > now + policy.leeway_secs {
-        return Err(VoucherError::NotYetValid);
-    }
-    if iat > now + policy.leeway_secs {
-        return Err(VoucherError::IssuedInFuture);
-    }
+    check_times(exp, nbf, iat, policy, now)?;
     for (from, start) in [("iat", iat), ("nbf", nbf)] {
         let lifetime = exp.saturating_sub(start);
         if lifetime > policy.max_lifetime_secs {
@@ -342,7 +327,7 @@ pub fn validate_remembering(
         }
     }
 
-    Ok(Voucher {
+    Ok(Voucher(Arc::new(Claims {
         kid: kid.to_owned(),
         jti: string_claim(claims, "jti")?,
         issuer,
@@ -359,7 +344,29 @@ pub fn validate_remembering(
         descriptor_id,
         digest,
         confirmation_jkt,
-    })
+    })))
+}
+
+/// The rules of a voucher that depend on the time: `exp`, `nbf` and `iat` against `now` with
+/// the policy's leeway. Every other rule depends only on the token, the key set and the policy,
+/// which is why a remembered voucher needs only these again.
+pub(super) fn check_times(
+    exp: i64,
+    nbf: i64,
+    iat: i64,
+    policy: &VoucherPolicy,
+    now: i64,
+) -> Result<(), VoucherError> {
+    if exp <= now - policy.leeway_secs {
+        return Err(VoucherError::Expired);
+    }
+    if nbf > now + policy.leeway_secs {
+        return Err(VoucherError::NotYetValid);
+    }
+    if iat > now + policy.leeway_secs {
+        return Err(VoucherError::IssuedInFuture);
+    }
+    Ok(())
 }
 
 /// A required, non-empty string claim.

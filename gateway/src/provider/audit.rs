@@ -84,9 +84,12 @@ pub fn format_time(t: DateTime<Utc>) -> String {
 }
 
 /// The keyed hash of a data subject.
+///
+/// Holds the HMAC already keyed (the inner and outer pads absorbed once), so that each hash
+/// costs the two compressions of the message instead of four.
 #[derive(Clone)]
 pub struct SubjectHasher {
-    key: Arc<Vec<u8>>,
+    keyed: Hmac<Sha256>,
 }
 
 impl SubjectHasher {
@@ -94,16 +97,15 @@ impl SubjectHasher {
         if secret.len() < 32 {
             return Err(AuditError::WeakSecret);
         }
-        Ok(SubjectHasher {
-            key: Arc::new(secret.to_vec()),
-        })
+        let keyed =
+            <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC accepts keys of any length");
+        Ok(SubjectHasher { keyed })
     }
 
     /// Hex HMAC-SHA-256 of the identifier, upper-cased and trimmed first so that the same
     /// subject always hashes the same however it was typed.
     pub fn hash(&self, subject: &str) -> String {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
-            .expect("HMAC accepts keys of any length");
+        let mut mac = self.keyed.clone();
         mac.update(subject.trim().to_ascii_uppercase().as_bytes());
         hex::encode(mac.finalize().into_bytes())
     }

@@ -3,7 +3,8 @@
 //! This is the HTTP adapter around [`crate::pdnd::voucher::validate`]: it takes the bearer
 //! credential from the request, gets the keys held by the [`JwksCache`] (never waiting on PDND;
 //! an unknown kid asks the cache for a refresh and is refused now), validates against the
-//! e-service's [`VoucherPolicy`] and `now`, and either puts the validated [`Voucher`] into the
+//! e-service's voucher policy and `now` (through [`VerifiedVouchers`], which answers a voucher
+//! seen before without decoding it again), and either puts the validated [`Voucher`] into the
 //! request extensions for the next stages or answers 401 (503 only when no key set was ever
 //! loaded).
 //! The caller never learns why a voucher failed; the log does, by jti or reason only.
@@ -16,8 +17,8 @@
 
 use super::dpop::{DpopCheck, DpopRefusal};
 use super::request_id;
-use crate::pdnd::verified::VerifiedSignatures;
-use crate::pdnd::voucher::{validate_remembering, Voucher, VoucherError, VoucherPolicy};
+use crate::pdnd::verified::VerifiedVouchers;
+use crate::pdnd::voucher::{Voucher, VoucherError};
 use crate::pdnd_client::jwks::JwksCache;
 use crate::problem::{self, BearerFailure, DpopFailure};
 use actix_web::body::BoxBody;
@@ -31,12 +32,12 @@ use std::sync::Arc;
 /// What one e-service's voucher stage needs.
 pub struct VoucherStage {
     pub eservice: Eservice,
-    pub policy: VoucherPolicy,
+    /// The e-service's voucher policy, with the vouchers already validated under it: a
+    /// client's repeated voucher pays the full check once.
+    pub vouchers: VerifiedVouchers,
     pub jwks: Arc<JwksCache>,
     /// How `Authorization: DPoP` requests prove possession of the voucher's key.
     pub dpop: DpopCheck,
-    /// Signatures already verified: a client's repeated voucher pays the RSA check once.
-    pub verified: VerifiedSignatures,
 }
 
 /// The credential of a request: a voucher and the scheme it came under.
@@ -62,10 +63,12 @@ pub fn credential(req: &ServiceRequest) -> Result<Credential<'_>, BearerFailure>
 /// token), or why the value is not one. Bytes that are not visible ASCII or tab make the value
 /// unreadable, as for `HeaderValue::to_str`.
 pub fn parse_credential(value: &[u8]) -> Result<Credential<'_>, BearerFailure> {
-    if !value
-        .iter()
-        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
-    {
+    // Every byte is looked at, without an early exit, so that the loop is vectorised: a
+    // voucher is about 1 KiB and arrives on every request.
+    let readable = value.iter().fold(true, |ok, &b| {
+        ok & ((b == b'\t') | (0x20..0x7f).contains(&b))
+    });
+    if !readable {
         return Err(BearerFailure::InvalidRequest);
     }
     let value = std::str::from_utf8(value).map_err(|_| BearerFailure::InvalidRequest)?;
@@ -101,7 +104,7 @@ impl VoucherStage {
     /// (rate-limited by the cache) and is refused without waiting for it.
     pub async fn check(&self, token: &str, now: i64) -> Result<Voucher, StageFailure> {
         let keys = self.jwks.keys().await.map_err(StageFailure::Keys)?;
-        let result = validate_remembering(token, &keys, &self.policy, now, Some(&self.verified));
+        let result = self.vouchers.validate(token, &keys, now);
         if let Err(VoucherError::UnknownKid(_)) = &result {
             self.jwks.request_refresh();
         }
@@ -262,6 +265,33 @@ mod tests {
                 Err(BearerFailure::InvalidRequest),
                 "{bad:?}"
             );
+        }
+    }
+
+    /// Each byte outside tab and 0x20..=0x7e makes the value unreadable, wherever it stands in
+    /// a voucher-sized value (the check has no early exit, so every position is looked at).
+    #[test]
+    fn every_unreadable_byte_is_refused_at_any_position() {
+        let token = "a".repeat(1024);
+        for bad in [0x00u8, 0x08, 0x0a, 0x1f, 0x7f, 0x80, 0xc3, 0xff] {
+            for at in [0, 1, 17, 512, 1023] {
+                let mut value = format!("Bearer {token}").into_bytes();
+                value[7 + at] = bad;
+                assert_eq!(
+                    parse_bearer(&value),
+                    Err(BearerFailure::InvalidRequest),
+                    "byte {bad:#04x} at {at}"
+                );
+            }
+        }
+        for good in [b' ', b'!', b'~'] {
+            let value = [b"Bearer a".as_slice(), &[good], b"b"].concat();
+            let parsed = parse_bearer(&value);
+            if good == b' ' {
+                assert_eq!(parsed, Err(BearerFailure::InvalidRequest));
+            } else {
+                assert_eq!(parsed.map(str::len), Ok(3), "{good:#04x}");
+            }
         }
     }
 }

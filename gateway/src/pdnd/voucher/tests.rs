@@ -567,35 +567,47 @@ fn dpop_bound_voucher_exposes_its_thumbprint() {
     assert_eq!(v.confirmation_jkt(), Some("abc"));
 }
 
-// --- remembered signatures ---
+// --- remembered vouchers ---
 
-fn check_remembering(
-    token: &str,
-    keys: &JwkSet,
-    now: i64,
-    memory: &VerifiedSignatures,
-) -> Result<Voucher, VoucherError> {
-    validate_remembering(token, keys, &policy(), now, Some(memory))
+use crate::pdnd::verified::VerifiedVouchers;
+
+fn memory() -> VerifiedVouchers {
+    VerifiedVouchers::new(policy())
 }
 
 #[test]
-fn a_verified_voucher_is_remembered_and_still_accepted() {
-    let memory = VerifiedSignatures::default();
+fn a_validated_voucher_is_remembered_and_still_accepted() {
+    let memory = memory();
+    let keys = Arc::new(keys());
     let token = mint(&header(), &claims());
     for _ in 0..3 {
-        let v = check_remembering(&token, &keys(), NOW, &memory).unwrap();
+        let v = memory.validate(&token, &keys, NOW).unwrap();
         assert_eq!(v.purpose_id(), PURPOSE);
+        assert_eq!(v.client_id(), CLIENT);
     }
     assert_eq!(memory.len(), 1);
 }
 
 #[test]
+fn a_remembered_voucher_gives_the_same_answer_as_a_full_check() {
+    let memory = memory();
+    let keys = Arc::new(keys());
+    let token = mint(&header(), &claims());
+    let first = memory.validate(&token, &keys, NOW).unwrap();
+    let again = memory.validate(&token, &keys, NOW + 1).unwrap();
+    let full = validate(&token, &keys, &policy(), NOW + 1).unwrap();
+    assert_eq!(format!("{again:?}"), format!("{full:?}"));
+    assert_eq!(format!("{first:?}"), format!("{full:?}"));
+}
+
+#[test]
 fn a_bad_signature_is_refused_every_time_and_not_remembered() {
-    let memory = VerifiedSignatures::default();
+    let memory = memory();
+    let keys = Arc::new(keys());
     let forged = sign_with(test_keys::stranger(), &header(), &claims());
     for _ in 0..2 {
         assert!(matches!(
-            check_remembering(&forged, &keys(), NOW, &memory),
+            memory.validate(&forged, &keys, NOW),
             Err(VoucherError::BadSignature)
         ));
     }
@@ -603,65 +615,131 @@ fn a_bad_signature_is_refused_every_time_and_not_remembered() {
 }
 
 #[test]
-fn a_remembered_signature_does_not_cover_another_payload() {
-    let memory = VerifiedSignatures::default();
+fn a_refused_voucher_is_not_remembered() {
+    let memory = memory();
+    let keys = Arc::new(keys());
     let token = mint(&header(), &claims());
-    check_remembering(&token, &keys(), NOW, &memory).unwrap();
+    // Expired at the first sight: refused, and still refused at a time it would be valid
+    // only through a full check (which is what runs).
+    assert!(matches!(
+        memory.validate(&token, &keys, NOW + 540 + 31),
+        Err(VoucherError::Expired)
+    ));
+    assert!(memory.is_empty());
+    assert!(memory.validate(&token, &keys, NOW).is_ok());
+}
+
+#[test]
+fn a_remembered_voucher_does_not_cover_another_payload() {
+    let memory = memory();
+    let keys = Arc::new(keys());
+    let token = mint(&header(), &claims());
+    memory.validate(&token, &keys, NOW).unwrap();
     // The same header and signature over a payload with a longer exp.
     let [h, _, s] = jws::split(&token).unwrap();
     let mut c = claims();
     c["exp"] = json!(NOW + 3000);
     let spliced = format!("{h}.{}.{s}", b64url(serde_json::to_vec(&c).unwrap()));
     assert!(matches!(
-        check_remembering(&spliced, &keys(), NOW, &memory),
+        memory.validate(&spliced, &keys, NOW),
         Err(VoucherError::BadSignature)
+    ));
+    // One byte more (trailing whitespace) is another token, checked in full.
+    assert!(matches!(
+        memory.validate(&format!("{token} "), &keys, NOW),
+        Err(VoucherError::Malformed)
     ));
 }
 
 #[test]
 fn a_remembered_voucher_still_expires_and_waits_for_nbf() {
-    let memory = VerifiedSignatures::default();
+    let memory = memory();
+    let keys = Arc::new(keys());
     let token = mint(&header(), &claims());
-    check_remembering(&token, &keys(), NOW, &memory).unwrap();
+    memory.validate(&token, &keys, NOW).unwrap();
     assert!(matches!(
-        check_remembering(&token, &keys(), NOW + 540 + 31, &memory),
+        memory.validate(&token, &keys, NOW + 540 + 31),
         Err(VoucherError::Expired)
     ));
     assert!(matches!(
-        check_remembering(&token, &keys(), NOW - 60 - 31, &memory),
+        memory.validate(&token, &keys, NOW - 60 - 31),
         Err(VoucherError::NotYetValid)
+    ));
+    let mut c = claims();
+    c["nbf"] = json!(NOW - 60);
+    c["iat"] = json!(NOW + 40);
+    let issued_later = mint(&header(), &c);
+    memory.validate(&issued_later, &keys, NOW + 40).unwrap();
+    assert!(matches!(
+        memory.validate(&issued_later, &keys, NOW),
+        Err(VoucherError::IssuedInFuture)
     ));
 }
 
 #[test]
 fn a_remembered_voucher_follows_the_current_key_set() {
-    let memory = VerifiedSignatures::default();
+    let memory = memory();
     let token = mint(&header(), &claims());
-    check_remembering(&token, &keys(), NOW, &memory).unwrap();
+    memory.validate(&token, &Arc::new(keys()), NOW).unwrap();
     // The kid removed from the JWKS: unknown, whatever was remembered.
-    let other = JwkSet::single("another-kid", test_keys::authority().public());
+    let other = Arc::new(JwkSet::single(
+        "another-kid",
+        test_keys::authority().public(),
+    ));
     assert!(matches!(
-        check_remembering(&token, &other, NOW, &memory),
+        memory.validate(&token, &other, NOW),
         Err(VoucherError::UnknownKid(_))
     ));
-    // The kid now names a different key: the remembered verification does not apply.
-    let rotated = JwkSet::single(
+    // The kid now names a different key: the remembered voucher does not apply.
+    memory.validate(&token, &Arc::new(keys()), NOW).unwrap();
+    let rotated = Arc::new(JwkSet::single(
         &test_keys::authority().kid(),
         test_keys::stranger().public(),
-    );
+    ));
     assert!(matches!(
-        check_remembering(&token, &rotated, NOW, &memory),
+        memory.validate(&token, &rotated, NOW),
         Err(VoucherError::BadSignature)
     ));
 }
 
 #[test]
+fn another_key_set_empties_the_memory() {
+    let memory = memory();
+    let first = mint(&header(), &claims());
+    let mut c = claims();
+    c["jti"] = json!("another-jti");
+    let second = mint(&header(), &c);
+    let keys = Arc::new(keys());
+    memory.validate(&first, &keys, NOW).unwrap();
+    memory.validate(&second, &keys, NOW).unwrap();
+    assert_eq!(memory.len(), 2);
+    // A refreshed set with the same content is another set: what was remembered goes.
+    memory
+        .validate(&first, &Arc::new(self::keys()), NOW)
+        .unwrap();
+    assert_eq!(memory.len(), 1);
+}
+
+#[test]
+fn an_oversized_token_is_refused_before_the_memory() {
+    let memory = memory();
+    let keys = Arc::new(keys());
+    let token = "a".repeat(DEFAULT_MAX_TOKEN_LEN + 1);
+    assert_eq!(
+        memory.validate(&token, &keys, NOW).unwrap_err(),
+        VoucherError::TooLarge
+    );
+    assert!(memory.is_empty());
+}
+
+#[test]
 fn the_memory_is_bounded() {
-    let memory = VerifiedSignatures::with_capacity(2);
+    let memory = VerifiedVouchers::with_capacity(policy(), 2);
+    let keys = Arc::new(keys());
     for i in 0..5 {
         let mut c = claims();
         c["jti"] = json!(format!("jti-{i}"));
-        check_remembering(&mint(&header(), &c), &keys(), NOW, &memory).unwrap();
+        memory.validate(&mint(&header(), &c), &keys, NOW).unwrap();
         assert!(memory.len() <= 2);
     }
 }

@@ -35,6 +35,11 @@ fn subject_hash_is_keyed_and_normalised() {
     assert_ne!(a.hash("RSSMRA80A01H501U"), b.hash("RSSMRA80A01H501U"));
     assert_eq!(a.hash("X").len(), 64);
     assert!(SubjectHasher::new(b"short").is_err());
+    // HMAC-SHA-256 with the key 32 x 0x07 (Python's hmac module gives the same).
+    assert_eq!(
+        a.hash("rssmra80a01h501u"),
+        "8e6116e8e7e84315b234213a329f63b222396ea5145d9bc77ab7b4cb54d99859"
+    );
 }
 
 #[tokio::test]
