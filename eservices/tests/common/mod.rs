@@ -9,7 +9,6 @@ use eservices::store::{seed, SeedSummary, SqlStore};
 use eservices::{json_config, route, CacheConfig, DataSubject, Eservice, EserviceState};
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, AssertSqlSafe, Row};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use test_support::TestDb;
 
@@ -22,8 +21,6 @@ pub enum Db {
     Postgres,
 }
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
 /// The PostgreSQL URL for the suites: from `PDNDGW_TEST_POSTGRES_URL`. Unset in CI is a
 /// failure (CI must never silently skip PostgreSQL); unset locally is a visible skip.
 pub fn postgres_url() -> Option<String> {
@@ -33,41 +30,9 @@ pub fn postgres_url() -> Option<String> {
 /// A fresh, empty database for one test: a new SQLite file (removed when the value drops), or a
 /// new PostgreSQL schema.
 pub async fn fresh_url(db: Db) -> Option<TestDb> {
-    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    let pid = std::process::id();
     match db {
         Db::Sqlite => Some(TestDb::sqlite("eservices-test")),
-        Db::Postgres => {
-            let base = postgres_url()?;
-            sqlx::any::install_default_drivers();
-            let schema = format!(
-                "t_{pid}_{n}_{}",
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.subsec_nanos())
-                    .unwrap_or(0)
-            );
-            let admin = AnyPoolOptions::new()
-                .max_connections(1)
-                .connect(&base)
-                .await
-                .expect("connect to the test PostgreSQL");
-            sqlx::query(AssertSqlSafe(format!(
-                "DROP SCHEMA IF EXISTS {schema} CASCADE"
-            )))
-            .execute(&admin)
-            .await
-            .expect("drop schema");
-            sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-                .execute(&admin)
-                .await
-                .expect("create schema");
-            admin.close().await;
-            let sep = if base.contains('?') { '&' } else { '?' };
-            Some(TestDb::server(format!(
-                "{base}{sep}options[search_path]={schema}"
-            )))
-        }
+        Db::Postgres => TestDb::postgres().await,
     }
 }
 

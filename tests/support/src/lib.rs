@@ -126,6 +126,40 @@ impl TestDb {
     pub fn server(url: String) -> TestDb {
         TestDb { url, _file: None }
     }
+
+    /// A new, empty schema on the test PostgreSQL ([`postgres_url`]), as a URL whose
+    /// `search_path` is that schema; `None` (a visible skip) when no PostgreSQL is configured
+    /// outside CI.
+    pub async fn postgres() -> Option<TestDb> {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let base = postgres_url()?;
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let schema = format!("t_{}_{n}_{nanos}", std::process::id());
+        sqlx::any::install_default_drivers();
+        let admin = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&base)
+            .await
+            .expect("connect to the test PostgreSQL");
+        for sql in [
+            format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+            format!("CREATE SCHEMA {schema}"),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&admin)
+                .await
+                .expect("make the test schema");
+        }
+        admin.close().await;
+        let sep = if base.contains('?') { '&' } else { '?' };
+        Some(TestDb::server(format!(
+            "{base}{sep}options[search_path]={schema}"
+        )))
+    }
 }
 
 impl std::ops::Deref for TestDb {
