@@ -542,6 +542,7 @@ pub async fn start(
         AuditSettings {
             batch_max: config.audit.batch_max,
             commit_timeout: Duration::from_millis(config.audit.commit_timeout_ms),
+            commit_delay: Duration::from_millis(config.audit.commit_delay_ms),
             best_effort_per_sec: config.audit.best_effort_per_sec,
         },
     );

@@ -70,14 +70,19 @@ impl SqlStore {
         let engine = Engine::from_url(url).ok_or(StoreError::UnsupportedUrl)?;
         let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(5));
         options = match engine {
-            Engine::Sqlite => options.max_connections(4).after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute("PRAGMA synchronous = NORMAL").await?;
-                    conn.execute("PRAGMA busy_timeout = 5000").await?;
-                    Ok(())
-                })
-            }),
+            // A SQLite connection is a file handle in this process: pinging it before each use
+            // would add a hand-off to its thread in front of every query of every request.
+            Engine::Sqlite => options
+                .max_connections(4)
+                .test_before_acquire(false)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute("PRAGMA busy_timeout = 5000").await?;
+                        Ok(())
+                    })
+                }),
             Engine::Postgres => options.max_connections(16),
         };
         let pool = options.connect(url).await.map_err(|e| match e {

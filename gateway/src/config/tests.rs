@@ -64,6 +64,16 @@ fn validation_names_the_key() {
         .to_string()
         .contains("eservices.tributi.audiences"));
     let mut c = dev();
+    assert_eq!(c.audit.commit_delay_ms, 2);
+    c.audit.commit_delay_ms = 101;
+    assert!(c
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("audit.commit_delay_ms"));
+    c.audit.commit_delay_ms = 0;
+    assert!(c.validate().is_ok());
+    let mut c = dev();
     c.pdnd.leeway_secs = 3600;
     assert!(c
         .validate()

@@ -115,6 +115,7 @@ async fn a_hung_database_fails_the_waiting_request_within_the_timeout() {
             batch_max: 8,
             commit_timeout: Duration::from_millis(300),
             best_effort_per_sec: 10,
+            commit_delay: Duration::ZERO,
         },
     );
     log.record(record(0, None)).await.unwrap();
@@ -157,6 +158,7 @@ async fn best_effort_records_are_rate_limited_and_written_without_waiting() {
             batch_max: 8,
             commit_timeout: Duration::from_secs(5),
             best_effort_per_sec: 5,
+            commit_delay: Duration::ZERO,
         },
     );
     let queued = (0..50)
@@ -211,4 +213,78 @@ async fn batch_round_trip(store: &AuditStore) {
     again[99].record_id = batch[0].record_id.clone();
     assert!(store.insert_batch(&again).await.is_err());
     assert_eq!(store.count().await.unwrap(), 101);
+}
+
+// --- group commit ---
+
+fn delaying(store: &AuditStore, delay: Duration) -> AuditLog {
+    AuditLog::start_with(
+        store.clone(),
+        AuditSettings {
+            batch_max: 64,
+            commit_timeout: Duration::from_secs(10),
+            best_effort_per_sec: 10,
+            commit_delay: delay,
+        },
+    )
+}
+
+#[tokio::test]
+async fn a_small_batch_waits_for_the_records_on_their_way_and_commits_them_together() {
+    let (store, _db) = temp_store().await;
+    let log = delaying(&store, Duration::from_secs(3));
+    // Four requests inside the audit stage; the first one's record arrives.
+    let mut coming: Vec<Coming> = (0..4).map(|_| log.expect()).collect();
+    drop(coming.pop());
+    let first = tokio::spawn({
+        let log = log.clone();
+        async move { log.record(record(0, None)).await }
+    });
+    // Three more are on their way: the first record is not committed alone.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(!first.is_finished());
+    assert_eq!(store.count().await.unwrap(), 0);
+    // They arrive: all four commit, well before the delay is over.
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    for i in 1..4 {
+        drop(coming.pop());
+        let log = log.clone();
+        rest.push(tokio::spawn(
+            async move { log.record(record(i, None)).await },
+        ));
+    }
+    first.await.unwrap().unwrap();
+    for r in rest {
+        r.await.unwrap().unwrap();
+    }
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(store.count().await.unwrap(), 4);
+}
+
+#[tokio::test]
+async fn a_lone_record_commits_without_waiting() {
+    let (store, _db) = temp_store().await;
+    let log = delaying(&store, Duration::from_secs(3));
+    let started = std::time::Instant::now();
+    {
+        let _coming = log.expect();
+    }
+    log.record(record(0, None)).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(store.count().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_record_waits_at_most_the_delay_for_one_that_never_comes() {
+    let (store, _db) = temp_store().await;
+    let delay = Duration::from_millis(300);
+    let log = delaying(&store, delay);
+    // A request that entered the stage and has not finished (its record never arrives here).
+    let _stuck = log.expect();
+    let started = std::time::Instant::now();
+    log.record(record(0, None)).await.unwrap();
+    let waited = started.elapsed();
+    assert!(waited >= delay, "{waited:?}");
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
 }
