@@ -36,7 +36,7 @@ start_dev() {
   rm -f "$data/purposes.toml"
   # The load runs one consumer and purpose at thousands of calls a second: the rate limit at
   # its highest, so a run measures the gateway and never its 429s (a caller may override).
-  env PDNDGW_RATE_LIMITS__REQUESTS_PER_SECOND=10000 PDNDGW_RATE_LIMITS__BURST=100000 "$@" \
+  env PDNDGW_RATE_LIMITS__REQUESTS_PER_SECOND=100000 PDNDGW_RATE_LIMITS__BURST=100000 "$@" \
     "${pin[@]}" "$bin" dev --data-dir "$data" "${config_args[@]}" >"$log" 2>&1 &
   dev_pid=$!
   for _ in $(seq 1 6000); do

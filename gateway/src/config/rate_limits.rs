@@ -10,7 +10,7 @@ use super::{invalid, ConfigError};
 
 /// Highest rate accepted (requests per second): beyond it a typo (an extra zero or three)
 /// is more likely than a real need, and the limit would protect nothing.
-pub const MAX_PER_SECOND: f64 = 10_000.0;
+pub const MAX_PER_SECOND: f64 = 100_000.0;
 /// Lowest rate accepted: one request a day. Lower is a typo or a purpose to suspend.
 pub const MIN_PER_SECOND: f64 = 1.0 / 86_400.0;
 /// The largest `X-RateLimit-Reset` and `Retry-After` the quota stage sends (and the OpenAPI
@@ -157,6 +157,7 @@ mod tests {
             (f64::NAN, 10, "rate_limits.requests_per_second"),
             (f64::INFINITY, 10, "rate_limits.requests_per_second"),
             (1e9, 10, "rate_limits.requests_per_second"),
+            (100_001.0, 10, "rate_limits.requests_per_second"),
             (1e-9, 10, "rate_limits.requests_per_second"),
             (10.0, 0, "rate_limits.burst"),
             (10.0, 1_000_000, "rate_limits.burst"),
@@ -164,6 +165,9 @@ mod tests {
             let err = with(rate, burst).validate().expect_err(key).to_string();
             assert!(err.contains(key), "{rate}/{burst}: {err}");
         }
+        // The bounds themselves are accepted.
+        assert!(with(MAX_PER_SECOND, MAX_BURST).validate().is_ok());
+        assert!(with(MIN_PER_SECOND, 1).validate().is_ok());
     }
 
     #[test]
