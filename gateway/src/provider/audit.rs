@@ -141,6 +141,8 @@ const INDEXES: [&str; 4] = [
 #[derive(Clone)]
 pub struct AuditStore {
     pool: AnyPool,
+    /// SQLite: a batch of e-service records is one statement, committed on its own.
+    sqlite: bool,
 }
 
 impl AuditStore {
@@ -181,6 +183,7 @@ impl AuditStore {
             });
         Ok(AuditStore {
             pool: options.connect(url).await?,
+            sqlite: is_sqlite,
         })
     }
 
@@ -203,6 +206,27 @@ impl AuditStore {
 
     /// Commits records of either side in one transaction.
     async fn insert_entries(&self, entries: &[Entry]) -> Result<(), AuditError> {
+        // SQLite runs each statement outside an explicit transaction as a transaction of its
+        // own: all of its rows or none, durable (synchronous=FULL) when it returns. So a batch
+        // of e-service records alone is one statement and one hand-off to the connection's
+        // thread, where BEGIN, the INSERTs and COMMIT each cost one. Under load a hand-off
+        // costs a few hundred microseconds of waiting for the thread to be scheduled, and they
+        // were most of the commit's time.
+        if self.sqlite && entries.iter().all(|e| !matches!(e, Entry::Fruizione(_))) {
+            let records: Vec<&AuditRecord> = entries
+                .iter()
+                .filter_map(|e| match e {
+                    Entry::Eservice(r) => Some(r),
+                    _ => None,
+                })
+                .collect();
+            if records.is_empty() {
+                return Ok(());
+            }
+            let mut conn = self.pool.acquire().await?;
+            rows::insert_as_one_statement(&mut conn, &records).await?;
+            return Ok(());
+        }
         let mut tx = self.pool.begin().await?;
         let mut records = Vec::with_capacity(entries.len());
         for entry in entries {

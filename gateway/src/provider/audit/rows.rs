@@ -6,6 +6,12 @@
 //! statement texts come in a few fixed sizes so that the driver's prepared-statement cache
 //! holds a handful of them, not one per batch size.
 //!
+//! On SQLite a batch of e-service records alone is one INSERT of all its rows, run outside an
+//! explicit transaction so that the statement is its own transaction
+//! ([`insert_as_one_statement`]): one hand-off to the connection's thread instead of BEGIN,
+//! one per chunk and COMMIT. A batch that also holds fruizioni records, and every PostgreSQL
+//! batch, goes through an explicit transaction and [`insert`].
+//!
 //! SQLite gets anonymous `?` parameters, PostgreSQL numbered `$n` ones. sqlx binds SQLite
 //! arguments by asking `sqlite3_bind_parameter_name` for each parameter, and SQLite answers that
 //! by walking the statement's list of named parameters: with 960 numbered ones the binding of
@@ -91,6 +97,58 @@ fn statement(rows: usize, placeholders: Placeholders) -> &'static str {
     &texts[i]
 }
 
+/// Inserts `records` on a SQLite `conn` as one statement of `records.len()` rows, outside any
+/// explicit transaction, so that the statement is its own transaction (all rows or none).
+///
+/// The statement text differs with the batch size. Only the [`CHUNKS`] sizes are kept prepared
+/// in the driver's per-connection statement cache: a prepared multi-row INSERT holds several
+/// KiB a row, and keeping every size up to `audit.batch_max` on every connection could hold
+/// hundreds of MiB. Other sizes are prepared for the one execution, on the connection's thread,
+/// with no extra hand-off.
+pub(super) async fn insert_as_one_statement(
+    conn: &mut sqlx::AnyConnection,
+    records: &[&AuditRecord],
+) -> Result<(), sqlx::Error> {
+    let rows = records.len();
+    let query = if CHUNKS.contains(&rows) {
+        sqlx::query(statement(rows, Placeholders::Anonymous))
+    } else {
+        sqlx::query(sqlx::AssertSqlSafe(statement_text(
+            rows,
+            Placeholders::Anonymous,
+        )))
+        .persistent(false)
+    };
+    bind_all(query, records).execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// `query` with the 15 values of each record bound, in order.
+fn bind_all<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    records: &'q [&AuditRecord],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    for r in records {
+        query = query
+            .bind(&r.record_id)
+            .bind(&r.time)
+            .bind(&r.request_id)
+            .bind(&r.consumer_id)
+            .bind(&r.client_id)
+            .bind(&r.purpose_id)
+            .bind(&r.voucher_jti)
+            .bind(&r.eservice)
+            .bind(&r.operation)
+            .bind(i64::from(r.status))
+            .bind(r.latency_ms)
+            .bind(&r.subject_hash)
+            .bind(&r.user_id)
+            .bind(&r.user_location)
+            .bind(&r.loa);
+    }
+    query
+}
+
 /// Inserts `records` on `conn` (inside the caller's transaction), in order.
 pub(super) async fn insert(
     conn: &mut sqlx::AnyConnection,
@@ -105,26 +163,9 @@ pub(super) async fn insert(
             .find(|&n| n <= rest.len())
             .unwrap_or(1);
         let (now, later) = rest.split_at(rows);
-        let mut query = sqlx::query(statement(rows, placeholders));
-        for r in now {
-            query = query
-                .bind(&r.record_id)
-                .bind(&r.time)
-                .bind(&r.request_id)
-                .bind(&r.consumer_id)
-                .bind(&r.client_id)
-                .bind(&r.purpose_id)
-                .bind(&r.voucher_jti)
-                .bind(&r.eservice)
-                .bind(&r.operation)
-                .bind(i64::from(r.status))
-                .bind(r.latency_ms)
-                .bind(&r.subject_hash)
-                .bind(&r.user_id)
-                .bind(&r.user_location)
-                .bind(&r.loa);
-        }
-        query.execute(&mut *conn).await?;
+        bind_all(sqlx::query(statement(rows, placeholders)), now)
+            .execute(&mut *conn)
+            .await?;
         rest = later;
     }
     Ok(())

@@ -213,6 +213,15 @@ async fn batch_round_trip(store: &AuditStore) {
     again[99].record_id = batch[0].record_id.clone();
     assert!(store.insert_batch(&again).await.is_err());
     assert_eq!(store.count().await.unwrap(), 101);
+
+    // A batch of one of the sizes kept prepared (SQLite), twice on the same statement.
+    for start in [400, 500] {
+        let batch: Vec<AuditRecord> = (start..start + 32).map(|i| record(i, None)).collect();
+        store.insert_batch(&batch).await.unwrap();
+    }
+    let stored = store.query(&AuditQuery::default()).await.unwrap();
+    assert_eq!(stored.len(), 101 + 64);
+    assert!(stored.iter().any(|r| r.request_id == "req-531"));
 }
 
 // --- group commit ---
