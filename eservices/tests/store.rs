@@ -3,8 +3,10 @@
 
 mod common;
 
+use chrono::{DateTime, Utc};
 use common::{fresh_url, seeded, Db};
 use eservices::store::{seed, Engine, SqlStore, Store, StoreError};
+use eservices::wire::Anno;
 use eservices::{CodiceFiscale, PartitaIva, Soggetto};
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 
@@ -152,7 +154,8 @@ async fn seed_is_deterministic_and_valid(db: Db) {
                 .persona(cf)
                 .await
                 .unwrap()
-                .expect("sample is in persone");
+                .expect("sample is in persone")
+                .value;
             assert_eq!(
                 (p.cognome.as_str(), p.nome.as_str()),
                 (s.cognome.as_str(), s.nome.as_str())
@@ -195,10 +198,133 @@ async fn broken_rows_are_corrupt_not_panics(db: Db) {
     assert!(s.store.famiglia(&unknown).await.unwrap().is_none());
 }
 
+/// The refresh time of every lookup, as its own statement read it: `None` when the store was
+/// never loaded (so that a known subject is `NotLoaded`), else the text in `metadati`.
+async fn times(
+    store: &SqlStore,
+    cf: &CodiceFiscale,
+    soggetto: &Soggetto,
+) -> Vec<Result<Option<DateTime<Utc>>, StoreError>> {
+    let anno = Anno::new(2024).unwrap();
+    vec![
+        store
+            .persona(cf)
+            .await
+            .map(|d| d.map(|d| d.data_aggiornamento)),
+        store
+            .residenza(cf)
+            .await
+            .map(|d| d.map(|d| d.data_aggiornamento)),
+        store
+            .famiglia(cf)
+            .await
+            .map(|d| d.map(|d| d.data_aggiornamento)),
+        store
+            .posizione_imu(soggetto, anno)
+            .await
+            .map(|d| d.map(|d| d.data_aggiornamento)),
+        store
+            .posizione_tari(soggetto, anno)
+            .await
+            .map(|d| d.map(|d| d.data_aggiornamento)),
+        store
+            .anni_con_debito(soggetto)
+            .await
+            .map(|d| d.map(|d| d.data_aggiornamento)),
+        store
+            .pagamenti(soggetto, anno)
+            .await
+            .map(|d| d.map(|d| d.data_aggiornamento)),
+    ]
+}
+
+async fn first_text(pool: &AnyPool, sql: &'static str) -> String {
+    sqlx::query(sql)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+        .try_get::<String, _>(0)
+        .unwrap()
+}
+
+async fn set_data_aggiornamento(pool: &AnyPool, valore: &str) {
+    sqlx::query("UPDATE metadati SET valore = $1 WHERE chiave = 'data_aggiornamento'")
+        .bind(valore.to_owned())
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+async fn every_lookup_carries_the_refresh_time_it_read(db: Db) {
+    let Some(s) = seeded(db, 200).await else {
+        return;
+    };
+    // A living resident in a family, and a contribuente: every lookup finds its subject.
+    let cf = CodiceFiscale::parse(
+        &first_text(
+            &s.raw,
+            "SELECT p.codice_fiscale FROM persone p JOIN residenze r \
+             ON r.codice_fiscale = p.codice_fiscale \
+             WHERE p.id_famiglia IS NOT NULL AND p.data_decesso IS NULL LIMIT 1",
+        )
+        .await,
+    )
+    .unwrap();
+    let soggetto = Soggetto::parse(
+        &first_text(&s.raw, "SELECT identificativo FROM contribuenti LIMIT 1").await,
+    )
+    .unwrap();
+    let seeded_at = DateTime::parse_from_rfc3339(
+        &first_text(
+            &s.raw,
+            "SELECT valore FROM metadati WHERE chiave = 'data_aggiornamento'",
+        )
+        .await,
+    )
+    .unwrap()
+    .with_timezone(&Utc);
+    for t in times(&s.store, &cf, &soggetto).await {
+        assert_eq!(t.unwrap(), Some(seeded_at));
+    }
+
+    // A refresh moves every answer's time at once: it is read, not remembered.
+    set_data_aggiornamento(&s.raw, "2031-02-03T04:05:06+01:00").await;
+    let refreshed = DateTime::parse_from_rfc3339("2031-02-03T03:05:06Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    for t in times(&s.store, &cf, &soggetto).await {
+        assert_eq!(t.unwrap(), Some(refreshed));
+    }
+
+    // A time that is not RFC 3339 breaks the contract: Corrupt (500), not a panic or a guess.
+    set_data_aggiornamento(&s.raw, "ieri sera").await;
+    for t in times(&s.store, &cf, &soggetto).await {
+        let err = t.unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    }
+
+    // Never loaded: a known subject cannot be answered (503), an unknown one is still unknown.
+    sqlx::query("DELETE FROM metadati")
+        .execute(&s.raw)
+        .await
+        .unwrap();
+    for t in times(&s.store, &cf, &soggetto).await {
+        let err = t.unwrap_err();
+        assert!(matches!(err, StoreError::NotLoaded), "{err:?}");
+        assert!(err.is_unavailable());
+    }
+    let unknown_cf = CodiceFiscale::parse("RSSMRA85T10A562S").unwrap();
+    let unknown = Soggetto::parse("RSSMRA85T10A562S").unwrap();
+    for t in times(&s.store, &unknown_cf, &unknown).await {
+        assert_eq!(t.unwrap(), None);
+    }
+}
+
 on_both_engines!(
     migrations_and_emptiness,
     seed_is_deterministic_and_valid,
     broken_rows_are_corrupt_not_panics,
+    every_lookup_carries_the_refresh_time_it_read,
 );
 
 #[actix_web::test]

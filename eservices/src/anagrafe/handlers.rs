@@ -6,7 +6,7 @@ use crate::body::ValidJson;
 use crate::handler::{answer, key, LookupErrors};
 use crate::problem::Problem;
 use crate::route::Resolved;
-use crate::store::Persona;
+use crate::store::{Dated, Persona};
 use crate::{EserviceState, Operation};
 use actix_web::{web, HttpResponse};
 
@@ -41,10 +41,13 @@ pub async fn residenza(
         Operation::Residenza,
         key(&req),
         || async move {
-            let Some(stato) = store.residenza(&req.codice_fiscale).await? else {
+            let Some(Dated {
+                value: stato,
+                data_aggiornamento,
+            }) = store.residenza(&req.codice_fiscale).await?
+            else {
                 return Ok(None);
             };
-            let data_aggiornamento = store.data_aggiornamento().await?;
             Ok(Some(match stato.residenza {
                 Some(r) => ResidenzaResponse {
                     residente: true,
@@ -95,10 +98,13 @@ pub async fn generalita(
         Operation::Generalita,
         key(&req),
         || async move {
-            let Some(p) = store.persona(&req.codice_fiscale).await? else {
+            let Some(Dated {
+                value: p,
+                data_aggiornamento,
+            }) = store.persona(&req.codice_fiscale).await?
+            else {
                 return Ok(None);
             };
-            let data_aggiornamento = store.data_aggiornamento().await?;
             let Persona {
                 cognome,
                 nome,
@@ -155,10 +161,13 @@ pub async fn stato_famiglia(
         Operation::StatoFamiglia,
         key(&req),
         || async move {
-            let Some(f) = store.famiglia(&req.codice_fiscale).await? else {
+            let Some(Dated {
+                value: f,
+                data_aggiornamento,
+            }) = store.famiglia(&req.codice_fiscale).await?
+            else {
                 return Ok(None);
             };
-            let data_aggiornamento = store.data_aggiornamento().await?;
             Ok(Some(StatoFamigliaResponse {
                 id_famiglia: f.id_famiglia,
                 componenti: f
@@ -209,10 +218,13 @@ pub async fn esistenza_in_vita(
         Operation::EsistenzaInVita,
         key(&req),
         || async move {
-            let Some(p) = store.persona(&req.codice_fiscale).await? else {
+            let Some(Dated {
+                value: p,
+                data_aggiornamento,
+            }) = store.persona(&req.codice_fiscale).await?
+            else {
                 return Ok(None);
             };
-            let data_aggiornamento = store.data_aggiornamento().await?;
             Ok(Some(EsistenzaInVitaResponse {
                 in_vita: p.data_decesso.is_none(),
                 data_decesso: p.data_decesso,
@@ -254,10 +266,13 @@ pub async fn verifica_residenza(
         Operation::VerificaResidenza,
         key(&req),
         || async move {
-            let Some(stato) = store.residenza(&req.codice_fiscale).await? else {
+            let Some(Dated {
+                value: stato,
+                data_aggiornamento,
+            }) = store.residenza(&req.codice_fiscale).await?
+            else {
                 return Ok(None);
             };
-            let data_aggiornamento = store.data_aggiornamento().await?;
             let corrisponde = stato
                 .residenza
                 .is_some_and(|r| req.indirizzo.matches(&r.indirizzo));

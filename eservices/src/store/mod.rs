@@ -70,35 +70,40 @@ impl From<sqlx::Error> for StoreError {
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// The lookups the catalogue needs. Every method is one read; `Ok(None)` = unknown subject.
+/// Each answer carries the time of the data it was read from; a known subject in a store that
+/// was never loaded is [`StoreError::NotLoaded`].
 pub trait Store: Send + Sync {
     /// Cheap liveness check of the backing database.
     fn ping(&self) -> StoreFuture<'_, ()>;
     /// When the data was last refreshed from the comune's systems (`dataAggiornamento`).
     fn data_aggiornamento(&self) -> StoreFuture<'_, DateTime<Utc>>;
     /// The person's registry record (generalità, life status).
-    fn persona<'a>(&'a self, cf: &'a CodiceFiscale) -> StoreFuture<'a, Option<Persona>>;
+    fn persona<'a>(&'a self, cf: &'a CodiceFiscale) -> StoreFuture<'a, Option<Dated<Persona>>>;
     /// Whether and where the person resides.
-    fn residenza<'a>(&'a self, cf: &'a CodiceFiscale) -> StoreFuture<'a, Option<StatoResidenza>>;
+    fn residenza<'a>(
+        &'a self,
+        cf: &'a CodiceFiscale,
+    ) -> StoreFuture<'a, Option<Dated<StatoResidenza>>>;
     /// The person's current family; `None` if unknown or not in a family (deceased, emigrated).
-    fn famiglia<'a>(&'a self, cf: &'a CodiceFiscale) -> StoreFuture<'a, Option<Famiglia>>;
+    fn famiglia<'a>(&'a self, cf: &'a CodiceFiscale) -> StoreFuture<'a, Option<Dated<Famiglia>>>;
     /// The IMU position of a contribuente in a year.
     fn posizione_imu<'a>(
         &'a self,
         s: &'a Soggetto,
         anno: Anno,
-    ) -> StoreFuture<'a, Option<PosizioneImu>>;
+    ) -> StoreFuture<'a, Option<Dated<PosizioneImu>>>;
     /// The TARI position of a contribuente in a year.
     fn posizione_tari<'a>(
         &'a self,
         s: &'a Soggetto,
         anno: Anno,
-    ) -> StoreFuture<'a, Option<PosizioneTari>>;
+    ) -> StoreFuture<'a, Option<Dated<PosizioneTari>>>;
     /// The years in which an IMU or TARI position is not fully paid, ascending.
-    fn anni_con_debito<'a>(&'a self, s: &'a Soggetto) -> StoreFuture<'a, Option<Vec<u16>>>;
+    fn anni_con_debito<'a>(&'a self, s: &'a Soggetto) -> StoreFuture<'a, Option<Dated<Vec<u16>>>>;
     /// The pagoPA payments of a contribuente for a tax year.
     fn pagamenti<'a>(
         &'a self,
         s: &'a Soggetto,
         anno: Anno,
-    ) -> StoreFuture<'a, Option<Vec<Pagamento>>>;
+    ) -> StoreFuture<'a, Option<Dated<Vec<Pagamento>>>>;
 }

@@ -2,7 +2,18 @@
 
 use crate::codice_fiscale::Sesso;
 use crate::wire::{Importo, Indirizzo, Percentuale};
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
+
+/// A lookup's answer with the time of the data it came from (`dataAggiornamento`).
+///
+/// The store reads the time in the same statement as the answer's first row, so one lookup is
+/// one round trip to the database, and the time cannot come from a refresh other than the one
+/// the answer was read from (a separate read could straddle a nightly import).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dated<T> {
+    pub value: T,
+    pub data_aggiornamento: DateTime<Utc>,
+}
 
 /// A person in the anagrafe (alive, deceased or moved away).
 #[derive(Debug, Clone, PartialEq, Eq)]

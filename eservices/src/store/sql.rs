@@ -45,6 +45,15 @@ impl Engine {
 /// The metadata key holding the RFC 3339 time of the last refresh.
 pub(crate) const KEY_DATA_AGGIORNAMENTO: &str = "data_aggiornamento";
 
+/// The select-list item that reads the refresh time in a lookup's own statement (NULL when the
+/// store was never loaded), so that a lookup is one round trip and one snapshot. A macro
+/// because `concat!` takes literals only; the key is [`KEY_DATA_AGGIORNAMENTO`].
+macro_rules! data_aggiornamento_column {
+    () => {
+        "(SELECT valore FROM metadati WHERE chiave = 'data_aggiornamento') AS data_aggiornamento"
+    };
+}
+
 /// The schema, versioned; embedded so the binary needs no files next to it.
 fn migrator() -> Migrator {
     Migrator::with_migrations(vec![Migration::new(
@@ -141,13 +150,38 @@ impl SqlStore {
         &self.pool
     }
 
-    async fn contribuente_exists(&self, s: &Soggetto) -> Result<bool, StoreError> {
-        let row = sqlx::query("SELECT identificativo FROM contribuenti WHERE identificativo = $1")
-            .bind(s.as_str().to_owned())
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.is_some())
+    /// The refresh time if the contribuente is known, `None` if not: the first read of every
+    /// tributi lookup.
+    async fn contribuente(&self, s: &Soggetto) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT identificativo, ",
+            data_aggiornamento_column!(),
+            " FROM contribuenti WHERE identificativo = $1"
+        ))
+        .bind(s.as_str().to_owned())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(data_aggiornamento).transpose()
     }
+}
+
+/// The refresh time a lookup's row carries ([`data_aggiornamento_column`]).
+fn data_aggiornamento(row: &AnyRow) -> Result<DateTime<Utc>, StoreError> {
+    let valore = opt_text(row, "data_aggiornamento")?.ok_or(StoreError::NotLoaded)?;
+    parse_data_aggiornamento(&valore)
+}
+
+fn parse_data_aggiornamento(valore: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(valore)
+        .map(|d| d.with_timezone(&Utc))
+        .map_err(|_| StoreError::Corrupt("metadati.data_aggiornamento is not RFC 3339".into()))
+}
+
+fn dated<T>(value: T, data_aggiornamento: DateTime<Utc>) -> Option<Dated<T>> {
+    Some(Dated {
+        value,
+        data_aggiornamento,
+    })
 }
 
 fn date(s: &str, column: &str) -> Result<NaiveDate, StoreError> {
@@ -203,21 +237,18 @@ impl Store for SqlStore {
                 .fetch_optional(&self.pool)
                 .await?
                 .ok_or(StoreError::NotLoaded)?;
-            let valore = text(&row, "valore")?;
-            DateTime::parse_from_rfc3339(&valore)
-                .map(|d| d.with_timezone(&Utc))
-                .map_err(|_| {
-                    StoreError::Corrupt("metadati.data_aggiornamento is not RFC 3339".into())
-                })
+            parse_data_aggiornamento(&text(&row, "valore")?)
         })
     }
 
-    fn persona<'a>(&'a self, cf: &'a CodiceFiscale) -> StoreFuture<'a, Option<Persona>> {
+    fn persona<'a>(&'a self, cf: &'a CodiceFiscale) -> StoreFuture<'a, Option<Dated<Persona>>> {
         Box::pin(async move {
-            let Some(row) = sqlx::query(
+            let Some(row) = sqlx::query(concat!(
                 "SELECT codice_fiscale, cognome, nome, sesso, data_nascita, comune_nascita, \
-                 codice_catastale_nascita, data_decesso FROM persone WHERE codice_fiscale = $1",
-            )
+                 codice_catastale_nascita, data_decesso, ",
+                data_aggiornamento_column!(),
+                " FROM persone WHERE codice_fiscale = $1"
+            ))
             .bind(cf.as_str().to_owned())
             .fetch_optional(&self.pool)
             .await?
@@ -227,26 +258,38 @@ impl Store for SqlStore {
             let sesso: Sesso = text(&row, "sesso")?
                 .parse()
                 .map_err(|_| StoreError::Corrupt("persone.sesso is not M or F".into()))?;
-            Ok(Some(Persona {
-                codice_fiscale: text(&row, "codice_fiscale")?,
-                cognome: text(&row, "cognome")?,
-                nome: text(&row, "nome")?,
-                sesso,
-                data_nascita: date(&text(&row, "data_nascita")?, "persone.data_nascita")?,
-                comune_nascita: text(&row, "comune_nascita")?,
-                codice_catastale_nascita: text(&row, "codice_catastale_nascita")?,
-                data_decesso: opt_date(opt_text(&row, "data_decesso")?, "persone.data_decesso")?,
-            }))
+            let updated = data_aggiornamento(&row)?;
+            Ok(dated(
+                Persona {
+                    codice_fiscale: text(&row, "codice_fiscale")?,
+                    cognome: text(&row, "cognome")?,
+                    nome: text(&row, "nome")?,
+                    sesso,
+                    data_nascita: date(&text(&row, "data_nascita")?, "persone.data_nascita")?,
+                    comune_nascita: text(&row, "comune_nascita")?,
+                    codice_catastale_nascita: text(&row, "codice_catastale_nascita")?,
+                    data_decesso: opt_date(
+                        opt_text(&row, "data_decesso")?,
+                        "persone.data_decesso",
+                    )?,
+                },
+                updated,
+            ))
         })
     }
 
-    fn residenza<'a>(&'a self, cf: &'a CodiceFiscale) -> StoreFuture<'a, Option<StatoResidenza>> {
+    fn residenza<'a>(
+        &'a self,
+        cf: &'a CodiceFiscale,
+    ) -> StoreFuture<'a, Option<Dated<StatoResidenza>>> {
         Box::pin(async move {
-            let Some(row) = sqlx::query(
+            let Some(row) = sqlx::query(concat!(
                 "SELECT p.data_decesso, r.dug, r.toponimo, r.civico, r.cap, r.codice_istat_comune, \
-                 r.data_decorrenza FROM persone p LEFT JOIN residenze r \
-                 ON r.codice_fiscale = p.codice_fiscale WHERE p.codice_fiscale = $1",
-            )
+                 r.data_decorrenza, ",
+                data_aggiornamento_column!(),
+                " FROM persone p LEFT JOIN residenze r \
+                 ON r.codice_fiscale = p.codice_fiscale WHERE p.codice_fiscale = $1"
+            ))
             .bind(cf.as_str().to_owned())
             .fetch_optional(&self.pool)
             .await?
@@ -262,18 +305,23 @@ impl Store for SqlStore {
                 }),
                 _ => None,
             };
-            Ok(Some(StatoResidenza { residenza }))
+            Ok(dated(
+                StatoResidenza { residenza },
+                data_aggiornamento(&row)?,
+            ))
         })
     }
 
-    fn famiglia<'a>(&'a self, cf: &'a CodiceFiscale) -> StoreFuture<'a, Option<Famiglia>> {
+    fn famiglia<'a>(&'a self, cf: &'a CodiceFiscale) -> StoreFuture<'a, Option<Dated<Famiglia>>> {
         Box::pin(async move {
-            let rows = sqlx::query(
-                "SELECT m.id_famiglia, m.codice_fiscale, m.cognome, m.nome, m.relazione_intestatario \
-                 FROM persone p JOIN persone m ON m.id_famiglia = p.id_famiglia \
+            let rows = sqlx::query(concat!(
+                "SELECT m.id_famiglia, m.codice_fiscale, m.cognome, m.nome, \
+                 m.relazione_intestatario, ",
+                data_aggiornamento_column!(),
+                " FROM persone p JOIN persone m ON m.id_famiglia = p.id_famiglia \
                  WHERE p.codice_fiscale = $1 AND p.data_decesso IS NULL AND m.data_decesso IS NULL \
-                 ORDER BY m.ordine_famiglia, m.codice_fiscale LIMIT $2",
-            )
+                 ORDER BY m.ordine_famiglia, m.codice_fiscale LIMIT $2"
+            ))
             .bind(cf.as_str().to_owned())
             .bind(MAX_COMPONENTI)
             .fetch_all(&self.pool)
@@ -282,6 +330,7 @@ impl Store for SqlStore {
                 return Ok(None);
             };
             let id_famiglia = text(first, "id_famiglia")?;
+            let updated = data_aggiornamento(first)?;
             let componenti = rows
                 .iter()
                 .map(|row| {
@@ -298,10 +347,13 @@ impl Store for SqlStore {
                     })
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
-            Ok(Some(Famiglia {
-                id_famiglia,
-                componenti,
-            }))
+            Ok(dated(
+                Famiglia {
+                    id_famiglia,
+                    componenti,
+                },
+                updated,
+            ))
         })
     }
 
@@ -309,11 +361,11 @@ impl Store for SqlStore {
         &'a self,
         s: &'a Soggetto,
         anno: Anno,
-    ) -> StoreFuture<'a, Option<PosizioneImu>> {
+    ) -> StoreFuture<'a, Option<Dated<PosizioneImu>>> {
         Box::pin(async move {
-            if !self.contribuente_exists(s).await? {
+            let Some(updated) = self.contribuente(s).await? else {
                 return Ok(None);
-            }
+            };
             let anno = i64::from(anno.get());
             let rows = sqlx::query(
                 "SELECT foglio, particella, subalterno, categoria, rendita_centesimi, quota_centesimi \
@@ -355,11 +407,14 @@ impl Store for SqlStore {
                 ),
                 None => (0, 0),
             };
-            Ok(Some(PosizioneImu {
-                immobili,
-                dovuto: Importo(dovuto),
-                versato: Importo(versato),
-            }))
+            Ok(dated(
+                PosizioneImu {
+                    immobili,
+                    dovuto: Importo(dovuto),
+                    versato: Importo(versato),
+                },
+                updated,
+            ))
         })
     }
 
@@ -367,11 +422,11 @@ impl Store for SqlStore {
         &'a self,
         s: &'a Soggetto,
         anno: Anno,
-    ) -> StoreFuture<'a, Option<PosizioneTari>> {
+    ) -> StoreFuture<'a, Option<Dated<PosizioneTari>>> {
         Box::pin(async move {
-            if !self.contribuente_exists(s).await? {
+            let Some(updated) = self.contribuente(s).await? else {
                 return Ok(None);
-            }
+            };
             let anno = i64::from(anno.get());
             let rows = sqlx::query(
                 "SELECT dug, toponimo, civico, cap, codice_istat_comune, superficie_mq, occupanti, \
@@ -431,20 +486,23 @@ impl Store for SqlStore {
                     })
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
-            Ok(Some(PosizioneTari {
-                utenze,
-                importo: Importo(importo),
-                pagato: Importo(pagato),
-                scadenze,
-            }))
+            Ok(dated(
+                PosizioneTari {
+                    utenze,
+                    importo: Importo(importo),
+                    pagato: Importo(pagato),
+                    scadenze,
+                },
+                updated,
+            ))
         })
     }
 
-    fn anni_con_debito<'a>(&'a self, s: &'a Soggetto) -> StoreFuture<'a, Option<Vec<u16>>> {
+    fn anni_con_debito<'a>(&'a self, s: &'a Soggetto) -> StoreFuture<'a, Option<Dated<Vec<u16>>>> {
         Box::pin(async move {
-            if !self.contribuente_exists(s).await? {
+            let Some(updated) = self.contribuente(s).await? else {
                 return Ok(None);
-            }
+            };
             let rows = sqlx::query(
                 "SELECT anno FROM imu_posizioni WHERE identificativo = $1 \
                  AND versato_centesimi < dovuto_centesimi \
@@ -461,7 +519,7 @@ impl Store for SqlStore {
                     u16::try_from(anno).map_err(|_| StoreError::Corrupt("anno out of range".into()))
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
-            Ok(Some(anni))
+            Ok(dated(anni, updated))
         })
     }
 
@@ -469,11 +527,11 @@ impl Store for SqlStore {
         &'a self,
         s: &'a Soggetto,
         anno: Anno,
-    ) -> StoreFuture<'a, Option<Vec<Pagamento>>> {
+    ) -> StoreFuture<'a, Option<Dated<Vec<Pagamento>>>> {
         Box::pin(async move {
-            if !self.contribuente_exists(s).await? {
+            let Some(updated) = self.contribuente(s).await? else {
                 return Ok(None);
-            }
+            };
             let rows = sqlx::query(
                 "SELECT iuv, tributo, importo_centesimi, data_pagamento FROM pagamenti \
                  WHERE identificativo = $1 AND anno = $2 ORDER BY data_pagamento, iuv LIMIT $3",
@@ -496,7 +554,7 @@ impl Store for SqlStore {
                     })
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
-            Ok(Some(pagamenti))
+            Ok(dated(pagamenti, updated))
         })
     }
 }

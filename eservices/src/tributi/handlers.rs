@@ -6,6 +6,7 @@ use crate::body::ValidJson;
 use crate::handler::{answer, key, LookupErrors};
 use crate::problem::Problem;
 use crate::route::Resolved;
+use crate::store::Dated;
 use crate::wire::Importo;
 use crate::{EserviceState, Operation};
 use actix_web::{web, HttpResponse};
@@ -41,10 +42,13 @@ pub async fn imu_posizione(
         Operation::ImuPosizione,
         key(&req),
         || async move {
-            let Some(p) = store.posizione_imu(&req.soggetto, req.anno).await? else {
+            let Some(Dated {
+                value: p,
+                data_aggiornamento,
+            }) = store.posizione_imu(&req.soggetto, req.anno).await?
+            else {
                 return Ok(None);
             };
-            let data_aggiornamento = store.data_aggiornamento().await?;
             Ok(Some(ImuPosizioneResponse {
                 immobili: p
                     .immobili
@@ -99,10 +103,13 @@ pub async fn tari_posizione(
         Operation::TariPosizione,
         key(&req),
         || async move {
-            let Some(p) = store.posizione_tari(&req.soggetto, req.anno).await? else {
+            let Some(Dated {
+                value: p,
+                data_aggiornamento,
+            }) = store.posizione_tari(&req.soggetto, req.anno).await?
+            else {
                 return Ok(None);
             };
-            let data_aggiornamento = store.data_aggiornamento().await?;
             Ok(Some(TariPosizioneResponse {
                 utenze: p
                     .utenze
@@ -163,10 +170,13 @@ pub async fn regolarita(
         Operation::Regolarita,
         key(&req),
         || async move {
-            let Some(anni) = store.anni_con_debito(&req.soggetto).await? else {
+            let Some(Dated {
+                value: anni,
+                data_aggiornamento,
+            }) = store.anni_con_debito(&req.soggetto).await?
+            else {
                 return Ok(None);
             };
-            let data_aggiornamento = store.data_aggiornamento().await?;
             Ok(Some(RegolaritaResponse {
                 regolare: anni.is_empty(),
                 anni_con_debito_aperto: anni,
@@ -208,10 +218,13 @@ pub async fn pagamenti(
         Operation::Pagamenti,
         key(&req),
         || async move {
-            let Some(list) = store.pagamenti(&req.soggetto, req.anno).await? else {
+            let Some(Dated {
+                value: list,
+                data_aggiornamento,
+            }) = store.pagamenti(&req.soggetto, req.anno).await?
+            else {
                 return Ok(None);
             };
-            let data_aggiornamento = store.data_aggiornamento().await?;
             Ok(Some(PagamentiResponse {
                 pagamenti: list
                     .into_iter()
