@@ -206,37 +206,36 @@ impl AuditStore {
 
     /// Commits records of either side in one transaction.
     async fn insert_entries(&self, entries: &[Entry]) -> Result<(), AuditError> {
-        // SQLite runs each statement outside an explicit transaction as a transaction of its
-        // own: all of its rows or none, durable (synchronous=FULL) when it returns. So a batch
-        // of e-service records alone is one statement and one hand-off to the connection's
-        // thread, where BEGIN, the INSERTs and COMMIT each cost one. Under load a hand-off
-        // costs a few hundred microseconds of waiting for the thread to be scheduled, and they
-        // were most of the commit's time.
-        if self.sqlite && entries.iter().all(|e| !matches!(e, Entry::Fruizione(_))) {
-            let records: Vec<&AuditRecord> = entries
-                .iter()
-                .filter_map(|e| match e {
-                    Entry::Eservice(r) => Some(r),
-                    _ => None,
-                })
-                .collect();
-            if records.is_empty() {
-                return Ok(());
-            }
-            let mut conn = self.pool.acquire().await?;
-            rows::insert_as_one_statement(&mut conn, &records).await?;
-            return Ok(());
-        }
-        let mut tx = self.pool.begin().await?;
-        let mut records = Vec::with_capacity(entries.len());
+        let mut eservice = Vec::with_capacity(entries.len());
+        let mut fruizioni = Vec::new();
         for entry in entries {
             match entry {
-                Entry::Eservice(r) => records.push(r),
-                Entry::Fruizione(r) => super::audit_fruizioni::insert(&mut tx, r).await?,
+                Entry::Eservice(r) => eservice.push(r),
+                Entry::Fruizione(r) => fruizioni.push(r),
                 Entry::Flush => {}
             }
         }
-        rows::insert(&mut tx, &records).await?;
+        if eservice.is_empty() && fruizioni.is_empty() {
+            return Ok(());
+        }
+        // SQLite runs each statement outside an explicit transaction as a transaction of its
+        // own: all of its rows or none, durable (synchronous=FULL) when it returns. So a batch
+        // of one table's records is one statement and one hand-off to the connection's
+        // thread, where BEGIN, the INSERTs and COMMIT each cost one. Under load a hand-off
+        // costs a few hundred microseconds of waiting for the thread to be scheduled, and they
+        // were most of the commit's time.
+        if self.sqlite && (eservice.is_empty() || fruizioni.is_empty()) {
+            let mut conn = self.pool.acquire().await?;
+            if fruizioni.is_empty() {
+                rows::insert_as_one_statement(&mut conn, &eservice).await?;
+            } else {
+                rows::insert_as_one_statement(&mut conn, &fruizioni).await?;
+            }
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        rows::insert(&mut tx, &eservice).await?;
+        rows::insert(&mut tx, &fruizioni).await?;
         tx.commit().await?;
         Ok(())
     }

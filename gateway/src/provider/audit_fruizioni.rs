@@ -64,40 +64,12 @@ const INDEXES: [&str; 3] = [
     "CREATE INDEX IF NOT EXISTS audit_fruizioni_purpose ON audit_fruizioni (purpose_id)",
 ];
 
-const INSERT: &str = "INSERT INTO audit_fruizioni (record_id, at, request_id, caller, fruizione, \
-    method, purpose_id, client_id, voucher_jti, status, remote_status, latency_ms, user_id) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
-
 /// Creates the table and its indexes when missing (idempotent: run on every start).
 pub(crate) async fn migrate(pool: &sqlx::AnyPool) -> Result<(), sqlx::Error> {
     sqlx::query(SCHEMA).execute(pool).await?;
     for index in INDEXES {
         sqlx::query(index).execute(pool).await?;
     }
-    Ok(())
-}
-
-/// Inserts one record inside the writer's transaction.
-pub(crate) async fn insert(
-    conn: &mut sqlx::AnyConnection,
-    r: &FruizioneRecord,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(INSERT)
-        .bind(&r.record_id)
-        .bind(&r.time)
-        .bind(&r.request_id)
-        .bind(&r.caller)
-        .bind(&r.fruizione)
-        .bind(&r.method)
-        .bind(&r.purpose_id)
-        .bind(&r.client_id)
-        .bind(&r.voucher_jti)
-        .bind(i64::from(r.status))
-        .bind(r.remote_status.map(i64::from))
-        .bind(r.latency_ms)
-        .bind(&r.user_id)
-        .execute(conn)
-        .await?;
     Ok(())
 }
 

@@ -1,4 +1,4 @@
-//! Audit records into `audit_log` as multi-row INSERTs.
+//! Audit records into `audit_log` and `audit_fruizioni` as multi-row INSERTs.
 //!
 //! A batch of n records as n single-row statements costs n round trips to the database
 //! driver (for SQLite, n hand-offs to and from its worker thread) inside the transaction that
@@ -6,10 +6,10 @@
 //! statement texts come in a few fixed sizes so that the driver's prepared-statement cache
 //! holds a handful of them, not one per batch size.
 //!
-//! On SQLite a batch of e-service records alone is one INSERT of all its rows, run outside an
+//! On SQLite a batch of records of one table is one INSERT of all its rows, run outside an
 //! explicit transaction so that the statement is its own transaction
 //! ([`insert_as_one_statement`]): one hand-off to the connection's thread instead of BEGIN,
-//! one per chunk and COMMIT. A batch that also holds fruizioni records, and every PostgreSQL
+//! one per chunk and COMMIT. A batch that holds records of both tables, and every PostgreSQL
 //! batch, goes through an explicit transaction and [`insert`].
 //!
 //! SQLite gets anonymous `?` parameters, PostgreSQL numbered `$n` ones. sqlx binds SQLite
@@ -21,20 +21,120 @@
 
 use std::sync::OnceLock;
 
+use super::super::audit_fruizioni::FruizioneRecord;
 use super::AuditRecord;
+
+type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
 
 /// Rows per statement, largest first: a batch is cut greedily into these sizes. 64 rows x 15
 /// columns = 960 parameters, far below SQLite's (32,766) and PostgreSQL's (65,535) limits.
 const CHUNKS: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
 
-const COLUMNS: &str = "record_id, at, request_id, consumer_id, client_id, purpose_id, \
-    voucher_jti, eservice, operation, status, latency_ms, subject_hash, user_id, user_location, \
-    loa";
-const PER_ROW: usize = 15;
+/// A record stored as one row of one table.
+pub(super) trait TableRow: Sync {
+    const TABLE: &'static str;
+    /// The columns, in the order [`TableRow::bind`] binds them.
+    const COLUMNS: &'static [&'static str];
+    /// The statement texts of the [`CHUNKS`] sizes for this table, one set per placeholder
+    /// style (a `static` in a generic function would be shared by every table).
+    fn texts(placeholders: Placeholders) -> &'static OnceLock<Vec<String>>;
+    /// `query` with this record's values bound, in [`TableRow::COLUMNS`] order.
+    fn bind<'q>(&'q self, query: Query<'q>) -> Query<'q>;
+}
+
+/// Where each table keeps its statement texts.
+macro_rules! statement_texts {
+    () => {
+        fn texts(placeholders: Placeholders) -> &'static OnceLock<Vec<String>> {
+            static ANONYMOUS: OnceLock<Vec<String>> = OnceLock::new();
+            static NUMBERED: OnceLock<Vec<String>> = OnceLock::new();
+            match placeholders {
+                Placeholders::Anonymous => &ANONYMOUS,
+                Placeholders::Numbered => &NUMBERED,
+            }
+        }
+    };
+}
+
+impl TableRow for AuditRecord {
+    const TABLE: &'static str = "audit_log";
+    const COLUMNS: &'static [&'static str] = &[
+        "record_id",
+        "at",
+        "request_id",
+        "consumer_id",
+        "client_id",
+        "purpose_id",
+        "voucher_jti",
+        "eservice",
+        "operation",
+        "status",
+        "latency_ms",
+        "subject_hash",
+        "user_id",
+        "user_location",
+        "loa",
+    ];
+    statement_texts!();
+    fn bind<'q>(&'q self, query: Query<'q>) -> Query<'q> {
+        query
+            .bind(&self.record_id)
+            .bind(&self.time)
+            .bind(&self.request_id)
+            .bind(&self.consumer_id)
+            .bind(&self.client_id)
+            .bind(&self.purpose_id)
+            .bind(&self.voucher_jti)
+            .bind(&self.eservice)
+            .bind(&self.operation)
+            .bind(i64::from(self.status))
+            .bind(self.latency_ms)
+            .bind(&self.subject_hash)
+            .bind(&self.user_id)
+            .bind(&self.user_location)
+            .bind(&self.loa)
+    }
+}
+
+impl TableRow for FruizioneRecord {
+    const TABLE: &'static str = "audit_fruizioni";
+    const COLUMNS: &'static [&'static str] = &[
+        "record_id",
+        "at",
+        "request_id",
+        "caller",
+        "fruizione",
+        "method",
+        "purpose_id",
+        "client_id",
+        "voucher_jti",
+        "status",
+        "remote_status",
+        "latency_ms",
+        "user_id",
+    ];
+    statement_texts!();
+    fn bind<'q>(&'q self, query: Query<'q>) -> Query<'q> {
+        query
+            .bind(&self.record_id)
+            .bind(&self.time)
+            .bind(&self.request_id)
+            .bind(&self.caller)
+            .bind(&self.fruizione)
+            .bind(&self.method)
+            .bind(&self.purpose_id)
+            .bind(&self.client_id)
+            .bind(&self.voucher_jti)
+            .bind(i64::from(self.status))
+            .bind(self.remote_status.map(i64::from))
+            .bind(self.latency_ms)
+            .bind(&self.user_id)
+    }
+}
 
 /// How a statement's parameters are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Placeholders {
+pub(super) enum Placeholders {
     /// `?`: SQLite (bound in order).
     Anonymous,
     /// `$1`, `$2`, ...: PostgreSQL.
@@ -53,14 +153,19 @@ impl Placeholders {
 
 /// `INSERT INTO audit_log (...) VALUES ($1, ..., $15), ($16, ...)` for `rows` rows (or with
 /// `?` for every parameter).
-fn statement_text(rows: usize, placeholders: Placeholders) -> String {
-    let mut sql = format!("INSERT INTO audit_log ({COLUMNS}) VALUES ");
+fn statement_text<R: TableRow>(rows: usize, placeholders: Placeholders) -> String {
+    let per_row = R::COLUMNS.len();
+    let mut sql = format!(
+        "INSERT INTO {} ({}) VALUES ",
+        R::TABLE,
+        R::COLUMNS.join(", ")
+    );
     for row in 0..rows {
         if row > 0 {
             sql.push_str(", ");
         }
         sql.push('(');
-        for col in 0..PER_ROW {
+        for col in 0..per_row {
             if col > 0 {
                 sql.push_str(", ");
             }
@@ -68,7 +173,7 @@ fn statement_text(rows: usize, placeholders: Placeholders) -> String {
                 Placeholders::Anonymous => sql.push('?'),
                 Placeholders::Numbered => {
                     sql.push('$');
-                    sql.push_str(&(row * PER_ROW + col + 1).to_string());
+                    sql.push_str(&(row * per_row + col + 1).to_string());
                 }
             }
         }
@@ -77,17 +182,11 @@ fn statement_text(rows: usize, placeholders: Placeholders) -> String {
     sql
 }
 
-fn statement(rows: usize, placeholders: Placeholders) -> &'static str {
-    static ANONYMOUS: OnceLock<Vec<String>> = OnceLock::new();
-    static NUMBERED: OnceLock<Vec<String>> = OnceLock::new();
-    let texts = match placeholders {
-        Placeholders::Anonymous => &ANONYMOUS,
-        Placeholders::Numbered => &NUMBERED,
-    }
-    .get_or_init(|| {
+fn statement<R: TableRow>(rows: usize, placeholders: Placeholders) -> &'static str {
+    let texts = R::texts(placeholders).get_or_init(|| {
         CHUNKS
             .iter()
-            .map(|&n| statement_text(n, placeholders))
+            .map(|&n| statement_text::<R>(n, placeholders))
             .collect()
     });
     let i = CHUNKS
@@ -105,15 +204,15 @@ fn statement(rows: usize, placeholders: Placeholders) -> &'static str {
 /// KiB a row, and keeping every size up to `audit.batch_max` on every connection could hold
 /// hundreds of MiB. Other sizes are prepared for the one execution, on the connection's thread,
 /// with no extra hand-off.
-pub(super) async fn insert_as_one_statement(
+pub(super) async fn insert_as_one_statement<R: TableRow>(
     conn: &mut sqlx::AnyConnection,
-    records: &[&AuditRecord],
+    records: &[&R],
 ) -> Result<(), sqlx::Error> {
     let rows = records.len();
     let query = if CHUNKS.contains(&rows) {
-        sqlx::query(statement(rows, Placeholders::Anonymous))
+        sqlx::query(statement::<R>(rows, Placeholders::Anonymous))
     } else {
-        sqlx::query(sqlx::AssertSqlSafe(statement_text(
+        sqlx::query(sqlx::AssertSqlSafe(statement_text::<R>(
             rows,
             Placeholders::Anonymous,
         )))
@@ -123,36 +222,18 @@ pub(super) async fn insert_as_one_statement(
     Ok(())
 }
 
-/// `query` with the 15 values of each record bound, in order.
-fn bind_all<'q>(
-    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
-    records: &'q [&AuditRecord],
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+/// `query` with the values of each record bound, in order.
+fn bind_all<'q, R: TableRow>(mut query: Query<'q>, records: &'q [&R]) -> Query<'q> {
     for r in records {
-        query = query
-            .bind(&r.record_id)
-            .bind(&r.time)
-            .bind(&r.request_id)
-            .bind(&r.consumer_id)
-            .bind(&r.client_id)
-            .bind(&r.purpose_id)
-            .bind(&r.voucher_jti)
-            .bind(&r.eservice)
-            .bind(&r.operation)
-            .bind(i64::from(r.status))
-            .bind(r.latency_ms)
-            .bind(&r.subject_hash)
-            .bind(&r.user_id)
-            .bind(&r.user_location)
-            .bind(&r.loa);
+        query = r.bind(query);
     }
     query
 }
 
 /// Inserts `records` on `conn` (inside the caller's transaction), in order.
-pub(super) async fn insert(
+pub(super) async fn insert<R: TableRow>(
     conn: &mut sqlx::AnyConnection,
-    records: &[&AuditRecord],
+    records: &[&R],
 ) -> Result<(), sqlx::Error> {
     let placeholders = Placeholders::of(conn);
     let mut rest = records;
@@ -163,7 +244,7 @@ pub(super) async fn insert(
             .find(|&n| n <= rest.len())
             .unwrap_or(1);
         let (now, later) = rest.split_at(rows);
-        bind_all(sqlx::query(statement(rows, placeholders)), now)
+        bind_all(sqlx::query(statement::<R>(rows, placeholders)), now)
             .execute(&mut *conn)
             .await?;
         rest = later;
@@ -177,29 +258,49 @@ mod tests {
 
     #[test]
     fn statement_numbers_every_parameter_once() {
-        let sql = statement_text(3, Placeholders::Numbered);
+        let sql = statement_text::<AuditRecord>(3, Placeholders::Numbered);
         assert!(sql.ends_with(
             "($31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45)"
         ));
         assert_eq!(sql.matches('$').count(), 45);
         assert!(!sql.contains('?'));
-        assert_eq!(COLUMNS.split(',').count(), PER_ROW);
         for &n in &CHUNKS {
             for p in [Placeholders::Anonymous, Placeholders::Numbered] {
-                assert_eq!(statement(n, p).matches('(').count(), n + 1);
+                assert_eq!(statement::<AuditRecord>(n, p).matches('(').count(), n + 1);
+                assert_eq!(
+                    statement::<FruizioneRecord>(n, p).matches('(').count(),
+                    n + 1
+                );
             }
         }
     }
 
     #[test]
+    fn each_table_has_its_own_statements() {
+        let log = statement::<AuditRecord>(2, Placeholders::Anonymous);
+        let fruizioni = statement::<FruizioneRecord>(2, Placeholders::Anonymous);
+        assert!(log.starts_with("INSERT INTO audit_log (record_id, at, request_id, consumer_id"));
+        assert!(
+            fruizioni.starts_with("INSERT INTO audit_fruizioni (record_id, at, request_id, caller")
+        );
+        assert_eq!(fruizioni.matches('?').count(), 2 * 13);
+        let numbered = statement_text::<FruizioneRecord>(2, Placeholders::Numbered);
+        assert!(
+            numbered.ends_with("($14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)")
+        );
+    }
+
+    #[test]
     fn sqlite_statements_have_only_anonymous_parameters() {
-        let sql = statement_text(2, Placeholders::Anonymous);
-        assert!(sql.ends_with(&format!("({})", ["?"; PER_ROW].join(", "))));
-        assert_eq!(sql.matches('?').count(), 2 * PER_ROW);
+        let sql = statement_text::<AuditRecord>(2, Placeholders::Anonymous);
+        assert!(sql.ends_with(&format!("({})", ["?"; 15].join(", "))));
+        assert_eq!(sql.matches('?').count(), 2 * 15);
         assert!(!sql.contains('$'));
         assert_eq!(
-            statement(64, Placeholders::Anonymous).matches('?').count(),
-            64 * PER_ROW
+            statement::<AuditRecord>(64, Placeholders::Anonymous)
+                .matches('?')
+                .count(),
+            64 * 15
         );
     }
 }

@@ -224,6 +224,98 @@ async fn batch_round_trip(store: &AuditStore) {
     assert!(stored.iter().any(|r| r.request_id == "req-531"));
 }
 
+fn fruizione(i: usize) -> FruizioneRecord {
+    FruizioneRecord {
+        record_id: uuid::Uuid::now_v7().to_string(),
+        time: format_time(Utc::now()),
+        request_id: format!("out-{i}"),
+        caller: "protocollo".into(),
+        fruizione: Some("inps-isee".into()),
+        method: "POST".into(),
+        purpose_id: Some("p-out".into()),
+        client_id: Some("client".into()),
+        voucher_jti: (!i.is_multiple_of(3)).then(|| format!("jti-out-{i}")),
+        status: 200,
+        remote_status: (!i.is_multiple_of(5)).then_some(200),
+        latency_ms: i as i64,
+        user_id: None,
+    }
+}
+
+fn entries(eservice: &[AuditRecord], fruizioni: &[FruizioneRecord]) -> Vec<Entry> {
+    eservice
+        .iter()
+        .cloned()
+        .map(Entry::Eservice)
+        .chain(fruizioni.iter().cloned().map(Entry::Fruizione))
+        .chain([Entry::Flush])
+        .collect()
+}
+
+async fn all_fruizioni(store: &AuditStore) -> Vec<FruizioneRecord> {
+    let mut stored = store
+        .query_fruizioni(&FruizioniQuery::default())
+        .await
+        .unwrap();
+    stored.sort_by_key(|r| r.request_id[4..].parse::<usize>().unwrap());
+    stored
+}
+
+#[tokio::test]
+async fn fruizioni_batches_and_mixed_batches_are_stored_exactly_and_all_or_nothing() {
+    let (store, _db) = temp_store().await;
+    fruizioni_round_trip(&store).await;
+}
+
+#[tokio::test]
+async fn fruizioni_batches_and_mixed_batches_are_stored_exactly_and_all_or_nothing_on_postgresql() {
+    let Some(db) = test_support::TestDb::postgres().await else {
+        return;
+    };
+    let store = AuditStore::connect(&db).await.unwrap();
+    fruizioni_round_trip(&store).await;
+}
+
+async fn fruizioni_round_trip(store: &AuditStore) {
+    // 70 = 64 + 4 + 2 rows on PostgreSQL, one statement of 70 (not kept prepared) on SQLite;
+    // text with quotes, a control character and non-ASCII comes back unchanged.
+    let mut batch: Vec<FruizioneRecord> = (0..70).map(fruizione).collect();
+    batch[3].user_id = Some("operatore \"ufficio\" \\ caffè 😀 \u{0007}".into());
+    batch[69].status = 502;
+    batch[69].remote_status = None;
+    store.insert_entries(&entries(&[], &batch)).await.unwrap();
+    assert_eq!(all_fruizioni(store).await, batch);
+
+    // A duplicate record id in the batch's last row: nothing of the batch stays.
+    let mut again: Vec<FruizioneRecord> = (100..116).map(fruizione).collect();
+    again[15].record_id = batch[0].record_id.clone();
+    assert!(store.insert_entries(&entries(&[], &again)).await.is_err());
+    assert_eq!(all_fruizioni(store).await.len(), 70);
+
+    // A batch with records of both tables: a duplicate in either table fails both.
+    let eservice: Vec<AuditRecord> = (0..5).map(|i| record(i, None)).collect();
+    let mut out: Vec<FruizioneRecord> = (200..203).map(fruizione).collect();
+    out[2].record_id = batch[1].record_id.clone();
+    assert!(store
+        .insert_entries(&entries(&eservice, &out))
+        .await
+        .is_err());
+    assert_eq!(store.count().await.unwrap(), 0);
+    assert_eq!(all_fruizioni(store).await.len(), 70);
+    // Without the duplicate both tables get their rows.
+    out[2] = fruizione(202);
+    store
+        .insert_entries(&entries(&eservice, &out))
+        .await
+        .unwrap();
+    assert_eq!(store.count().await.unwrap(), 5);
+    let stored = all_fruizioni(store).await;
+    assert_eq!(stored.len(), 73);
+    assert_eq!(stored[70..], out[..]);
+    // Nothing but a flush writes nothing and succeeds.
+    store.insert_entries(&[Entry::Flush]).await.unwrap();
+}
+
 // --- group commit ---
 
 fn delaying(store: &AuditStore, delay: Duration) -> AuditLog {
