@@ -33,8 +33,8 @@ const CHUNKS: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
 /// A record stored as one row of one table.
 pub(super) trait TableRow: Sync {
     const TABLE: &'static str;
-    /// The columns, in the order [`TableRow::bind`] binds them.
-    const COLUMNS: &'static [&'static str];
+    /// The columns, comma-separated, in the order [`TableRow::bind`] binds them.
+    const COLUMNS: &'static str;
     /// The statement texts of the [`CHUNKS`] sizes for this table, one set per placeholder
     /// style (a `static` in a generic function would be shared by every table).
     fn texts(placeholders: Placeholders) -> &'static OnceLock<Vec<String>>;
@@ -58,23 +58,9 @@ macro_rules! statement_texts {
 
 impl TableRow for AuditRecord {
     const TABLE: &'static str = "audit_log";
-    const COLUMNS: &'static [&'static str] = &[
-        "record_id",
-        "at",
-        "request_id",
-        "consumer_id",
-        "client_id",
-        "purpose_id",
-        "voucher_jti",
-        "eservice",
-        "operation",
-        "status",
-        "latency_ms",
-        "subject_hash",
-        "user_id",
-        "user_location",
-        "loa",
-    ];
+    const COLUMNS: &'static str = "record_id, at, request_id, consumer_id, client_id, \
+        purpose_id, voucher_jti, eservice, operation, status, latency_ms, subject_hash, user_id, \
+        user_location, loa";
     statement_texts!();
     fn bind<'q>(&'q self, query: Query<'q>) -> Query<'q> {
         query
@@ -98,21 +84,8 @@ impl TableRow for AuditRecord {
 
 impl TableRow for FruizioneRecord {
     const TABLE: &'static str = "audit_fruizioni";
-    const COLUMNS: &'static [&'static str] = &[
-        "record_id",
-        "at",
-        "request_id",
-        "caller",
-        "fruizione",
-        "method",
-        "purpose_id",
-        "client_id",
-        "voucher_jti",
-        "status",
-        "remote_status",
-        "latency_ms",
-        "user_id",
-    ];
+    const COLUMNS: &'static str = "record_id, at, request_id, caller, fruizione, method, \
+        purpose_id, client_id, voucher_jti, status, remote_status, latency_ms, user_id";
     statement_texts!();
     fn bind<'q>(&'q self, query: Query<'q>) -> Query<'q> {
         query
@@ -154,12 +127,8 @@ impl Placeholders {
 /// `INSERT INTO audit_log (...) VALUES ($1, ..., $15), ($16, ...)` for `rows` rows (or with
 /// `?` for every parameter).
 fn statement_text<R: TableRow>(rows: usize, placeholders: Placeholders) -> String {
-    let per_row = R::COLUMNS.len();
-    let mut sql = format!(
-        "INSERT INTO {} ({}) VALUES ",
-        R::TABLE,
-        R::COLUMNS.join(", ")
-    );
+    let per_row = R::COLUMNS.split(',').count();
+    let mut sql = format!("INSERT INTO {} ({}) VALUES ", R::TABLE, R::COLUMNS);
     for row in 0..rows {
         if row > 0 {
             sql.push_str(", ");
