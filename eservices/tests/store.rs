@@ -5,7 +5,7 @@ mod common;
 
 use chrono::{DateTime, Utc};
 use common::{fresh_url, seeded, Db};
-use eservices::store::{seed, Engine, SqlStore, Store, StoreError};
+use eservices::store::{seed, Dated, Engine, SqlStore, Store, StoreError};
 use eservices::wire::Anno;
 use eservices::{CodiceFiscale, PartitaIva, Soggetto};
 use sqlx::{AnyPool, AssertSqlSafe, Row};
@@ -205,36 +205,20 @@ async fn times(
     cf: &CodiceFiscale,
     soggetto: &Soggetto,
 ) -> Vec<Result<Option<DateTime<Utc>>, StoreError>> {
+    fn time<T>(
+        lookup: Result<Option<Dated<T>>, StoreError>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        lookup.map(|d| d.map(|d| d.data_aggiornamento))
+    }
     let anno = Anno::new(2024).unwrap();
     vec![
-        store
-            .persona(cf)
-            .await
-            .map(|d| d.map(|d| d.data_aggiornamento)),
-        store
-            .residenza(cf)
-            .await
-            .map(|d| d.map(|d| d.data_aggiornamento)),
-        store
-            .famiglia(cf)
-            .await
-            .map(|d| d.map(|d| d.data_aggiornamento)),
-        store
-            .posizione_imu(soggetto, anno)
-            .await
-            .map(|d| d.map(|d| d.data_aggiornamento)),
-        store
-            .posizione_tari(soggetto, anno)
-            .await
-            .map(|d| d.map(|d| d.data_aggiornamento)),
-        store
-            .anni_con_debito(soggetto)
-            .await
-            .map(|d| d.map(|d| d.data_aggiornamento)),
-        store
-            .pagamenti(soggetto, anno)
-            .await
-            .map(|d| d.map(|d| d.data_aggiornamento)),
+        time(store.persona(cf).await),
+        time(store.residenza(cf).await),
+        time(store.famiglia(cf).await),
+        time(store.posizione_imu(soggetto, anno).await),
+        time(store.posizione_tari(soggetto, anno).await),
+        time(store.anni_con_debito(soggetto).await),
+        time(store.pagamenti(soggetto, anno).await),
     ]
 }
 
