@@ -124,8 +124,8 @@ impl Placeholders {
     }
 }
 
-/// `INSERT INTO audit_log (...) VALUES ($1, ..., $15), ($16, ...)` for `rows` rows (or with
-/// `?` for every parameter).
+/// `INSERT INTO <table> (<columns>) VALUES ($1, ..., $n), ($n+1, ...)` for `rows` rows of
+/// `R`'s n columns (or with `?` for every parameter).
 fn statement_text<R: TableRow>(rows: usize, placeholders: Placeholders) -> String {
     let per_row = R::COLUMNS.split(',').count();
     let mut sql = format!("INSERT INTO {} ({}) VALUES ", R::TABLE, R::COLUMNS);
