@@ -7,9 +7,11 @@
 //! import, following `SCHEMA.md`). `None` from a lookup means the subject is unknown.
 
 mod model;
+mod rows;
 mod seed;
 pub mod seed_guard;
 mod sql;
+mod sqlite_reader;
 
 pub use model::*;
 pub use seed::{seed, SampleSubject, SeedSummary};

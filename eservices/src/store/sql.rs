@@ -1,19 +1,24 @@
 //! [`SqlStore`]: the one implementation of [`Store`], over SQLite or PostgreSQL.
 //!
-//! It uses sqlx's `Any` driver so that every query below is written once: `$N` placeholders
-//! (which SQLite also accepts), only TEXT and BIGINT columns, dates as ISO text, amounts as
-//! integer cents. Rows are decoded into domain models here, and a value that breaks the schema
-//! contract (a date that does not parse, an unknown sex code) is a [`StoreError::Corrupt`],
-//! never a panic.
+//! Every query below is written once: `$N` placeholders (which SQLite also accepts), only TEXT
+//! and BIGINT columns, dates as ISO text, amounts as integer cents. PostgreSQL (and the schema,
+//! the seed, the migrations on either engine) go through sqlx's `Any` driver; a SQLite file's
+//! lookups are read on the caller's thread through rusqlite ([`super::sqlite_reader`]). Rows of
+//! either driver are decoded into domain models here, through [`Columns`], and a value that
+//! breaks the schema contract (a date that does not parse, an unknown sex code) is a
+//! [`StoreError::Corrupt`], never a panic.
 
 use super::model::*;
+use super::rows::{Columns, Param};
+use super::sqlite_reader::SqliteReader;
 use super::{Store, StoreError, StoreFuture};
 use crate::codice_fiscale::{CodiceFiscale, Sesso, Soggetto};
 use crate::wire::{Anno, Importo, Indirizzo, Percentuale};
 use chrono::{DateTime, NaiveDate, Utc};
-use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor, Row, SqlStr};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The database engine behind a [`SqlStore`].
@@ -70,6 +75,9 @@ fn migrator() -> Migrator {
 pub struct SqlStore {
     pool: AnyPool,
     engine: Engine,
+    /// A SQLite file's lookups, read on the caller's thread ([`SqliteReader`]); `None` for
+    /// PostgreSQL and an in-memory SQLite database, read through the pool.
+    reader: Option<Arc<SqliteReader>>,
 }
 
 impl SqlStore {
@@ -98,7 +106,15 @@ impl SqlStore {
             sqlx::Error::Configuration(_) => StoreError::UnsupportedUrl,
             other => StoreError::Unavailable(other.to_string()),
         })?;
-        Ok(SqlStore { pool, engine })
+        let reader = match engine {
+            Engine::Sqlite => SqliteReader::for_url(url)?.map(Arc::new),
+            Engine::Postgres => None,
+        };
+        Ok(SqlStore {
+            pool,
+            engine,
+            reader,
+        })
     }
 
     /// Creates or upgrades the schema (idempotent).
@@ -153,21 +169,81 @@ impl SqlStore {
     /// The refresh time if the contribuente is known, `None` if not: the first read of every
     /// tributi lookup.
     async fn contribuente(&self, s: &Soggetto) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let row = sqlx::query(concat!(
-            "SELECT identificativo, ",
-            data_aggiornamento_column!(),
-            " FROM contribuenti WHERE identificativo = $1"
-        ))
-        .bind(s.as_str().to_owned())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(data_aggiornamento).transpose()
+        self.fetch_optional(
+            concat!(
+                "SELECT identificativo, ",
+                data_aggiornamento_column!(),
+                " FROM contribuenti WHERE identificativo = $1"
+            ),
+            &[Param::Text(s.as_str())],
+            data_aggiornamento,
+        )
+        .await
+    }
+
+    /// The first row of `sql`, decoded; `None` when it has none.
+    async fn fetch_optional<T: Send>(
+        &self,
+        sql: &'static str,
+        params: &[Param<'_>],
+        decode: impl Fn(&dyn Columns) -> Result<T, StoreError> + Send,
+    ) -> Result<Option<T>, StoreError> {
+        Ok(self
+            .fetch(sql, params, Some(1), decode)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// Every row of `sql`, decoded.
+    async fn fetch_all<T: Send>(
+        &self,
+        sql: &'static str,
+        params: &[Param<'_>],
+        decode: impl Fn(&dyn Columns) -> Result<T, StoreError> + Send,
+    ) -> Result<Vec<T>, StoreError> {
+        self.fetch(sql, params, None, decode).await
+    }
+
+    /// One query, on whichever driver reads this store: rusqlite on the caller's thread for a
+    /// SQLite file, sqlx otherwise.
+    async fn fetch<T: Send>(
+        &self,
+        sql: &'static str,
+        params: &[Param<'_>],
+        limit: Option<usize>,
+        decode: impl Fn(&dyn Columns) -> Result<T, StoreError> + Send,
+    ) -> Result<Vec<T>, StoreError> {
+        if let Some(reader) = &self.reader {
+            return reader.fetch(sql, params, limit, decode);
+        }
+        let mut query = sqlx::query(sql);
+        for param in params {
+            query = match *param {
+                Param::Text(text) => query.bind(text.to_owned()),
+                Param::Int(int) => query.bind(int),
+            };
+        }
+        let rows = match limit {
+            Some(1) => query
+                .fetch_optional(&self.pool)
+                .await?
+                .into_iter()
+                .collect(),
+            _ => query.fetch_all(&self.pool).await?,
+        };
+        rows.iter()
+            .take(limit.unwrap_or(usize::MAX))
+            .map(|row| decode(row))
+            .collect()
     }
 }
 
 /// The refresh time a lookup's row carries ([`data_aggiornamento_column`]).
-fn data_aggiornamento(row: &AnyRow) -> Result<DateTime<Utc>, StoreError> {
-    let valore = opt_text(row, "data_aggiornamento")?.ok_or(StoreError::NotLoaded)?;
+fn data_aggiornamento(row: &dyn Columns) -> Result<DateTime<Utc>, StoreError> {
+    let valore = row
+        .opt_text("data_aggiornamento")?
+        .ok_or(StoreError::NotLoaded)?;
     parse_data_aggiornamento(&valore)
 }
 
@@ -193,25 +269,13 @@ fn opt_date(s: Option<String>, column: &str) -> Result<Option<NaiveDate>, StoreE
     s.map(|s| date(&s, column)).transpose()
 }
 
-fn text(row: &AnyRow, column: &str) -> Result<String, StoreError> {
-    Ok(row.try_get::<String, _>(column)?)
-}
-
-fn opt_text(row: &AnyRow, column: &str) -> Result<Option<String>, StoreError> {
-    Ok(row.try_get::<Option<String>, _>(column)?)
-}
-
-fn int(row: &AnyRow, column: &str) -> Result<i64, StoreError> {
-    Ok(row.try_get::<i64, _>(column)?)
-}
-
-fn indirizzo(row: &AnyRow) -> Result<Indirizzo, StoreError> {
+fn indirizzo(row: &dyn Columns) -> Result<Indirizzo, StoreError> {
     Ok(Indirizzo {
-        dug: text(row, "dug")?,
-        toponimo: text(row, "toponimo")?,
-        civico: text(row, "civico")?,
-        cap: text(row, "cap")?,
-        codice_istat_comune: text(row, "codice_istat_comune")?,
+        dug: row.text("dug")?,
+        toponimo: row.text("toponimo")?,
+        civico: row.text("civico")?,
+        cap: row.text("cap")?,
+        codice_istat_comune: row.text("codice_istat_comune")?,
     })
 }
 
@@ -225,56 +289,61 @@ pub(crate) const MAX_PAGAMENTI: i64 = 500;
 impl Store for SqlStore {
     fn ping(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            self.pool.execute("SELECT 1").await?;
+            self.fetch_optional("SELECT 1 AS uno", &[], |row| row.int("uno"))
+                .await?;
             Ok(())
         })
     }
 
     fn data_aggiornamento(&self) -> StoreFuture<'_, DateTime<Utc>> {
         Box::pin(async move {
-            let row = sqlx::query("SELECT valore FROM metadati WHERE chiave = $1")
-                .bind(KEY_DATA_AGGIORNAMENTO)
-                .fetch_optional(&self.pool)
+            let valore = self
+                .fetch_optional(
+                    "SELECT valore FROM metadati WHERE chiave = $1",
+                    &[Param::Text(KEY_DATA_AGGIORNAMENTO)],
+                    |row| row.text("valore"),
+                )
                 .await?
                 .ok_or(StoreError::NotLoaded)?;
-            parse_data_aggiornamento(&text(&row, "valore")?)
+            parse_data_aggiornamento(&valore)
         })
     }
 
     fn persona<'a>(&'a self, cf: &'a CodiceFiscale) -> StoreFuture<'a, Option<Dated<Persona>>> {
         Box::pin(async move {
-            let Some(row) = sqlx::query(concat!(
-                "SELECT codice_fiscale, cognome, nome, sesso, data_nascita, comune_nascita, \
-                 codice_catastale_nascita, data_decesso, ",
-                data_aggiornamento_column!(),
-                " FROM persone WHERE codice_fiscale = $1"
-            ))
-            .bind(cf.as_str().to_owned())
-            .fetch_optional(&self.pool)
-            .await?
-            else {
-                return Ok(None);
-            };
-            let sesso: Sesso = text(&row, "sesso")?
-                .parse()
-                .map_err(|_| StoreError::Corrupt("persone.sesso is not M or F".into()))?;
-            let updated = data_aggiornamento(&row)?;
-            Ok(dated(
-                Persona {
-                    codice_fiscale: text(&row, "codice_fiscale")?,
-                    cognome: text(&row, "cognome")?,
-                    nome: text(&row, "nome")?,
-                    sesso,
-                    data_nascita: date(&text(&row, "data_nascita")?, "persone.data_nascita")?,
-                    comune_nascita: text(&row, "comune_nascita")?,
-                    codice_catastale_nascita: text(&row, "codice_catastale_nascita")?,
-                    data_decesso: opt_date(
-                        opt_text(&row, "data_decesso")?,
-                        "persone.data_decesso",
-                    )?,
+            self.fetch_optional(
+                concat!(
+                    "SELECT codice_fiscale, cognome, nome, sesso, data_nascita, comune_nascita, \
+                     codice_catastale_nascita, data_decesso, ",
+                    data_aggiornamento_column!(),
+                    " FROM persone WHERE codice_fiscale = $1"
+                ),
+                &[Param::Text(cf.as_str())],
+                |row| {
+                    let sesso: Sesso = row
+                        .text("sesso")?
+                        .parse()
+                        .map_err(|_| StoreError::Corrupt("persone.sesso is not M or F".into()))?;
+                    let persona = Persona {
+                        codice_fiscale: row.text("codice_fiscale")?,
+                        cognome: row.text("cognome")?,
+                        nome: row.text("nome")?,
+                        sesso,
+                        data_nascita: date(&row.text("data_nascita")?, "persone.data_nascita")?,
+                        comune_nascita: row.text("comune_nascita")?,
+                        codice_catastale_nascita: row.text("codice_catastale_nascita")?,
+                        data_decesso: opt_date(
+                            row.opt_text("data_decesso")?,
+                            "persone.data_decesso",
+                        )?,
+                    };
+                    Ok(Dated {
+                        value: persona,
+                        data_aggiornamento: data_aggiornamento(row)?,
+                    })
                 },
-                updated,
-            ))
+            )
+            .await
         })
     }
 
@@ -283,74 +352,76 @@ impl Store for SqlStore {
         cf: &'a CodiceFiscale,
     ) -> StoreFuture<'a, Option<Dated<StatoResidenza>>> {
         Box::pin(async move {
-            let Some(row) = sqlx::query(concat!(
-                "SELECT p.data_decesso, r.dug, r.toponimo, r.civico, r.cap, r.codice_istat_comune, \
-                 r.data_decorrenza, ",
-                data_aggiornamento_column!(),
-                " FROM persone p LEFT JOIN residenze r \
-                 ON r.codice_fiscale = p.codice_fiscale WHERE p.codice_fiscale = $1"
-            ))
-            .bind(cf.as_str().to_owned())
-            .fetch_optional(&self.pool)
-            .await?
-            else {
-                return Ok(None);
-            };
-            let deceased = opt_text(&row, "data_decesso")?.is_some();
-            let decorrenza = opt_text(&row, "data_decorrenza")?;
-            let residenza = match decorrenza {
-                Some(d) if !deceased => Some(Residenza {
-                    indirizzo: indirizzo(&row)?,
-                    data_decorrenza: date(&d, "residenze.data_decorrenza")?,
-                }),
-                _ => None,
-            };
-            Ok(dated(
-                StatoResidenza { residenza },
-                data_aggiornamento(&row)?,
-            ))
+            self.fetch_optional(
+                concat!(
+                    "SELECT p.data_decesso, r.dug, r.toponimo, r.civico, r.cap, \
+                     r.codice_istat_comune, r.data_decorrenza, ",
+                    data_aggiornamento_column!(),
+                    " FROM persone p LEFT JOIN residenze r \
+                     ON r.codice_fiscale = p.codice_fiscale WHERE p.codice_fiscale = $1"
+                ),
+                &[Param::Text(cf.as_str())],
+                |row| {
+                    let deceased = row.opt_text("data_decesso")?.is_some();
+                    let residenza = match row.opt_text("data_decorrenza")? {
+                        Some(d) if !deceased => Some(Residenza {
+                            indirizzo: indirizzo(row)?,
+                            data_decorrenza: date(&d, "residenze.data_decorrenza")?,
+                        }),
+                        _ => None,
+                    };
+                    Ok(Dated {
+                        value: StatoResidenza { residenza },
+                        data_aggiornamento: data_aggiornamento(row)?,
+                    })
+                },
+            )
+            .await
         })
     }
 
     fn famiglia<'a>(&'a self, cf: &'a CodiceFiscale) -> StoreFuture<'a, Option<Dated<Famiglia>>> {
         Box::pin(async move {
-            let rows = sqlx::query(concat!(
-                "SELECT m.id_famiglia, m.codice_fiscale, m.cognome, m.nome, \
-                 m.relazione_intestatario, ",
-                data_aggiornamento_column!(),
-                " FROM persone p JOIN persone m ON m.id_famiglia = p.id_famiglia \
-                 WHERE p.codice_fiscale = $1 AND p.data_decesso IS NULL AND m.data_decesso IS NULL \
-                 ORDER BY m.ordine_famiglia, m.codice_fiscale LIMIT $2"
-            ))
-            .bind(cf.as_str().to_owned())
-            .bind(MAX_COMPONENTI)
-            .fetch_all(&self.pool)
-            .await?;
-            let Some(first) = rows.first() else {
+            let rows = self
+                .fetch_all(
+                    concat!(
+                        "SELECT m.id_famiglia, m.codice_fiscale, m.cognome, m.nome, \
+                         m.relazione_intestatario, ",
+                        data_aggiornamento_column!(),
+                        " FROM persone p JOIN persone m ON m.id_famiglia = p.id_famiglia \
+                         WHERE p.codice_fiscale = $1 AND p.data_decesso IS NULL \
+                         AND m.data_decesso IS NULL \
+                         ORDER BY m.ordine_famiglia, m.codice_fiscale LIMIT $2"
+                    ),
+                    &[Param::Text(cf.as_str()), Param::Int(MAX_COMPONENTI)],
+                    |row| {
+                        let code = row.opt_text("relazione_intestatario")?.unwrap_or_default();
+                        let componente = Componente {
+                            codice_fiscale: row.text("codice_fiscale")?,
+                            cognome: row.text("cognome")?,
+                            nome: row.text("nome")?,
+                            relazione: Relazione::from_code(&code).ok_or_else(|| {
+                                StoreError::Corrupt(
+                                    "persone.relazione_intestatario is not a known code".into(),
+                                )
+                            })?,
+                        };
+                        Ok((
+                            row.text("id_famiglia")?,
+                            componente,
+                            data_aggiornamento(row)?,
+                        ))
+                    },
+                )
+                .await?;
+            let Some((id_famiglia, _, updated)) = rows.first() else {
                 return Ok(None);
             };
-            let id_famiglia = text(first, "id_famiglia")?;
-            let updated = data_aggiornamento(first)?;
-            let componenti = rows
-                .iter()
-                .map(|row| {
-                    let code = opt_text(row, "relazione_intestatario")?.unwrap_or_default();
-                    Ok(Componente {
-                        codice_fiscale: text(row, "codice_fiscale")?,
-                        cognome: text(row, "cognome")?,
-                        nome: text(row, "nome")?,
-                        relazione: Relazione::from_code(&code).ok_or_else(|| {
-                            StoreError::Corrupt(
-                                "persone.relazione_intestatario is not a known code".into(),
-                            )
-                        })?,
-                    })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
+            let (id_famiglia, updated) = (id_famiglia.clone(), *updated);
             Ok(dated(
                 Famiglia {
                     id_famiglia,
-                    componenti,
+                    componenti: rows.into_iter().map(|(_, c, _)| c).collect(),
                 },
                 updated,
             ))
@@ -367,46 +438,39 @@ impl Store for SqlStore {
                 return Ok(None);
             };
             let anno = i64::from(anno.get());
-            let rows = sqlx::query(
-                "SELECT foglio, particella, subalterno, categoria, rendita_centesimi, quota_centesimi \
-                 FROM imu_immobili WHERE identificativo = $1 AND anno_inizio <= $2 \
-                 AND (anno_fine IS NULL OR anno_fine >= $2) \
-                 ORDER BY foglio, particella, subalterno LIMIT $3",
-            )
-            .bind(s.as_str().to_owned())
-            .bind(anno)
-            .bind(MAX_IMMOBILI)
-            .fetch_all(&self.pool)
-            .await?;
-            let immobili = rows
-                .iter()
-                .map(|row| {
-                    let sub = text(row, "subalterno")?;
-                    Ok(Immobile {
-                        foglio: text(row, "foglio")?,
-                        particella: text(row, "particella")?,
-                        subalterno: (!sub.is_empty()).then_some(sub),
-                        categoria: text(row, "categoria")?,
-                        rendita: Importo(int(row, "rendita_centesimi")?),
-                        quota: Percentuale(int(row, "quota_centesimi")?),
-                    })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            let totals = sqlx::query(
-                "SELECT dovuto_centesimi, versato_centesimi FROM imu_posizioni \
-                 WHERE identificativo = $1 AND anno = $2",
-            )
-            .bind(s.as_str().to_owned())
-            .bind(anno)
-            .fetch_optional(&self.pool)
-            .await?;
-            let (dovuto, versato) = match totals {
-                Some(row) => (
-                    int(&row, "dovuto_centesimi")?,
-                    int(&row, "versato_centesimi")?,
-                ),
-                None => (0, 0),
-            };
+            let immobili = self
+                .fetch_all(
+                    "SELECT foglio, particella, subalterno, categoria, rendita_centesimi, \
+                     quota_centesimi FROM imu_immobili WHERE identificativo = $1 \
+                     AND anno_inizio <= $2 AND (anno_fine IS NULL OR anno_fine >= $2) \
+                     ORDER BY foglio, particella, subalterno LIMIT $3",
+                    &[
+                        Param::Text(s.as_str()),
+                        Param::Int(anno),
+                        Param::Int(MAX_IMMOBILI),
+                    ],
+                    |row| {
+                        let sub = row.text("subalterno")?;
+                        Ok(Immobile {
+                            foglio: row.text("foglio")?,
+                            particella: row.text("particella")?,
+                            subalterno: (!sub.is_empty()).then_some(sub),
+                            categoria: row.text("categoria")?,
+                            rendita: Importo(row.int("rendita_centesimi")?),
+                            quota: Percentuale(row.int("quota_centesimi")?),
+                        })
+                    },
+                )
+                .await?;
+            let (dovuto, versato) = self
+                .fetch_optional(
+                    "SELECT dovuto_centesimi, versato_centesimi FROM imu_posizioni \
+                     WHERE identificativo = $1 AND anno = $2",
+                    &[Param::Text(s.as_str()), Param::Int(anno)],
+                    |row| Ok((row.int("dovuto_centesimi")?, row.int("versato_centesimi")?)),
+                )
+                .await?
+                .unwrap_or((0, 0));
             Ok(dated(
                 PosizioneImu {
                     immobili,
@@ -428,64 +492,57 @@ impl Store for SqlStore {
                 return Ok(None);
             };
             let anno = i64::from(anno.get());
-            let rows = sqlx::query(
-                "SELECT dug, toponimo, civico, cap, codice_istat_comune, superficie_mq, occupanti, \
-                 categoria FROM tari_utenze WHERE identificativo = $1 AND anno_inizio <= $2 \
-                 AND (anno_fine IS NULL OR anno_fine >= $2) ORDER BY progressivo LIMIT $3",
-            )
-            .bind(s.as_str().to_owned())
-            .bind(anno)
-            .bind(MAX_UTENZE)
-            .fetch_all(&self.pool)
-            .await?;
-            let utenze = rows
-                .iter()
-                .map(|row| {
-                    Ok(Utenza {
-                        indirizzo: indirizzo(row)?,
-                        superficie_mq: int(row, "superficie_mq")?,
-                        occupanti: int(row, "occupanti")?,
-                        categoria: text(row, "categoria")?,
-                    })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            let totals = sqlx::query(
-                "SELECT importo_centesimi, pagato_centesimi FROM tari_posizioni \
-                 WHERE identificativo = $1 AND anno = $2",
-            )
-            .bind(s.as_str().to_owned())
-            .bind(anno)
-            .fetch_optional(&self.pool)
-            .await?;
-            let (importo, pagato) = match totals {
-                Some(row) => (
-                    int(&row, "importo_centesimi")?,
-                    int(&row, "pagato_centesimi")?,
-                ),
-                None => (0, 0),
-            };
-            let rate = sqlx::query(
-                "SELECT rata, data_scadenza, importo_centesimi FROM tari_rate \
-                 WHERE identificativo = $1 AND anno = $2 ORDER BY rata LIMIT $3",
-            )
-            .bind(s.as_str().to_owned())
-            .bind(anno)
-            .bind(MAX_SCADENZE)
-            .fetch_all(&self.pool)
-            .await?;
-            let scadenze = rate
-                .iter()
-                .map(|row| {
-                    Ok(Scadenza {
-                        rata: int(row, "rata")?,
-                        data_scadenza: date(
-                            &text(row, "data_scadenza")?,
-                            "tari_rate.data_scadenza",
-                        )?,
-                        importo: Importo(int(row, "importo_centesimi")?),
-                    })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
+            let utenze = self
+                .fetch_all(
+                    "SELECT dug, toponimo, civico, cap, codice_istat_comune, superficie_mq, \
+                     occupanti, categoria FROM tari_utenze WHERE identificativo = $1 \
+                     AND anno_inizio <= $2 AND (anno_fine IS NULL OR anno_fine >= $2) \
+                     ORDER BY progressivo LIMIT $3",
+                    &[
+                        Param::Text(s.as_str()),
+                        Param::Int(anno),
+                        Param::Int(MAX_UTENZE),
+                    ],
+                    |row| {
+                        Ok(Utenza {
+                            indirizzo: indirizzo(row)?,
+                            superficie_mq: row.int("superficie_mq")?,
+                            occupanti: row.int("occupanti")?,
+                            categoria: row.text("categoria")?,
+                        })
+                    },
+                )
+                .await?;
+            let (importo, pagato) = self
+                .fetch_optional(
+                    "SELECT importo_centesimi, pagato_centesimi FROM tari_posizioni \
+                     WHERE identificativo = $1 AND anno = $2",
+                    &[Param::Text(s.as_str()), Param::Int(anno)],
+                    |row| Ok((row.int("importo_centesimi")?, row.int("pagato_centesimi")?)),
+                )
+                .await?
+                .unwrap_or((0, 0));
+            let scadenze = self
+                .fetch_all(
+                    "SELECT rata, data_scadenza, importo_centesimi FROM tari_rate \
+                     WHERE identificativo = $1 AND anno = $2 ORDER BY rata LIMIT $3",
+                    &[
+                        Param::Text(s.as_str()),
+                        Param::Int(anno),
+                        Param::Int(MAX_SCADENZE),
+                    ],
+                    |row| {
+                        Ok(Scadenza {
+                            rata: row.int("rata")?,
+                            data_scadenza: date(
+                                &row.text("data_scadenza")?,
+                                "tari_rate.data_scadenza",
+                            )?,
+                            importo: Importo(row.int("importo_centesimi")?),
+                        })
+                    },
+                )
+                .await?;
             Ok(dated(
                 PosizioneTari {
                     utenze,
@@ -503,22 +560,19 @@ impl Store for SqlStore {
             let Some(updated) = self.contribuente(s).await? else {
                 return Ok(None);
             };
-            let rows = sqlx::query(
-                "SELECT anno FROM imu_posizioni WHERE identificativo = $1 \
-                 AND versato_centesimi < dovuto_centesimi \
-                 UNION SELECT anno FROM tari_posizioni WHERE identificativo = $1 \
-                 AND pagato_centesimi < importo_centesimi ORDER BY anno",
-            )
-            .bind(s.as_str().to_owned())
-            .fetch_all(&self.pool)
-            .await?;
-            let anni = rows
-                .iter()
-                .map(|row| {
-                    let anno = int(row, "anno")?;
-                    u16::try_from(anno).map_err(|_| StoreError::Corrupt("anno out of range".into()))
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
+            let anni = self
+                .fetch_all(
+                    "SELECT anno FROM imu_posizioni WHERE identificativo = $1 \
+                     AND versato_centesimi < dovuto_centesimi \
+                     UNION SELECT anno FROM tari_posizioni WHERE identificativo = $1 \
+                     AND pagato_centesimi < importo_centesimi ORDER BY anno",
+                    &[Param::Text(s.as_str())],
+                    |row| {
+                        u16::try_from(row.int("anno")?)
+                            .map_err(|_| StoreError::Corrupt("anno out of range".into()))
+                    },
+                )
+                .await?;
             Ok(dated(anni, updated))
         })
     }
@@ -532,28 +586,32 @@ impl Store for SqlStore {
             let Some(updated) = self.contribuente(s).await? else {
                 return Ok(None);
             };
-            let rows = sqlx::query(
-                "SELECT iuv, tributo, importo_centesimi, data_pagamento FROM pagamenti \
-                 WHERE identificativo = $1 AND anno = $2 ORDER BY data_pagamento, iuv LIMIT $3",
-            )
-            .bind(s.as_str().to_owned())
-            .bind(i64::from(anno.get()))
-            .bind(MAX_PAGAMENTI)
-            .fetch_all(&self.pool)
-            .await?;
-            let pagamenti = rows
-                .iter()
-                .map(|row| {
-                    Ok(Pagamento {
-                        iuv: text(row, "iuv")?,
-                        tributo: Tributo::from_code(&text(row, "tributo")?).ok_or_else(|| {
-                            StoreError::Corrupt("pagamenti.tributo is not IMU or TARI".into())
-                        })?,
-                        importo: Importo(int(row, "importo_centesimi")?),
-                        data: date(&text(row, "data_pagamento")?, "pagamenti.data_pagamento")?,
-                    })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
+            let pagamenti = self
+                .fetch_all(
+                    "SELECT iuv, tributo, importo_centesimi, data_pagamento FROM pagamenti \
+                     WHERE identificativo = $1 AND anno = $2 \
+                     ORDER BY data_pagamento, iuv LIMIT $3",
+                    &[
+                        Param::Text(s.as_str()),
+                        Param::Int(i64::from(anno.get())),
+                        Param::Int(MAX_PAGAMENTI),
+                    ],
+                    |row| {
+                        Ok(Pagamento {
+                            iuv: row.text("iuv")?,
+                            tributo: Tributo::from_code(&row.text("tributo")?).ok_or_else(
+                                || {
+                                    StoreError::Corrupt(
+                                        "pagamenti.tributo is not IMU or TARI".into(),
+                                    )
+                                },
+                            )?,
+                            importo: Importo(row.int("importo_centesimi")?),
+                            data: date(&row.text("data_pagamento")?, "pagamenti.data_pagamento")?,
+                        })
+                    },
+                )
+                .await?;
             Ok(dated(pagamenti, updated))
         })
     }
