@@ -18,10 +18,11 @@
 # two (`-multi 2`). Every gateway run is a release build of `pdnd-gateway dev` (local PDND
 # authority in the same process, SQLite, WAL, synchronous=FULL: a 2xx waits for its fsync).
 #
-# Prints a table (req/s, p50, p99, RSS, ratio to nginx, ratio to the floor; the server's and
-# wrk's CPU time a request, from /proc over the measured run, and the req/s they allow on this
-# machine's cores; the gateway's audit commits over the run from its /metrics: mean records a
-# commit, commits a second, mean commit time) and writes it as JSON (the path is printed last).
+# Prints a table (req/s, p50, p99, RSS and its anonymous part, ratio to nginx, ratio to the
+# floor; the server's and wrk's CPU time a request, from /proc over the measured run, and the
+# req/s they allow on this machine's cores; the gateway's audit commits over the run from its
+# /metrics: mean records a commit, commits a second, mean commit time) and writes it as JSON
+# (the path is printed last).
 # Not part of tests/run.sh.
 #
 # Usage: bash tests/load/ratio.sh
@@ -75,11 +76,13 @@ stop_nginx() {
 cleanup() { stop_dev; stop_nginx; rm -rf "$work"; }
 trap cleanup EXIT
 
-# rss_kb PID: resident memory of PID and its children, in KiB.
+# rss_kb PID [FIELD]: resident memory of PID and its children, in KiB: VmRSS (all of it), or
+# another field of /proc/PID/status (RssAnon: without the pages of files mapped into memory,
+# such as the register (d) reads through mmap).
 rss_kb() {
-  local total=0 p kb
+  local total=0 p kb field=${2:-VmRSS}
   for p in "$1" $(ps -o pid= --ppid "$1" 2>/dev/null); do
-    kb=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+    kb=$(awk -v f="$field:" '$1 == f {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
     total=$((total + ${kb:-0}))
   done
   echo "$total"
@@ -184,7 +187,7 @@ start_nginx
 nginx_bytes=$(curl -sf -X POST "http://127.0.0.1:$nginx_port/residenza" -d "$body" | wc -c)
 [ "$nginx_bytes" = "$answer_bytes" ] || { echo "nginx answers $nginx_bytes bytes, not $answer_bytes" >&2; exit 1; }
 
-declare -A rss server_ticks batch_n batch_sum commit_sum
+declare -A rss rss_anon server_ticks batch_n batch_sum commit_sum
 audit_batch=pdnd_gateway_audit_batch_size
 audit_commit=pdnd_gateway_audit_commit_duration_seconds
 # measure NAME URL HEADER LUA PID: a 3 s warm-up, then the measured run; RSS after it. Around
@@ -202,6 +205,7 @@ measure() {
   batch_sum[$1]=$(awk -v a="$(metric_sum "${audit_batch}_sum")" -v b="$r0" 'BEGIN { print a - b }')
   commit_sum[$1]=$(awk -v a="$(metric_sum "${audit_commit}_sum")" -v b="$c0" 'BEGIN { print a - b }')
   rss[$1]=$(rss_kb "$5")
+  rss_anon[$1]=$(rss_kb "$5" RssAnon)
   if grep -qE 'Non-2xx|Socket errors' "$work/$1.txt"; then
     echo "$1: errors during the run:" >&2
     errors "$1" >&2
@@ -307,19 +311,20 @@ commit_ms() { awk -v s="${commit_sum[$1]}" -v n="${batch_n[$1]}" 'BEGIN { if (n 
 echo
 echo "$(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
 echo "wrk -t$threads -c$connections -d$duration (after 3 s warm-up), loopback, answer $answer_bytes bytes, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-11s %10s %9s %9s %9s %9s %9s %11s %10s %9s %7s %9s %9s\n' run req/s p50_ms p99_ms rss_MB x_nginx x_floor \
+printf '%-11s %10s %9s %9s %9s %9s %9s %9s %11s %10s %9s %7s %9s %9s\n' run req/s p50_ms p99_ms rss_MB anon_MB x_nginx x_floor \
   cpu_us/req wrk_us/req cpu_bound batch commits/s commit_ms
 json_runs=""
 for r in "${runs[@]}"; do
   f=$(floor_of "$r")
   cpu=$(us_per_req "${server_ticks[$r]}" "$r")
   wrk_cpu=$(us_per_req "$(cat "$work/$r.wrk_ticks")" "$r")
-  printf '%-11s %10s %9s %9s %9.1f %9s %9s %11s %10s %9s %7s %9s %9s\n' "$r" "$(rps "$r")" "$(xpct "$r" 50)" "$(xpct "$r" 99)" \
-    "$(awk -v k="${rss[$r]}" 'BEGIN { print k / 1024 }')" "$(ratio "$(rps "$r")" "$nginx_rps")" \
+  printf '%-11s %10s %9s %9s %9.1f %9.1f %9s %9s %11s %10s %9s %7s %9s %9s\n' "$r" "$(rps "$r")" "$(xpct "$r" 50)" "$(xpct "$r" 99)" \
+    "$(awk -v k="${rss[$r]}" 'BEGIN { print k / 1024 }')" "$(awk -v k="${rss_anon[$r]}" 'BEGIN { print k / 1024 }')" \
+    "$(ratio "$(rps "$r")" "$nginx_rps")" \
     "$(ratio "$(rps "$r")" "$f")" "$cpu" "$wrk_cpu" "$(cpu_bound "$r")" "$(batch "$r")" \
     "$(commits_per_s "$r")" "$(commit_ms "$r")"
-  json_runs+="$(printf '%s\n    "%s": {"rps": %s, "p50_ms": %s, "p99_ms": %s, "rss_kb": %s, "ratio_nginx": %s, "ratio_floor": %s, "cpu_us_per_req": %s, "wrk_us_per_req": %s, "cpu_bound_rps": %s, "audit_batch_mean": %s, "audit_commits_per_s": %s, "audit_commit_ms_mean": %s}' \
-    "${json_runs:+,}" "$r" "$(rps "$r")" "$(xpct "$r" 50)" "$(xpct "$r" 99)" "${rss[$r]}" \
+  json_runs+="$(printf '%s\n    "%s": {"rps": %s, "p50_ms": %s, "p99_ms": %s, "rss_kb": %s, "rss_anon_kb": %s, "ratio_nginx": %s, "ratio_floor": %s, "cpu_us_per_req": %s, "wrk_us_per_req": %s, "cpu_bound_rps": %s, "audit_batch_mean": %s, "audit_commits_per_s": %s, "audit_commit_ms_mean": %s}' \
+    "${json_runs:+,}" "$r" "$(rps "$r")" "$(xpct "$r" 50)" "$(xpct "$r" 99)" "${rss[$r]}" "${rss_anon[$r]}" \
     "$(ratio "$(rps "$r")" "$nginx_rps")" "$(ratio "$(rps "$r")" "$f")" "$cpu" "$wrk_cpu" \
     "$(cpu_bound "$r")" "$(batch "$r")" "$(commits_per_s "$r")" "$(commit_ms "$r")")"
 done
