@@ -11,7 +11,9 @@
 //! The trade-off: while a lookup runs, the worker thread serves no other connection. A read
 //! that has to wait for the disk (a database larger than memory, a cold start) holds the
 //! worker for that long; the database is memory-mapped so that pages already in the OS cache
-//! are read without a system call. Writes (the seed, migrations) stay with sqlx.
+//! are read without a system call. The cost of the mapping is SQLite's documented one: an I/O
+//! error while reading a mapped page reaches the process as a signal instead of an error
+//! code. Writes (the seed, migrations) stay with sqlx.
 
 use super::rows::{from_rusqlite, Columns, Param};
 use super::StoreError;
