@@ -143,6 +143,9 @@ pub struct AuditStore {
     pool: AnyPool,
     /// SQLite: a batch of e-service records is one statement, committed on its own.
     sqlite: bool,
+    /// A SQLite file's commits, through rusqlite on the writer's thread ([`sqlite`]); `None`
+    /// for PostgreSQL (and an in-memory SQLite database), committed through the pool.
+    direct: Option<Arc<sqlite::SqliteAudit>>,
 }
 
 impl AuditStore {
@@ -184,6 +187,11 @@ impl AuditStore {
         Ok(AuditStore {
             pool: options.connect(url).await?,
             sqlite: is_sqlite,
+            direct: if is_sqlite {
+                sqlite::SqliteAudit::for_url(url).map(Arc::new)
+            } else {
+                None
+            },
         })
     }
 
@@ -217,6 +225,9 @@ impl AuditStore {
         }
         if eservice.is_empty() && fruizioni.is_empty() {
             return Ok(());
+        }
+        if let Some(direct) = &self.direct {
+            return direct.insert(&eservice, &fruizioni);
         }
         // SQLite runs each statement outside an explicit transaction as a transaction of its
         // own: all of its rows or none, durable (synchronous=FULL) when it returns. So a batch
@@ -278,6 +289,9 @@ impl AuditStore {
 
     /// Closes the pool (tests use it to simulate an outage).
     pub async fn close(&self) {
+        if let Some(direct) = &self.direct {
+            direct.close();
+        }
         self.pool.close().await;
     }
 }
@@ -464,7 +478,7 @@ impl AuditLog {
         let healthy = Arc::new(AtomicBool::new(true));
         let commit_timeout = settings.commit_timeout.max(Duration::from_millis(1));
         let coming = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(writer(
+        let task = writer(
             store.clone(),
             rx,
             Batching {
@@ -474,7 +488,30 @@ impl AuditLog {
             },
             commit_timeout,
             healthy.clone(),
-        ));
+        );
+        match &store.direct {
+            // The SQLite writer blocks on each commit: it gets a thread (and a runtime for
+            // its timers) of its own, so that its waits hold nobody else.
+            Some(direct) => {
+                if let Err(e) = direct.set_busy_timeout(commit_timeout) {
+                    tracing::error!(error = %e, "audit: cannot set the SQLite busy timeout");
+                }
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build();
+                let spawned = runtime.and_then(|runtime| {
+                    std::thread::Builder::new()
+                        .name("audit-writer".into())
+                        .spawn(move || runtime.block_on(task))
+                });
+                if let Err(e) = spawned {
+                    tracing::error!(error = %e, "audit: cannot start the writer's thread");
+                }
+            }
+            None => {
+                tokio::spawn(task);
+            }
+        }
         let rate = NonZeroU32::new(settings.best_effort_per_sec).unwrap_or(NonZeroU32::MIN);
         AuditLog {
             tx,
@@ -736,5 +773,6 @@ impl super::Stage for AuditStage {
 }
 
 mod rows;
+mod sqlite;
 #[cfg(test)]
 mod tests;

@@ -7,10 +7,12 @@
 //! holds a handful of them, not one per batch size.
 //!
 //! On SQLite a batch of records of one table is one INSERT of all its rows, run outside an
-//! explicit transaction so that the statement is its own transaction
-//! ([`insert_as_one_statement`]): one hand-off to the connection's thread instead of BEGIN,
-//! one per chunk and COMMIT. A batch that holds records of both tables, and every PostgreSQL
-//! batch, goes through an explicit transaction and [`insert`].
+//! explicit transaction so that the statement is its own transaction. A SQLite file's batches
+//! go through rusqlite on the audit writer's own thread ([`insert_sqlite`], `super::sqlite`);
+//! an in-memory SQLite database, which only sqlx's pool can see, through
+//! [`insert_as_one_statement`]. A batch that holds records of both tables, and every
+//! PostgreSQL batch, goes through an explicit transaction ([`insert`] on sqlx). Both drivers
+//! bind the one list of values a record gives ([`TableRow::values`]).
 //!
 //! SQLite gets anonymous `?` parameters, PostgreSQL numbered `$n` ones. sqlx binds SQLite
 //! arguments by asking `sqlite3_bind_parameter_name` for each parameter, and SQLite answers that
@@ -33,13 +35,22 @@ const CHUNKS: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
 /// A record stored as one row of one table.
 pub(super) trait TableRow: Sync {
     const TABLE: &'static str;
-    /// The columns, comma-separated, in the order [`TableRow::bind`] binds them.
+    /// The columns, comma-separated, in the order of [`TableRow::values`].
     const COLUMNS: &'static str;
     /// The statement texts of the [`CHUNKS`] sizes for this table, one set per placeholder
     /// style (a `static` in a generic function would be shared by every table).
     fn texts(placeholders: Placeholders) -> &'static OnceLock<Vec<String>>;
-    /// `query` with this record's values bound, in [`TableRow::COLUMNS`] order.
-    fn bind<'q>(&'q self, query: Query<'q>) -> Query<'q>;
+    /// This record's values, in [`TableRow::COLUMNS`] order: the one list both drivers bind.
+    fn values(&self) -> Vec<Value<'_>>;
+}
+
+/// A column's value as both drivers bind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Value<'a> {
+    Text(&'a str),
+    OptText(Option<&'a str>),
+    Int(i64),
+    OptInt(Option<i64>),
 }
 
 /// Where each table keeps its statement texts.
@@ -62,23 +73,25 @@ impl TableRow for AuditRecord {
         purpose_id, voucher_jti, eservice, operation, status, latency_ms, subject_hash, user_id, \
         user_location, loa";
     statement_texts!();
-    fn bind<'q>(&'q self, query: Query<'q>) -> Query<'q> {
-        query
-            .bind(&self.record_id)
-            .bind(&self.time)
-            .bind(&self.request_id)
-            .bind(&self.consumer_id)
-            .bind(&self.client_id)
-            .bind(&self.purpose_id)
-            .bind(&self.voucher_jti)
-            .bind(&self.eservice)
-            .bind(&self.operation)
-            .bind(i64::from(self.status))
-            .bind(self.latency_ms)
-            .bind(&self.subject_hash)
-            .bind(&self.user_id)
-            .bind(&self.user_location)
-            .bind(&self.loa)
+    fn values(&self) -> Vec<Value<'_>> {
+        use Value::*;
+        vec![
+            Text(&self.record_id),
+            Text(&self.time),
+            Text(&self.request_id),
+            OptText(self.consumer_id.as_deref()),
+            OptText(self.client_id.as_deref()),
+            OptText(self.purpose_id.as_deref()),
+            OptText(self.voucher_jti.as_deref()),
+            Text(&self.eservice),
+            OptText(self.operation.as_deref()),
+            Int(i64::from(self.status)),
+            Int(self.latency_ms),
+            OptText(self.subject_hash.as_deref()),
+            OptText(self.user_id.as_deref()),
+            OptText(self.user_location.as_deref()),
+            OptText(self.loa.as_deref()),
+        ]
     }
 }
 
@@ -87,21 +100,23 @@ impl TableRow for FruizioneRecord {
     const COLUMNS: &'static str = "record_id, at, request_id, caller, fruizione, method, \
         purpose_id, client_id, voucher_jti, status, remote_status, latency_ms, user_id";
     statement_texts!();
-    fn bind<'q>(&'q self, query: Query<'q>) -> Query<'q> {
-        query
-            .bind(&self.record_id)
-            .bind(&self.time)
-            .bind(&self.request_id)
-            .bind(&self.caller)
-            .bind(&self.fruizione)
-            .bind(&self.method)
-            .bind(&self.purpose_id)
-            .bind(&self.client_id)
-            .bind(&self.voucher_jti)
-            .bind(i64::from(self.status))
-            .bind(self.remote_status.map(i64::from))
-            .bind(self.latency_ms)
-            .bind(&self.user_id)
+    fn values(&self) -> Vec<Value<'_>> {
+        use Value::*;
+        vec![
+            Text(&self.record_id),
+            Text(&self.time),
+            Text(&self.request_id),
+            Text(&self.caller),
+            OptText(self.fruizione.as_deref()),
+            Text(&self.method),
+            OptText(self.purpose_id.as_deref()),
+            OptText(self.client_id.as_deref()),
+            OptText(self.voucher_jti.as_deref()),
+            Int(i64::from(self.status)),
+            OptInt(self.remote_status.map(i64::from)),
+            Int(self.latency_ms),
+            OptText(self.user_id.as_deref()),
+        ]
     }
 }
 
@@ -194,9 +209,57 @@ pub(super) async fn insert_as_one_statement<R: TableRow>(
 /// `query` with the values of each record bound, in order.
 fn bind_all<'q, R: TableRow>(mut query: Query<'q>, records: &'q [&R]) -> Query<'q> {
     for r in records {
-        query = r.bind(query);
+        for value in r.values() {
+            query = match value {
+                Value::Text(v) => query.bind(v),
+                Value::OptText(v) => query.bind(v),
+                Value::Int(v) => query.bind(v),
+                Value::OptInt(v) => query.bind(v),
+            };
+        }
     }
     query
+}
+
+/// Inserts `records` through rusqlite as one statement of `records.len()` rows (the SQLite
+/// audit writer, [`super::sqlite`]); outside an explicit transaction the statement is its own
+/// transaction. The [`CHUNKS`] sizes stay prepared in the connection's statement cache, other
+/// sizes are prepared for the one execution ([`insert_as_one_statement`] says why).
+pub(super) fn insert_sqlite<R: TableRow>(
+    conn: &rusqlite::Connection,
+    records: &[&R],
+) -> rusqlite::Result<()> {
+    let rows = records.len();
+    if rows == 0 {
+        return Ok(());
+    }
+    if CHUNKS.contains(&rows) {
+        let mut statement = conn.prepare_cached(statement::<R>(rows, Placeholders::Anonymous))?;
+        bind_and_run(&mut statement, records)
+    } else {
+        let mut statement = conn.prepare(&statement_text::<R>(rows, Placeholders::Anonymous))?;
+        bind_and_run(&mut statement, records)
+    }
+}
+
+fn bind_and_run<R: TableRow>(
+    statement: &mut rusqlite::Statement<'_>,
+    records: &[&R],
+) -> rusqlite::Result<()> {
+    let mut index = 1;
+    for r in records {
+        for value in r.values() {
+            match value {
+                Value::Text(v) => statement.raw_bind_parameter(index, v),
+                Value::OptText(v) => statement.raw_bind_parameter(index, v),
+                Value::Int(v) => statement.raw_bind_parameter(index, v),
+                Value::OptInt(v) => statement.raw_bind_parameter(index, v),
+            }?;
+            index += 1;
+        }
+    }
+    statement.raw_execute()?;
+    Ok(())
 }
 
 /// Inserts `records` on `conn` (inside the caller's transaction), in order.

@@ -389,3 +389,26 @@ async fn a_record_waits_at_most_the_delay_for_one_that_never_comes() {
     assert!(waited >= delay, "{waited:?}");
     assert!(waited < Duration::from_secs(3), "{waited:?}");
 }
+
+#[test]
+fn every_table_binds_one_value_a_column() {
+    use super::rows::TableRow;
+    let columns = |list: &str| list.split(',').count();
+    assert_eq!(
+        record(0, Some("h".into())).values().len(),
+        columns(AuditRecord::COLUMNS)
+    );
+    assert_eq!(
+        fruizione(1).values().len(),
+        columns(FruizioneRecord::COLUMNS)
+    );
+}
+
+#[tokio::test]
+async fn a_closed_sqlite_store_refuses_direct_commits() {
+    let (store, _db) = temp_store().await;
+    store.insert_batch(&[record(0, None)]).await.unwrap();
+    store.close().await;
+    let err = store.insert_batch(&[record(1, None)]).await.unwrap_err();
+    assert!(matches!(err, AuditError::Commit(_)), "{err}");
+}
