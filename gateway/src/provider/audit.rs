@@ -496,14 +496,21 @@ impl AuditLog {
                 if let Err(e) = direct.set_busy_timeout(commit_timeout) {
                     tracing::error!(error = %e, "audit: cannot set the SQLite busy timeout");
                 }
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_time()
-                    .build();
-                let spawned = runtime.and_then(|runtime| {
-                    std::thread::Builder::new()
-                        .name("audit-writer".into())
-                        .spawn(move || runtime.block_on(task))
-                });
+                // The runtime is built on the new thread: one dropped here, inside the
+                // caller's runtime, would panic.
+                let spawned = std::thread::Builder::new()
+                    .name("audit-writer".into())
+                    .spawn(move || {
+                        match tokio::runtime::Builder::new_current_thread()
+                            .enable_time()
+                            .build()
+                        {
+                            Ok(runtime) => runtime.block_on(task),
+                            Err(e) => {
+                                tracing::error!(error = %e, "audit: cannot start the writer's runtime")
+                            }
+                        }
+                    });
                 if let Err(e) = spawned {
                     tracing::error!(error = %e, "audit: cannot start the writer's thread");
                 }
