@@ -460,7 +460,7 @@ impl Drop for Coming {
 }
 
 impl AuditLog {
-    /// Starts the writer task on the current runtime with the default settings but `batch_max`.
+    /// Starts the writer ([`AuditLog::start_with`]) with the default settings but `batch_max`.
     pub fn start(store: AuditStore, batch_max: usize) -> AuditLog {
         Self::start_with(
             store,
@@ -471,7 +471,8 @@ impl AuditLog {
         )
     }
 
-    /// Starts the writer task on the current runtime.
+    /// Starts the writer: a task on the current runtime for PostgreSQL, a thread of its own for
+    /// a SQLite file (its commits block, [`sqlite`]).
     pub fn start_with(store: AuditStore, settings: AuditSettings) -> AuditLog {
         let batch_max = settings.batch_max.max(1);
         let (tx, rx) = mpsc::channel::<Pending>(batch_max * 8);
