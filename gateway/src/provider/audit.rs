@@ -472,7 +472,7 @@ impl AuditLog {
     }
 
     /// Starts the writer: a task on the current runtime for PostgreSQL, a thread of its own for
-    /// a SQLite file (its commits block, [`sqlite`]).
+    /// a SQLite file (its commits block: `provider/audit/sqlite.rs`).
     pub fn start_with(store: AuditStore, settings: AuditSettings) -> AuditLog {
         let batch_max = settings.batch_max.max(1);
         let (tx, rx) = mpsc::channel::<Pending>(batch_max * 8);
