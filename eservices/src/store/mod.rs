@@ -16,6 +16,7 @@ mod sqlite_reader;
 pub use model::*;
 pub use seed::{seed, SampleSubject, SeedSummary};
 pub use sql::{Engine, SqlStore};
+pub use sqlite_reader::sqlite_file;
 
 use crate::codice_fiscale::{CodiceFiscale, Soggetto};
 use crate::wire::Anno;

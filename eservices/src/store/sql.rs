@@ -107,7 +107,7 @@ impl SqlStore {
             other => StoreError::Unavailable(other.to_string()),
         })?;
         let reader = match engine {
-            Engine::Sqlite => SqliteReader::for_url(url)?.map(Arc::new),
+            Engine::Sqlite => SqliteReader::for_url(url).map(Arc::new),
             Engine::Postgres => None,
         };
         Ok(SqlStore {

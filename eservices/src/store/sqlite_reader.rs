@@ -32,6 +32,22 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// `$1`, `$2`, ... : the names of the queries' parameters, in order.
 const PARAM_NAMES: [&str; 4] = ["$1", "$2", "$3", "$4"];
 
+/// The database file a sqlx SQLite URL (`sqlite://path?mode=rwc`) names, as sqlx itself reads
+/// the URL; `None` for an in-memory database, which only sqlx's own connections can see, and
+/// for a URL that is not SQLite's. Connections opened outside sqlx (this reader, the audit
+/// writer) open the file this names.
+pub fn sqlite_file(url: &str) -> Option<PathBuf> {
+    use sqlx::sqlite::SqliteConnectOptions;
+    use std::str::FromStr;
+    let options = SqliteConnectOptions::from_str(url).ok()?;
+    let path = options.get_filename();
+    let name = path.to_string_lossy();
+    if name.is_empty() || name == ":memory:" || name.starts_with("file:") {
+        return None;
+    }
+    Some(path.to_path_buf())
+}
+
 /// Read-only access to one SQLite database file.
 #[derive(Debug)]
 pub(crate) struct SqliteReader {
@@ -40,22 +56,12 @@ pub(crate) struct SqliteReader {
 }
 
 impl SqliteReader {
-    /// A reader of the file that `url` (a sqlx SQLite URL) names; `None` for an in-memory
-    /// database, which only sqlx's own connections can see.
-    pub(crate) fn for_url(url: &str) -> Result<Option<SqliteReader>, StoreError> {
-        use sqlx::sqlite::SqliteConnectOptions;
-        use std::str::FromStr;
-        let options =
-            SqliteConnectOptions::from_str(url).map_err(|_| StoreError::UnsupportedUrl)?;
-        let path = options.get_filename();
-        let name = path.to_string_lossy();
-        if name.is_empty() || name == ":memory:" || name.starts_with("file:") {
-            return Ok(None);
-        }
-        Ok(Some(SqliteReader {
-            path: path.to_path_buf(),
+    /// A reader of the file that `url` (a sqlx SQLite URL) names ([`sqlite_file`]).
+    pub(crate) fn for_url(url: &str) -> Option<SqliteReader> {
+        Some(SqliteReader {
+            path: sqlite_file(url)?,
             idle: Mutex::new(Vec::new()),
-        }))
+        })
     }
 
     /// Runs `sql` with `params`, decoding at most `limit` rows (`None`: all of them).
@@ -150,9 +156,7 @@ mod tests {
     /// read-write connection (the writer a deployment's seed or import would be).
     fn reader_with(rows: i64) -> (TestDb, SqliteReader, Connection) {
         let db = TestDb::sqlite("sqlite-reader");
-        let reader = SqliteReader::for_url(&db.url)
-            .expect("a file URL")
-            .expect("a file, not memory");
+        let reader = SqliteReader::for_url(&db.url).expect("a file, not memory");
         let writer = Connection::open(&reader.path).expect("create");
         writer
             .execute_batch(
@@ -310,13 +314,13 @@ mod tests {
     fn a_missing_file_is_unavailable_and_memory_is_not_read_here() {
         let dir = std::env::temp_dir().join("pdndgw-no-such-dir-for-the-reader");
         let url = format!("sqlite://{}/comune.db", dir.display());
-        let reader = SqliteReader::for_url(&url).unwrap().unwrap();
+        let reader = SqliteReader::for_url(&url).unwrap();
         let err = reader
             .fetch("SELECT 1 AS uno", &[], None, |row| row.int("uno"))
             .unwrap_err();
         assert!(err.is_unavailable(), "{err:?}");
         for memory in ["sqlite::memory:", "sqlite://:memory:"] {
-            assert!(SqliteReader::for_url(memory).unwrap().is_none(), "{memory}");
+            assert!(SqliteReader::for_url(memory).is_none(), "{memory}");
         }
     }
 }

@@ -34,18 +34,11 @@ struct State {
 }
 
 impl SqliteAudit {
-    /// The audit file that `url` (a sqlx SQLite URL) names; `None` for an in-memory database,
-    /// which only the sqlx pool that created it can see.
+    /// The audit file that `url` (a sqlx SQLite URL) names; `None` for an in-memory database
+    /// ([`eservices::store::sqlite_file`]).
     pub(super) fn for_url(url: &str) -> Option<SqliteAudit> {
-        use std::str::FromStr;
-        let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
-        let path = options.get_filename();
-        let name = path.to_string_lossy();
-        if name.is_empty() || name == ":memory:" || name.starts_with("file:") {
-            return None;
-        }
         Some(SqliteAudit {
-            path: path.to_path_buf(),
+            path: eservices::store::sqlite_file(url)?,
             state: Mutex::new(State {
                 conn: None,
                 busy_timeout: Duration::from_secs(5),
