@@ -41,6 +41,9 @@ pub enum AuditError {
     /// The record was not committed within the configured time (a hung database).
     #[error("audit commit not confirmed within {0:?}")]
     Timeout(Duration),
+    /// The subject index beside a SQLite trail (`provider/audit/subjects.rs`).
+    #[error("audit subject index: {0}")]
+    SubjectIndex(String),
 }
 
 /// One audit record.
@@ -129,6 +132,10 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS audit_log (
     loa TEXT
 )";
 
+/// The index of `audit_log` by subject (PostgreSQL, and an in-memory SQLite database); a SQLite
+/// file keeps it beside the trail instead ([`subjects`]).
+const SUBJECT_INDEX: &str = "audit_log_subject";
+
 const INDEXES: [&str; 4] = [
     "CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at)",
     "CREATE INDEX IF NOT EXISTS audit_log_subject ON audit_log (subject_hash)",
@@ -160,6 +167,21 @@ impl AuditStore {
     pub async fn open(url: &str) -> Result<AuditStore, AuditError> {
         sqlx::any::install_default_drivers();
         let is_sqlite = url.starts_with("sqlite:");
+        // A SQLite file's subject index lives beside it (`provider/audit/subjects.rs`); every
+        // connection of the pool sees it as `subjects`, so it must exist before they open.
+        let file = if is_sqlite {
+            eservices::store::sqlite_file(url)
+        } else {
+            None
+        };
+        let attach = match &file {
+            Some(file) => {
+                let index = subjects::index_path(file);
+                subjects::prepare(&index)?;
+                Some(index.to_string_lossy().into_owned())
+            }
+            None => None,
+        };
         let options = AnyPoolOptions::new()
             .max_connections(if is_sqlite { 4 } else { 8 })
             .acquire_timeout(Duration::from_secs(3))
@@ -167,7 +189,14 @@ impl AuditStore {
             // only adds a hand-off to its thread on the way to every audit commit.
             .test_before_acquire(!is_sqlite)
             .after_connect(move |conn, _meta| {
+                let attach = attach.clone();
                 Box::pin(async move {
+                    if let Some(index) = attach {
+                        sqlx::query("ATTACH DATABASE $1 AS subjects")
+                            .bind(index)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
                     if is_sqlite {
                         // WAL lets readers (the audit CLI) run beside the writer; FULL makes a
                         // commit survive power loss, not only a process crash.
@@ -187,11 +216,7 @@ impl AuditStore {
         Ok(AuditStore {
             pool: options.connect(url).await?,
             sqlite: is_sqlite,
-            direct: if is_sqlite {
-                sqlite::SqliteAudit::for_url(url).map(Arc::new)
-            } else {
-                None
-            },
+            direct: file.map(|file| Arc::new(sqlite::SqliteAudit::new(file))),
         })
     }
 
@@ -199,7 +224,29 @@ impl AuditStore {
     pub async fn migrate(&self) -> Result<(), AuditError> {
         sqlx::query(SCHEMA).execute(&self.pool).await?;
         for index in INDEXES {
+            if self.direct.is_some() && index.contains(SUBJECT_INDEX) {
+                continue;
+            }
             sqlx::query(index).execute(&self.pool).await?;
+        }
+        if self.direct.is_some() {
+            // A SQLite file keeps its subject index in a file of its own (`subjects`); an
+            // index inside the trail, from before, would only slow every commit.
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP INDEX IF EXISTS {SUBJECT_INDEX}"
+            )))
+            .execute(&self.pool)
+            .await?;
+            sqlx::query(subjects::TRAIL_TABLE)
+                .execute(&self.pool)
+                .await?;
+            sqlx::query(
+                "INSERT INTO audit_trail (trail_id) SELECT $1 \
+                 WHERE NOT EXISTS (SELECT 1 FROM audit_trail)",
+            )
+            .bind(uuid::Uuid::new_v4().to_string())
+            .execute(&self.pool)
+            .await?;
         }
         super::audit_fruizioni::migrate(&self.pool).await?;
         super::audit_lifecycle::migrate(&self.pool).await?;
@@ -274,9 +321,23 @@ impl AuditStore {
             ("purpose_id =", q.purpose_id.as_deref()),
             ("subject_hash =", q.subject_hash.as_deref()),
             ("request_id =", q.request_id.as_deref()),
+            (
+                subjects::SUBJECT_FILTER,
+                q.subject_hash.as_deref().filter(|_| self.direct.is_some()),
+            ),
         ];
         let rows = select_where(&self.pool, sql, &filters, q.limit).await?;
         rows.iter().map(record_from_row).collect()
+    }
+
+    /// Brings a SQLite file's subject index up to the trail's end, on the caller's thread (it
+    /// blocks); returns the records it passed. The writer's indexer does the same every
+    /// second; lookups never depend on it (they scan what it has not reached).
+    pub fn index_subjects(&self) -> Result<u64, AuditError> {
+        match &self.direct {
+            Some(direct) => subjects::Indexer::open(direct.path())?.catch_up(),
+            None => Ok(0),
+        }
     }
 
     /// Number of records (for tests and the CLI summary).
@@ -356,7 +417,13 @@ async fn select_where(
     for (clause, value) in filters {
         if let Some(value) = value {
             binds.push(value);
-            sql.push_str(&format!(" AND {clause} ${}", binds.len()));
+            let param = format!("${}", binds.len());
+            // A clause names where its value goes with `{}`, or takes it at its end.
+            if clause.contains("{}") {
+                sql.push_str(&format!(" AND {}", clause.replace("{}", &param)));
+            } else {
+                sql.push_str(&format!(" AND {clause} {param}"));
+            }
         }
     }
     sql.push_str(" ORDER BY at, record_id");
@@ -497,6 +564,7 @@ impl AuditLog {
                 if let Err(e) = direct.set_busy_timeout(commit_timeout) {
                     tracing::error!(error = %e, "audit: cannot set the SQLite busy timeout");
                 }
+                subjects::start(direct);
                 // The runtime is built on the new thread: one dropped here, inside the
                 // caller's runtime, would panic.
                 let spawned = std::thread::Builder::new()
@@ -782,5 +850,6 @@ impl super::Stage for AuditStage {
 
 mod rows;
 mod sqlite;
+pub(crate) mod subjects;
 #[cfg(test)]
 mod tests;

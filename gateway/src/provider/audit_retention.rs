@@ -14,6 +14,7 @@
 //! leaves a row in `audit_purges` (range and counts); `--dry-run` counts and changes nothing.
 //! Days are Europe/Rome days, like the tracing file's.
 
+use super::audit::subjects;
 use super::audit_lifecycle::{day_bounds, rome_day};
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use sqlx::{AnyPool, Row};
@@ -102,6 +103,18 @@ async fn oldest(pool: &AnyPool) -> Result<Option<String>, sqlx::Error> {
         };
     }
     Ok(oldest)
+}
+
+/// Is a subject index attached to this connection (a SQLite audit file's)?
+async fn has_subject_index(conn: &mut sqlx::AnyConnection) -> Result<bool, sqlx::Error> {
+    if conn.backend_name() != "SQLite" {
+        return Ok(false);
+    }
+    let n: i64 = sqlx::query("SELECT COUNT(*) FROM pragma_database_list WHERE name = 'subjects'")
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get(0)?;
+    Ok(n > 0)
 }
 
 /// Purges (or, with `dry_run`, counts) the records older than the period at `now`.
@@ -198,6 +211,17 @@ pub async fn purge(
             .execute(&mut *tx)
             .await?;
         }
+    }
+    if !purgeable.is_empty() && has_subject_index(&mut tx).await? {
+        // A SQLite file's subject index (`provider/audit/subjects.rs`): entries of purged
+        // records go, and records after a purge that emptied the trail reuse rowids the index
+        // had passed, so its end comes down to the trail's.
+        sqlx::query(subjects::PURGE_DROPS_ENTRIES)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(subjects::PURGE_LOWERS_UPTO)
+            .execute(&mut *tx)
+            .await?;
     }
     if let Some(cutoff) = &aggregate_cutoff {
         report.aggregates = sqlx::query("DELETE FROM audit_daily WHERE day < $1")

@@ -96,7 +96,15 @@ impl TempSqlite {
 
 impl Drop for TempSqlite {
     fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm", "-journal"] {
+        for suffix in [
+            "",
+            "-wal",
+            "-shm",
+            "-journal",
+            ".subjects",
+            ".subjects-wal",
+            ".subjects-shm",
+        ] {
             let mut file = self.path.clone().into_os_string();
             file.push(suffix);
             let _ = std::fs::remove_file(file);

@@ -34,17 +34,26 @@ struct State {
 }
 
 impl SqliteAudit {
-    /// The audit file that `url` (a sqlx SQLite URL) names; `None` for an in-memory database
-    /// ([`eservices::store::sqlite_file`]).
-    pub(super) fn for_url(url: &str) -> Option<SqliteAudit> {
-        Some(SqliteAudit {
-            path: eservices::store::sqlite_file(url)?,
+    /// The commits to one audit file (the file a sqlx SQLite URL names:
+    /// [`eservices::store::sqlite_file`]).
+    pub(super) fn new(path: PathBuf) -> SqliteAudit {
+        SqliteAudit {
+            path,
             state: Mutex::new(State {
                 conn: None,
                 busy_timeout: Duration::from_secs(5),
                 closed: false,
             }),
-        })
+        }
+    }
+
+    pub(super) fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// After [`SqliteAudit::close`] (or a poisoned lock): nothing more will be written.
+    pub(super) fn is_closed(&self) -> bool {
+        self.state.lock().map(|s| s.closed).unwrap_or(true)
     }
 
     /// How long a commit waits for a lock another connection holds.

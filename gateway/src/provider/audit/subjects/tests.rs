@@ -1,0 +1,272 @@
+//! The subject index: a lookup by subject finds exactly the records a full scan finds, before
+//! the indexer has passed them, after, and across what moves rowids (a purge that empties the
+//! trail, a trail replaced under a kept index, an index file deleted).
+
+use super::super::{format_time, AuditQuery, AuditRecord, AuditStore, SubjectHasher};
+use super::*;
+use crate::provider::audit_retention::{purge, Retention};
+use chrono::{Duration as Days, Utc};
+
+fn hasher() -> SubjectHasher {
+    SubjectHasher::new(&[5u8; 32]).unwrap()
+}
+
+fn record(subject: Option<&str>, days_ago: i64) -> AuditRecord {
+    AuditRecord {
+        record_id: uuid::Uuid::new_v4().to_string(),
+        time: format_time(Utc::now() - Days::days(days_ago)),
+        request_id: "req".into(),
+        consumer_id: Some("consumer".into()),
+        client_id: None,
+        purpose_id: Some("purpose".into()),
+        voucher_jti: None,
+        eservice: "anagrafe".into(),
+        operation: Some("residenza".into()),
+        status: 200,
+        latency_ms: 1,
+        subject_hash: subject.map(|s| hasher().hash(s)),
+        user_id: None,
+        user_location: None,
+        loa: None,
+    }
+}
+
+async fn about(store: &AuditStore, subject: &str) -> Vec<AuditRecord> {
+    store
+        .query(&AuditQuery {
+            subject_hash: Some(hasher().hash(subject)),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
+/// The index's end and its entries, read from its file.
+fn index_state(db: &test_support::TestDb) -> (i64, i64) {
+    let path = index_path(&eservices::store::sqlite_file(&db.url).unwrap());
+    let conn = Connection::open(path).unwrap();
+    conn.query_row(
+        "SELECT (SELECT rowid_upto FROM indexed_upto), (SELECT COUNT(*) FROM subject_index)",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .unwrap()
+}
+
+async fn insert(store: &AuditStore, records: Vec<AuditRecord>) {
+    store.insert_batch(&records).await.unwrap();
+}
+
+#[tokio::test]
+async fn lookups_find_the_same_records_before_and_after_the_index_passes_them() {
+    let db = test_support::TestDb::sqlite("pdndgw-subjects");
+    let store = AuditStore::connect(&db).await.unwrap();
+    // The trail itself has no index by subject: that is the point.
+    let inline: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE name = 'audit_log_subject'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(inline, 0);
+    let subjects = ["AAA", "BBB", "CCC"];
+    let mut expected = [0usize; 3];
+    let mut batch = Vec::new();
+    for i in 0..300usize {
+        let which = (i * 7 + i / 5) % 4;
+        if which < 3 {
+            expected[which] += 1;
+            batch.push(record(Some(subjects[which]), 0));
+        } else {
+            batch.push(record(None, 0));
+        }
+    }
+    insert(&store, batch).await;
+    // Nothing indexed yet: every lookup is the tail's.
+    assert_eq!(index_state(&db), (0, 0));
+    for (s, n) in subjects.iter().zip(expected) {
+        assert_eq!(about(&store, s).await.len(), n, "{s} before indexing");
+    }
+    // Part of the trail indexed (small passes), then all of it.
+    let mut indexer = Indexer::open(&eservices::store::sqlite_file(&db.url).unwrap()).unwrap();
+    assert_eq!(indexer.pass(100).unwrap(), 100);
+    assert_eq!(index_state(&db).0, 100);
+    for (s, n) in subjects.iter().zip(expected) {
+        assert_eq!(about(&store, s).await.len(), n, "{s} with a third indexed");
+    }
+    assert_eq!(indexer.catch_up().unwrap(), 200);
+    assert_eq!(indexer.pass(100).unwrap(), 0);
+    let (upto, entries) = index_state(&db);
+    assert_eq!(upto, 300);
+    assert_eq!(
+        entries,
+        expected.iter().sum::<usize>() as i64,
+        "records without a subject have no entry"
+    );
+    for (s, n) in subjects.iter().zip(expected) {
+        let found = about(&store, s).await;
+        assert_eq!(found.len(), n, "{s} indexed");
+        assert!(found
+            .iter()
+            .all(|r| r.subject_hash == Some(hasher().hash(s))));
+    }
+    // New records after the index: found through the tail, then through the index.
+    insert(&store, vec![record(Some("AAA"), 0), record(Some("DDD"), 0)]).await;
+    assert_eq!(about(&store, "AAA").await.len(), expected[0] + 1);
+    assert_eq!(about(&store, "DDD").await.len(), 1);
+    assert_eq!(store.index_subjects().unwrap(), 2);
+    assert_eq!(about(&store, "AAA").await.len(), expected[0] + 1);
+    assert_eq!(about(&store, "DDD").await.len(), 1);
+    assert!(about(&store, "EEE").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_purge_that_empties_the_trail_brings_the_index_end_down() {
+    let db = test_support::TestDb::sqlite("pdndgw-subjects");
+    let store = AuditStore::connect(&db).await.unwrap();
+    insert(&store, (0..5).map(|_| record(Some("AAA"), 40)).collect()).await;
+    assert_eq!(store.index_subjects().unwrap(), 5);
+    let retention = Retention {
+        records_days: Some(30),
+        aggregate_days: None,
+        require_deposit: false,
+    };
+    let report = purge(store.pool(), retention, Utc::now(), false)
+        .await
+        .unwrap();
+    assert_eq!(report.records, 5);
+    // The purged records' entries are gone, and the end is the (empty) trail's.
+    assert_eq!(index_state(&db), (0, 0));
+    // SQLite gives the next records the rowids of the purged ones: they must be found.
+    insert(&store, vec![record(Some("AAA"), 0), record(Some("BBB"), 0)]).await;
+    assert_eq!(about(&store, "AAA").await.len(), 1);
+    assert_eq!(about(&store, "BBB").await.len(), 1);
+    store.index_subjects().unwrap();
+    assert_eq!(about(&store, "AAA").await.len(), 1);
+    assert_eq!(index_state(&db), (2, 2));
+}
+
+#[tokio::test]
+async fn a_purge_that_keeps_records_drops_only_the_entries_below_them() {
+    let db = test_support::TestDb::sqlite("pdndgw-subjects");
+    let store = AuditStore::connect(&db).await.unwrap();
+    insert(&store, (0..3).map(|_| record(Some("AAA"), 40)).collect()).await;
+    insert(&store, (0..2).map(|_| record(Some("AAA"), 1)).collect()).await;
+    store.index_subjects().unwrap();
+    let retention = Retention {
+        records_days: Some(30),
+        aggregate_days: None,
+        require_deposit: false,
+    };
+    purge(store.pool(), retention, Utc::now(), false)
+        .await
+        .unwrap();
+    assert_eq!(index_state(&db), (5, 2));
+    assert_eq!(about(&store, "AAA").await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_trail_replaced_under_a_kept_index_is_indexed_afresh() {
+    let db = test_support::TestDb::sqlite("pdndgw-subjects");
+    let file = eservices::store::sqlite_file(&db.url).unwrap();
+    {
+        let store = AuditStore::connect(&db).await.unwrap();
+        insert(&store, (0..5).map(|_| record(Some("AAA"), 0)).collect()).await;
+        store.index_subjects().unwrap();
+        store.close().await;
+    }
+    // Another trail in the same place (the old one deleted), the index file kept.
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = file.clone().into_os_string();
+        name.push(suffix);
+        let _ = std::fs::remove_file(name);
+    }
+    // The new trail is longer than the old one was: its records 1 to 5 sit at or below the
+    // index's end, which only the trail's id tells apart.
+    let store = AuditStore::connect(&db).await.unwrap();
+    insert(&store, (0..7).map(|_| record(Some("BBB"), 0)).collect()).await;
+    let log = super::super::AuditLog::start(store.clone(), 8);
+    // The writer's start reconciled the index: emptied, from the start of the new trail.
+    assert_eq!(index_state(&db), (0, 0));
+    log.record(record(Some("BBB"), 0)).await.unwrap();
+    assert_eq!(about(&store, "BBB").await.len(), 8);
+    assert!(about(&store, "AAA").await.is_empty());
+    store.index_subjects().unwrap();
+    assert_eq!(about(&store, "BBB").await.len(), 8);
+    assert_eq!(index_state(&db), (8, 8));
+}
+
+#[tokio::test]
+async fn a_trail_shorter_than_the_index_is_trimmed_at_the_writers_start() {
+    let db = test_support::TestDb::sqlite("pdndgw-subjects");
+    let store = AuditStore::connect(&db).await.unwrap();
+    insert(&store, (0..5).map(|_| record(Some("AAA"), 0)).collect()).await;
+    store.index_subjects().unwrap();
+    // The last records went (a restore of an older copy of the same trail).
+    sqlx::query("DELETE FROM audit_log WHERE rowid > 2")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let log = super::super::AuditLog::start(store.clone(), 8);
+    assert_eq!(index_state(&db), (2, 2));
+    log.record(record(Some("AAA"), 0)).await.unwrap();
+    assert_eq!(about(&store, "AAA").await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_deleted_index_file_is_rebuilt_from_the_trail() {
+    let db = test_support::TestDb::sqlite("pdndgw-subjects");
+    let file = eservices::store::sqlite_file(&db.url).unwrap();
+    {
+        let store = AuditStore::connect(&db).await.unwrap();
+        insert(&store, (0..4).map(|_| record(Some("AAA"), 0)).collect()).await;
+        store.index_subjects().unwrap();
+        store.close().await;
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = index_path(&file).into_os_string();
+        name.push(suffix);
+        let _ = std::fs::remove_file(name);
+    }
+    let store = AuditStore::connect(&db).await.unwrap();
+    assert_eq!(about(&store, "AAA").await.len(), 4);
+    assert_eq!(store.index_subjects().unwrap(), 4);
+    assert_eq!(about(&store, "AAA").await.len(), 4);
+}
+
+#[tokio::test]
+async fn the_writers_indexer_catches_up_by_itself() {
+    let db = test_support::TestDb::sqlite("pdndgw-subjects");
+    let store = AuditStore::connect(&db).await.unwrap();
+    let log = super::super::AuditLog::start(store.clone(), 8);
+    for _ in 0..3 {
+        log.record(record(Some("AAA"), 0)).await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + INTERVAL * 10;
+    while index_state(&db).0 < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the indexer did not run"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(index_state(&db), (3, 3));
+}
+
+#[tokio::test]
+async fn a_pass_that_a_purge_overtook_moves_nothing() {
+    let db = test_support::TestDb::sqlite("pdndgw-subjects");
+    let store = AuditStore::connect(&db).await.unwrap();
+    insert(&store, (0..3).map(|_| record(Some("AAA"), 0)).collect()).await;
+    let file = eservices::store::sqlite_file(&db.url).unwrap();
+    let mut indexer = Indexer::open(&file).unwrap();
+    // A purge lowered the end after this pass read it: the pass's compare fails.
+    indexer
+        .conn
+        .execute_batch(
+            "CREATE TEMP TRIGGER lower BEFORE INSERT ON subject_index \
+             BEGIN UPDATE indexed_upto SET rowid_upto = -1; END",
+        )
+        .unwrap();
+    assert_eq!(indexer.pass(100).unwrap(), 0);
+    assert_eq!(index_state(&db), (0, 0));
+}
