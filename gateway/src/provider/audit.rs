@@ -314,6 +314,13 @@ impl AuditStore {
         let sql = "SELECT record_id, at, request_id, consumer_id, client_id, purpose_id, \
              voucher_jti, eservice, operation, status, latency_ms, subject_hash, user_id, \
              user_location, loa FROM audit_log";
+        // A SQLite file's lookups by subject go through its subject index, by the hash's key
+        // (bound as text: SQLite compares it with the INTEGER column as a number).
+        let subject_key = q
+            .subject_hash
+            .as_deref()
+            .filter(|_| self.direct.is_some())
+            .map(|hash| subjects::key(hash).to_string());
         let filters = [
             ("at >=", q.from.as_deref()),
             ("at <", q.to.as_deref()),
@@ -321,10 +328,7 @@ impl AuditStore {
             ("purpose_id =", q.purpose_id.as_deref()),
             ("subject_hash =", q.subject_hash.as_deref()),
             ("request_id =", q.request_id.as_deref()),
-            (
-                subjects::SUBJECT_FILTER,
-                q.subject_hash.as_deref().filter(|_| self.direct.is_some()),
-            ),
+            (subjects::SUBJECT_FILTER, subject_key.as_deref()),
         ];
         let rows = select_where(&self.pool, sql, &filters, q.limit).await?;
         rows.iter().map(record_from_row).collect()

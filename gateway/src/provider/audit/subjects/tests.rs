@@ -270,3 +270,35 @@ async fn a_pass_that_a_purge_overtook_moves_nothing() {
     assert_eq!(indexer.pass(100).unwrap(), 0);
     assert_eq!(index_state(&db), (0, 0));
 }
+
+#[test]
+fn a_key_is_the_hash_prefix_as_a_number_and_any_other_text_still_has_one() {
+    assert_eq!(key("0000000000000001ffff"), 1);
+    assert_eq!(key("ffffffffffffffff"), -1);
+    assert_eq!(key(&hasher().hash("AAA")), key(&hasher().hash("AAA")));
+    assert_ne!(key(&hasher().hash("AAA")), key(&hasher().hash("BBB")));
+    // Not 16 hex digits (a sign, a short text, non-ASCII): FNV-1a, the same every time.
+    for odd in ["+000000000000001", "abc", "", "àèìòùàèìòùàèìòùà"] {
+        assert_eq!(key(odd), key(odd), "{odd}");
+    }
+    assert_ne!(key("+000000000000001"), 1);
+}
+
+#[tokio::test]
+async fn a_subject_hash_that_is_not_hex_is_found_too() {
+    let db = test_support::TestDb::sqlite("pdndgw-subjects");
+    let store = AuditStore::connect(&db).await.unwrap();
+    let mut odd = record(None, 0);
+    odd.subject_hash = Some("not a hex hash".into());
+    insert(&store, vec![odd, record(Some("AAA"), 0)]).await;
+    store.index_subjects().unwrap();
+    let found = store
+        .query(&AuditQuery {
+            subject_hash: Some("not a hex hash".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(index_state(&db), (2, 2));
+}
