@@ -57,6 +57,32 @@ async fn insert(store: &AuditStore, records: Vec<AuditRecord>) {
     store.insert_batch(&records).await.unwrap();
 }
 
+/// A trail at `db` with `n` records about AAA, all indexed, its store closed.
+async fn indexed_and_closed(db: &test_support::TestDb, n: usize) {
+    let store = AuditStore::connect(db).await.unwrap();
+    insert(&store, (0..n).map(|_| record(Some("AAA"), 0)).collect()).await;
+    store.index_subjects().unwrap();
+    store.close().await;
+}
+
+/// Deletes a SQLite file with its WAL and shared-memory files.
+fn remove_with_wal(file: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = file.as_os_str().to_owned();
+        name.push(suffix);
+        let _ = std::fs::remove_file(name);
+    }
+}
+
+/// Records are kept 30 days; no aggregates, no deposit needed.
+fn thirty_days() -> Retention {
+    Retention {
+        records_days: Some(30),
+        aggregate_days: None,
+        require_deposit: false,
+    }
+}
+
 #[tokio::test]
 async fn lookups_find_the_same_records_before_and_after_the_index_passes_them() {
     let db = test_support::TestDb::sqlite("pdndgw-subjects");
@@ -125,12 +151,7 @@ async fn a_purge_that_empties_the_trail_brings_the_index_end_down() {
     let store = AuditStore::connect(&db).await.unwrap();
     insert(&store, (0..5).map(|_| record(Some("AAA"), 40)).collect()).await;
     assert_eq!(store.index_subjects().unwrap(), 5);
-    let retention = Retention {
-        records_days: Some(30),
-        aggregate_days: None,
-        require_deposit: false,
-    };
-    let report = purge(store.pool(), retention, Utc::now(), false)
+    let report = purge(store.pool(), thirty_days(), Utc::now(), false)
         .await
         .unwrap();
     assert_eq!(report.records, 5);
@@ -152,12 +173,7 @@ async fn a_purge_that_keeps_records_drops_only_the_entries_below_them() {
     insert(&store, (0..3).map(|_| record(Some("AAA"), 40)).collect()).await;
     insert(&store, (0..2).map(|_| record(Some("AAA"), 1)).collect()).await;
     store.index_subjects().unwrap();
-    let retention = Retention {
-        records_days: Some(30),
-        aggregate_days: None,
-        require_deposit: false,
-    };
-    purge(store.pool(), retention, Utc::now(), false)
+    purge(store.pool(), thirty_days(), Utc::now(), false)
         .await
         .unwrap();
     assert_eq!(index_state(&db), (5, 2));
@@ -168,18 +184,9 @@ async fn a_purge_that_keeps_records_drops_only_the_entries_below_them() {
 async fn a_trail_replaced_under_a_kept_index_is_indexed_afresh() {
     let db = test_support::TestDb::sqlite("pdndgw-subjects");
     let file = eservices::store::sqlite_file(&db.url).unwrap();
-    {
-        let store = AuditStore::connect(&db).await.unwrap();
-        insert(&store, (0..5).map(|_| record(Some("AAA"), 0)).collect()).await;
-        store.index_subjects().unwrap();
-        store.close().await;
-    }
+    indexed_and_closed(&db, 5).await;
     // Another trail in the same place (the old one deleted), the index file kept.
-    for suffix in ["", "-wal", "-shm"] {
-        let mut name = file.clone().into_os_string();
-        name.push(suffix);
-        let _ = std::fs::remove_file(name);
-    }
+    remove_with_wal(&file);
     // The new trail is longer than the old one was: its records 1 to 5 sit at or below the
     // index's end, which only the trail's id tells apart.
     let store = AuditStore::connect(&db).await.unwrap();
@@ -216,17 +223,8 @@ async fn a_trail_shorter_than_the_index_is_trimmed_at_the_writers_start() {
 async fn a_deleted_index_file_is_rebuilt_from_the_trail() {
     let db = test_support::TestDb::sqlite("pdndgw-subjects");
     let file = eservices::store::sqlite_file(&db.url).unwrap();
-    {
-        let store = AuditStore::connect(&db).await.unwrap();
-        insert(&store, (0..4).map(|_| record(Some("AAA"), 0)).collect()).await;
-        store.index_subjects().unwrap();
-        store.close().await;
-    }
-    for suffix in ["", "-wal", "-shm"] {
-        let mut name = index_path(&file).into_os_string();
-        name.push(suffix);
-        let _ = std::fs::remove_file(name);
-    }
+    indexed_and_closed(&db, 4).await;
+    remove_with_wal(&index_path(&file));
     let store = AuditStore::connect(&db).await.unwrap();
     assert_eq!(about(&store, "AAA").await.len(), 4);
     assert_eq!(store.index_subjects().unwrap(), 4);
