@@ -66,8 +66,8 @@ impl SqliteAudit {
         Ok(())
     }
 
-    /// Commits the records of both tables: one statement when they are of one table, else one
-    /// transaction with one statement a table (all or nothing across the two).
+    /// Commits the records of both tables, all or nothing: records of one table as
+    /// [`insert_sqlite`] does, records of both in one transaction around the two.
     pub(super) fn insert<E: TableRow, F: TableRow>(
         &self,
         eservice: &[&E],

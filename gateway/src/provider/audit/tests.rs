@@ -277,7 +277,7 @@ async fn fruizioni_batches_and_mixed_batches_are_stored_exactly_and_all_or_nothi
 }
 
 async fn fruizioni_round_trip(store: &AuditStore) {
-    // 70 = 64 + 4 + 2 rows on PostgreSQL, one statement of 70 (not kept prepared) on SQLite;
+    // 70 = 64 + 4 + 2 rows, in one transaction (on a SQLite file, the writer's own);
     // text with quotes, a control character and non-ASCII comes back unchanged.
     let mut batch: Vec<FruizioneRecord> = (0..70).map(fruizione).collect();
     batch[3].user_id = Some("operatore \"ufficio\" \\ caffè 😀 \u{0007}".into());
@@ -292,7 +292,8 @@ async fn fruizioni_round_trip(store: &AuditStore) {
     assert!(store.insert_entries(&entries(&[], &again)).await.is_err());
     assert_eq!(all_fruizioni(store).await.len(), 70);
 
-    // A batch with records of both tables: a duplicate in either table fails both.
+    // A batch with records of both tables: a duplicate in either table fails both (5 = 4 + 1
+    // rows inside the transaction of both tables).
     let eservice: Vec<AuditRecord> = (0..5).map(|i| record(i, None)).collect();
     let mut out: Vec<FruizioneRecord> = (200..203).map(fruizione).collect();
     out[2].record_id = batch[1].record_id.clone();
