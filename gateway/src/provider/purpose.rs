@@ -106,7 +106,9 @@ pub enum Refusal {
 /// The purposes in force, swapped whole on reload.
 #[derive(Default)]
 pub struct PurposeRegistry {
-    by_id: RwLock<Arc<HashMap<String, Purpose>>>,
+    /// Each record behind an `Arc`: the stage hands the caller's record to the later stages
+    /// without copying its strings.
+    by_id: RwLock<Arc<HashMap<String, Arc<Purpose>>>>,
     /// The file's records and the database's, kept apart so that reloading one source keeps
     /// the other; merged into `by_id` (the database wins for the same purposeId, since it is
     /// the source operators change live).
@@ -163,7 +165,7 @@ impl PurposeRegistry {
         let map = file
             .iter()
             .chain(db.iter())
-            .map(|p| (p.purpose_id.to_ascii_lowercase(), p.clone()))
+            .map(|p| (p.purpose_id.to_ascii_lowercase(), Arc::new(p.clone())))
             .collect();
         *self.by_id.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(map);
     }
@@ -203,7 +205,7 @@ impl PurposeRegistry {
         self.len() == 0
     }
 
-    fn snapshot(&self) -> Arc<HashMap<String, Purpose>> {
+    fn snapshot(&self) -> Arc<HashMap<String, Arc<Purpose>>> {
         self.by_id.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
@@ -213,12 +215,16 @@ impl PurposeRegistry {
         voucher: &Voucher,
         eservice: Eservice,
         operation: Operation,
-    ) -> Result<Purpose, Refusal> {
+    ) -> Result<Arc<Purpose>, Refusal> {
         let snapshot = self.snapshot();
         let id = voucher.purpose_id();
-        let purpose = snapshot
-            .get(&id.to_ascii_lowercase())
-            .ok_or_else(|| Refusal::Unknown(id.to_owned()))?;
+        // PDND's purpose ids are lower-case UUIDs: the lookup copies only one that is not.
+        let purpose = if id.bytes().any(|b| b.is_ascii_uppercase()) {
+            snapshot.get(&id.to_ascii_lowercase())
+        } else {
+            snapshot.get(id)
+        }
+        .ok_or_else(|| Refusal::Unknown(id.to_owned()))?;
         if purpose.state == PurposeState::Suspended {
             return Err(Refusal::Suspended(id.to_owned()));
         }
@@ -256,7 +262,7 @@ impl PurposeRegistry {
                 }
             }
         }
-        Ok(purpose.clone())
+        Ok(Arc::clone(purpose))
     }
 }
 

@@ -45,6 +45,7 @@ use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpResponse};
 use chrono::{DateTime, Utc};
 use eservices::Eservice;
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -119,6 +120,16 @@ pub struct QuotaStage {
     pub clock: Arc<dyn Clock>,
 }
 
+/// `s` in ASCII lower case, copied only when it has an upper-case letter (PDND's ids are
+/// lower-case UUIDs already).
+fn lower(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
 /// Whole seconds, rounded up (a client told 0 would call again at once).
 fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
@@ -134,13 +145,13 @@ impl QuotaStage {
             .max(1);
         let to_midnight = u64::try_from(to_midnight).unwrap_or(1);
         let eservice = self.eservice.id();
-        let purpose_id = purpose.purpose_id.to_ascii_lowercase();
+        let purpose_id = lower(&purpose.purpose_id);
 
         let (per_second, burst) = self.rates.for_purpose(&purpose_id);
         let rate = self
             .store
             .gcra(
-                &format!("rate:{eservice}:{consumer}:{purpose_id}"),
+                &["rate", eservice, consumer, &purpose_id].join(":"),
                 Gcra::per_second(per_second, burst),
             )
             .await?;
@@ -158,27 +169,30 @@ impl QuotaStage {
         }
 
         let ttl = Duration::from_secs(to_midnight + COUNTER_GRACE_SECS);
-        let counters = [
+        let day = day.to_string();
+        // Each key is built only for a threshold that is set.
+        let counters: [(Threshold, Option<u64>, [&str; 5]); 3] = [
             (
                 Threshold::Purpose,
                 purpose.daily_quota,
-                format!("quota:{day}:purpose:{purpose_id}"),
+                ["quota", &day, "purpose", &purpose_id, ""],
             ),
             (
                 Threshold::Consumer,
                 self.thresholds.per_consumer,
-                format!("quota:{day}:consumer:{eservice}:{consumer}"),
+                ["quota", &day, "consumer", eservice, consumer],
             ),
             (
                 Threshold::Total,
                 self.thresholds.total,
-                format!("quota:{day}:total:{eservice}"),
+                ["quota", &day, "total", eservice, ""],
             ),
         ];
         let mut tightest: Option<Window> = None;
-        for (threshold, limit, key) in counters {
+        for (threshold, limit, parts) in counters {
             let Some(limit) = limit else { continue };
-            let count = self.store.incr(&key, ttl).await?;
+            let parts = parts.split(|p| p.is_empty()).next().unwrap_or(&parts);
+            let count = self.store.incr(&parts.join(":"), ttl).await?;
             let window = Window {
                 threshold,
                 limit,
@@ -207,7 +221,7 @@ impl QuotaStage {
     ) -> Result<ServiceResponse<BoxBody>, Error> {
         let request_id = super::request_id::of(&req);
         // The purpose stage's decision; this stage runs only after it admitted the call.
-        let Some(purpose) = req.extensions().get::<Purpose>().cloned() else {
+        let Some(purpose) = req.extensions().get::<Arc<Purpose>>().cloned() else {
             tracing::error!(request_id, "quota stage reached without a purpose");
             let mut problem = Problem::internal();
             if let Some(id) = &request_id {
@@ -215,11 +229,13 @@ impl QuotaStage {
             }
             return Ok(req.into_response(problem.into_response()));
         };
-        let consumer = super::voucher::of(&req)
-            .and_then(|v| v.consumer_id().map(str::to_owned))
-            .or_else(|| purpose.consumer_id.clone())
-            .unwrap_or_else(|| purpose.consumer_name.clone())
-            .to_ascii_lowercase();
+        let voucher = super::voucher::of(&req);
+        let consumer = voucher
+            .as_ref()
+            .and_then(|v| v.consumer_id())
+            .or(purpose.consumer_id.as_deref())
+            .unwrap_or(&purpose.consumer_name);
+        let consumer = lower(consumer).into_owned();
         match self.admit(&purpose, &consumer).await {
             Ok(Outcome::Admitted(window)) => {
                 let mut res = next.call(req).await?;

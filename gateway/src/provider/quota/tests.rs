@@ -295,7 +295,7 @@ fn dead_redis() -> Arc<dyn StateStore> {
 macro_rules! app {
     ($stage:expr, $purpose:expr) => {{
         let stage = Arc::new($stage);
-        let purpose: Purpose = $purpose;
+        let purpose: Arc<Purpose> = Arc::new($purpose);
         test::init_service(
             App::new().service(
                 web::resource("/r")
