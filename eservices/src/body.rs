@@ -69,18 +69,26 @@ fn is_json(req: &HttpRequest) -> bool {
     let Ok(value) = value.to_str() else {
         return false;
     };
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    // Compared without lower-casing a copy: this runs on every call.
+    let essence = value.split(';').next().unwrap_or("").trim().as_bytes();
+    let starts =
+        |p: &str| essence.len() >= p.len() && essence[..p.len()].eq_ignore_ascii_case(p.as_bytes());
+    let ends = |p: &str| {
+        essence.len() >= p.len()
+            && essence[essence.len() - p.len()..].eq_ignore_ascii_case(p.as_bytes())
+    };
+    essence.eq_ignore_ascii_case(b"application/json") || (starts("application/") && ends("+json"))
 }
 
 /// Deserialises `bytes` into `T`, with an error that names the failing field.
+///
+/// A body that parses takes the plain path; only a failing one is parsed again with the path
+/// tracked, for the message (tracking the path of every field costs about as much as the
+/// parse itself).
 pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
@@ -222,6 +230,40 @@ mod tests {
             .unwrap();
         assert_eq!(ok.codice_fiscale.as_str(), "RSSMRA85T10A562S");
         assert_eq!(ok.inner.anno, 1);
+    }
+
+    #[test]
+    fn only_json_media_types_are_json() {
+        let is = |ct: &str| {
+            is_json(
+                &actix_web::test::TestRequest::default()
+                    .insert_header((header::CONTENT_TYPE, ct))
+                    .to_http_request(),
+            )
+        };
+        for ok in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            " application/json ;q=1",
+            "application/merge-patch+json",
+            "APPLICATION/PROBLEM+JSON",
+        ] {
+            assert!(is(ok), "{ok}");
+        }
+        for refused in [
+            "",
+            "text/json",
+            "application/jsonx",
+            "application/xml",
+            "application+json",
+            "text/plain; a=application/json",
+            "application/json+xml",
+        ] {
+            assert!(!is(refused), "{refused}");
+        }
+        assert!(!is_json(
+            &actix_web::test::TestRequest::default().to_http_request()
+        ));
     }
 
     #[test]
