@@ -564,8 +564,8 @@ pub fn document_path(eservice: Eservice, format: DocumentFormat) -> &'static str
     }
 }
 
-/// Registers `/{eservice}/v1/openapi.{json,yaml}` and the documentation page. Register it before
-/// the e-service scopes: these paths need no voucher.
+/// Registers `/{eservice}/v1/openapi.{json,yaml}`. Register it before the e-service scopes:
+/// these paths need no voucher.
 pub fn routes(documents: web::Data<Documents>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         for &eservice in Eservice::all() {
@@ -580,17 +580,24 @@ pub fn routes(documents: web::Data<Documents>) -> impl FnOnce(&mut web::ServiceC
                 );
             }
         }
-        let bare = DOCS_PATH.trim_end_matches('/');
-        cfg.route(
-            bare,
-            web::get().to(|| async {
-                HttpResponse::Found()
-                    .insert_header(("location", DOCS_PATH))
-                    .finish()
-            }),
-        );
-        cfg.service(docs_ui());
     }
+}
+
+/// Registers the documentation page (`/docs/`). Register it after the e-service scopes: its
+/// path is a pattern (`/docs/{_:.*}`), which the router matches with a regular expression, and
+/// the router tries the routes in order, so before the scopes every e-service call paid for
+/// that match.
+pub fn docs_routes(cfg: &mut web::ServiceConfig) {
+    let bare = DOCS_PATH.trim_end_matches('/');
+    cfg.route(
+        bare,
+        web::get().to(|| async {
+            HttpResponse::Found()
+                .insert_header(("location", DOCS_PATH))
+                .finish()
+        }),
+    );
+    cfg.service(docs_ui());
 }
 
 fn serve(documents: &Documents, eservice: Eservice, format: DocumentFormat) -> HttpResponse {

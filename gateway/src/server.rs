@@ -283,10 +283,11 @@ pub fn public_app(
         .service(status_resource("/status"))
         .service(status_resource("/anagrafe/v1/status"))
         .service(status_resource("/tributi/v1/status"))
-        // The contracts and their documentation page: public, like /status.
+        // The contracts: public, like /status (their documentation page, after the scopes).
         .configure(openapi::routes(state.documents.clone()))
         .service(eservice_scope(Eservice::Anagrafe, &state.anagrafe))
         .service(eservice_scope(Eservice::Tributi, &state.tributi))
+        .configure(openapi::docs_routes)
         .default_service(web::to(not_found))
 }
 
