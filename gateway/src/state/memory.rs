@@ -6,7 +6,7 @@
 //! reset a limit. Expired keys are pruned on every call, in expiry order.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::gcra::{self, Gcra, GcraDecision};
@@ -21,11 +21,13 @@ pub struct MemoryStore {
     entries: Mutex<Entries>,
 }
 
+/// Each key is one shared string in both maps: a rate limit's key, updated on every call,
+/// moves in the expiry order without being copied.
 #[derive(Debug, Default)]
 struct Entries {
     /// key -> (expires, value).
-    values: HashMap<String, (Instant, u64)>,
-    by_expiry: BTreeSet<(Instant, String)>,
+    values: HashMap<Arc<str>, (Instant, u64)>,
+    by_expiry: BTreeSet<(Instant, Arc<str>)>,
 }
 
 impl Entries {
@@ -40,9 +42,32 @@ impl Entries {
         }
     }
 
-    fn insert(&mut self, key: &str, expires: Instant, value: u64) {
-        self.values.insert(key.to_owned(), (expires, value));
-        self.by_expiry.insert((expires, key.to_owned()));
+    /// Sets `key`'s value and expiry, creating it when new.
+    fn set(&mut self, key: &str, expires: Instant, value: u64) {
+        let existing = self
+            .values
+            .get_key_value(key)
+            .map(|(shared, (old_expires, _))| (Arc::clone(shared), *old_expires));
+        let Some((shared, old_expires)) = existing else {
+            let shared: Arc<str> = Arc::from(key);
+            self.values.insert(Arc::clone(&shared), (expires, value));
+            self.by_expiry.insert((expires, shared));
+            return;
+        };
+        if old_expires != expires {
+            let old = (old_expires, shared);
+            self.by_expiry.remove(&old);
+            self.by_expiry.insert((expires, old.1));
+        }
+        if let Some(entry) = self.values.get_mut(key) {
+            *entry = (expires, value);
+        }
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some((shared, (expires, _))) = self.values.remove_entry(key) {
+            self.by_expiry.remove(&(expires, shared));
+        }
     }
 }
 
@@ -86,7 +111,7 @@ impl MemoryStore {
         if entries.values.len() >= self.capacity {
             return Err(StateError::Full(self.capacity));
         }
-        entries.insert(key, now + ttl, 1);
+        entries.set(key, now + ttl, 1);
         Ok(true)
     }
 
@@ -101,7 +126,7 @@ impl MemoryStore {
         if entries.values.len() >= self.capacity {
             return Err(StateError::Full(self.capacity));
         }
-        entries.insert(key, now + ttl, 1);
+        entries.set(key, now + ttl, 1);
         Ok(1)
     }
 
@@ -116,19 +141,13 @@ impl MemoryStore {
         }
         let (decision, new_tat) = gcra::decide(stored, micros(now), rate);
         if let Some(tat) = new_tat {
-            if let Some((expires, _)) = entries.values.remove(key) {
-                entries.by_expiry.remove(&(expires, key.to_owned()));
-            }
-            entries.insert(key, now + decision.reset_after, tat);
+            entries.set(key, now + decision.reset_after, tat);
         }
         Ok(decision)
     }
 
     fn remove_now(&self, key: &str) {
-        let mut entries = self.lock();
-        if let Some((expires, _)) = entries.values.remove(key) {
-            entries.by_expiry.remove(&(expires, key.to_owned()));
-        }
+        self.lock().remove(key);
     }
 }
 
@@ -187,6 +206,30 @@ mod tests {
         store.remove("a").await.expect("remove");
         assert_eq!(store.insert_once("c", long).await, Ok(true));
         assert_eq!(store.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_key_updated_again_and_again_stays_one_entry_in_both_orders() {
+        let store = MemoryStore::new(10);
+        let rate = Gcra::per_second(1_000.0, 1_000);
+        for _ in 0..100 {
+            assert!(store.gcra("rate:k", rate).await.expect("gcra").allowed);
+        }
+        store
+            .remove("other")
+            .await
+            .expect("remove of a missing key");
+        {
+            let entries = store.lock();
+            assert_eq!(entries.values.len(), 1);
+            assert_eq!(entries.by_expiry.len(), 1);
+            let (expires, key) = entries.by_expiry.first().expect("one");
+            assert_eq!(&**key, "rate:k");
+            assert_eq!(entries.values.get("rate:k").map(|v| v.0), Some(*expires));
+        }
+        store.remove("rate:k").await.expect("remove");
+        let entries = store.lock();
+        assert!(entries.values.is_empty() && entries.by_expiry.is_empty());
     }
 
     #[tokio::test]
