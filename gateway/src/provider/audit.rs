@@ -107,10 +107,24 @@ impl SubjectHasher {
 
     /// Hex HMAC-SHA-256 of the identifier, upper-cased and trimmed first so that the same
     /// subject always hashes the same however it was typed.
+    ///
+    /// Runs on every audited request: the upper-casing goes through a buffer on the stack and
+    /// the hex into one exact allocation.
     pub fn hash(&self, subject: &str) -> String {
         let mut mac = self.keyed.clone();
-        mac.update(subject.trim().to_ascii_uppercase().as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        let mut buf = [0u8; 64];
+        for chunk in subject.trim().as_bytes().chunks(buf.len()) {
+            let upper = &mut buf[..chunk.len()];
+            upper.copy_from_slice(chunk);
+            upper.make_ascii_uppercase();
+            mac.update(upper);
+        }
+        let digest = mac.finalize().into_bytes();
+        let mut out = [0u8; 64];
+        match hex::encode_to_slice(digest, &mut out) {
+            Ok(()) => String::from_utf8(out.to_vec()).unwrap_or_else(|_| hex::encode(digest)),
+            Err(_) => hex::encode(digest),
+        }
     }
 }
 

@@ -40,6 +40,12 @@ fn subject_hash_is_keyed_and_normalised() {
         a.hash("rssmra80a01h501u"),
         "8e6116e8e7e84315b234213a329f63b222396ea5145d9bc77ab7b4cb54d99859"
     );
+    // Longer than one 64-byte piece, with a non-ASCII character left as it is (Python:
+    // hmac.new(b"\x07" * 32, ("RSSMRA80A01H501U" * 9 + "é").encode(), "sha256")).
+    assert_eq!(
+        a.hash(&format!(" {}é\n", "rssmra80a01h501u".repeat(9))),
+        "3d158e4fcd1f571867423034616bc6296c99b693c5d1b281cf21abb3ee7318ac"
+    );
 }
 
 #[tokio::test]
