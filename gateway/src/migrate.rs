@@ -307,7 +307,7 @@ mod tests {
             .map(|r| r.try_get::<String, _>(0).expect("name"))
             .collect();
         let mut listed: Vec<String> = AUDIT_TABLES.iter().map(|(t, _)| t.to_string()).collect();
-        // A SQLite file's trail id (`provider/audit/subjects.rs`): not checked, a trail
+        // A SQLite file's trail id (`provider/audit/lookups.rs`): not checked, a trail
         // without one (from before it) works and gets one at its next migration.
         listed.push("audit_trail".into());
         created.sort();

@@ -237,7 +237,7 @@ if [ -z "${SKIP_COLD:-}" ]; then
   stop_dev
   # The register is kept; the audit trail starts empty every run, as (a)'s does: each run adds
   # about 100,000 records (90 MB), and a run should not measure the ones before it.
-  rm -f "$big/audit.db" "$big/audit.db-wal" "$big/audit.db-shm" "$big"/audit.db.subjects*
+  rm -f "$big/audit.db" "$big/audit.db-wal" "$big/audit.db-shm" "$big"/audit.db.lookups*
   sqlite3 "$big/comune.db" "SELECT codice_fiscale FROM residenze ORDER BY random() LIMIT 20000" >"$work/cfs.txt"
   cat >"$work/rotate.lua" <<LUA
 -- Each request asks for the next codice fiscale of the list (one list per wrk thread).

@@ -41,9 +41,9 @@ pub enum AuditError {
     /// The record was not committed within the configured time (a hung database).
     #[error("audit commit not confirmed within {0:?}")]
     Timeout(Duration),
-    /// The subject index beside a SQLite trail (`provider/audit/subjects.rs`).
-    #[error("audit subject index: {0}")]
-    SubjectIndex(String),
+    /// The lookup index beside a SQLite trail (`provider/audit/lookups.rs`).
+    #[error("audit lookup index: {0}")]
+    LookupIndex(String),
 }
 
 /// One audit record.
@@ -146,15 +146,26 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS audit_log (
     loa TEXT
 )";
 
-/// The index of `audit_log` by subject (PostgreSQL, and an in-memory SQLite database); a SQLite
-/// file keeps it beside the trail instead ([`subjects`]).
-const SUBJECT_INDEX: &str = "audit_log_subject";
-
-const INDEXES: [&str; 4] = [
-    "CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at)",
-    "CREATE INDEX IF NOT EXISTS audit_log_subject ON audit_log (subject_hash)",
-    "CREATE INDEX IF NOT EXISTS audit_log_purpose ON audit_log (purpose_id)",
-    "CREATE INDEX IF NOT EXISTS audit_log_consumer ON audit_log (consumer_id)",
+/// The indexes of `audit_log`. PostgreSQL and an in-memory SQLite database have them all; a
+/// SQLite file keeps those by subject, purpose and consumer beside the trail instead
+/// ([`lookups`]).
+const INDEXES: [(&str, &str); 4] = [
+    (
+        "audit_log_at",
+        "CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at)",
+    ),
+    (
+        "audit_log_subject",
+        "CREATE INDEX IF NOT EXISTS audit_log_subject ON audit_log (subject_hash)",
+    ),
+    (
+        "audit_log_purpose",
+        "CREATE INDEX IF NOT EXISTS audit_log_purpose ON audit_log (purpose_id)",
+    ),
+    (
+        "audit_log_consumer",
+        "CREATE INDEX IF NOT EXISTS audit_log_consumer ON audit_log (consumer_id)",
+    ),
 ];
 
 /// The audit database: SQLite (WAL, synchronous FULL) in the embedded default, PostgreSQL in
@@ -181,8 +192,8 @@ impl AuditStore {
     pub async fn open(url: &str) -> Result<AuditStore, AuditError> {
         sqlx::any::install_default_drivers();
         let is_sqlite = url.starts_with("sqlite:");
-        // A SQLite file's subject index lives beside it (`provider/audit/subjects.rs`); every
-        // connection of the pool sees it as `subjects`, so it must exist before they open.
+        // A SQLite file's lookup index lives beside it (`provider/audit/lookups.rs`); every
+        // connection of the pool sees it as `lookups`, so it must exist before they open.
         let file = if is_sqlite {
             eservices::store::sqlite_file(url)
         } else {
@@ -190,8 +201,9 @@ impl AuditStore {
         };
         let attach = match &file {
             Some(file) => {
-                let index = subjects::index_path(file);
-                subjects::prepare(&index)?;
+                lookups::remove_former(file);
+                let index = lookups::index_path(file);
+                lookups::prepare(&index)?;
                 Some(index.to_string_lossy().into_owned())
             }
             None => None,
@@ -206,7 +218,7 @@ impl AuditStore {
                 let attach = attach.clone();
                 Box::pin(async move {
                     if let Some(index) = attach {
-                        sqlx::query("ATTACH DATABASE $1 AS subjects")
+                        sqlx::query("ATTACH DATABASE $1 AS lookups")
                             .bind(index)
                             .execute(&mut *conn)
                             .await?;
@@ -237,21 +249,25 @@ impl AuditStore {
     /// Creates the tables and indexes when missing (idempotent).
     pub async fn migrate(&self) -> Result<(), AuditError> {
         sqlx::query(SCHEMA).execute(&self.pool).await?;
-        for index in INDEXES {
-            if self.direct.is_some() && index.contains(SUBJECT_INDEX) {
-                continue;
+        let beside = |name: &str| {
+            self.direct.is_some()
+                && lookups::Lookup::ALL
+                    .into_iter()
+                    .any(|l| l.trail_index() == name)
+        };
+        for (name, create) in INDEXES {
+            if beside(name) {
+                // A SQLite file keeps this index in a file of its own (`lookups`); one inside
+                // the trail, from before, would only slow every commit.
+                sqlx::query(sqlx::AssertSqlSafe(format!("DROP INDEX IF EXISTS {name}")))
+                    .execute(&self.pool)
+                    .await?;
+            } else {
+                sqlx::query(create).execute(&self.pool).await?;
             }
-            sqlx::query(index).execute(&self.pool).await?;
         }
         if self.direct.is_some() {
-            // A SQLite file keeps its subject index in a file of its own (`subjects`); an
-            // index inside the trail, from before, would only slow every commit.
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP INDEX IF EXISTS {SUBJECT_INDEX}"
-            )))
-            .execute(&self.pool)
-            .await?;
-            sqlx::query(subjects::TRAIL_TABLE)
+            sqlx::query(lookups::TRAIL_TABLE)
                 .execute(&self.pool)
                 .await?;
             sqlx::query(
@@ -328,13 +344,19 @@ impl AuditStore {
         let sql = "SELECT record_id, at, request_id, consumer_id, client_id, purpose_id, \
              voucher_jti, eservice, operation, status, latency_ms, subject_hash, user_id, \
              user_location, loa FROM audit_log";
-        // A SQLite file's lookups by subject go through its subject index, by the hash's key
-        // (bound as text: SQLite compares it with the INTEGER column as a number).
-        let subject_key = q
-            .subject_hash
-            .as_deref()
-            .filter(|_| self.direct.is_some())
-            .map(|hash| subjects::key(hash).to_string());
+        // A SQLite file's lookups by subject, purpose and consumer go through its lookup index,
+        // by the value's key (bound as text: SQLite compares it with the INTEGER column as a
+        // number); the `column =` filters above them keep only the asked value's records.
+        let key = |value: Option<&str>| {
+            value
+                .filter(|_| self.direct.is_some())
+                .map(|v| lookups::key(v).to_string())
+        };
+        let (subject_key, purpose_key, consumer_key) = (
+            key(q.subject_hash.as_deref()),
+            key(q.purpose_id.as_deref()),
+            key(q.consumer_id.as_deref()),
+        );
         let filters = [
             ("at >=", q.from.as_deref()),
             ("at <", q.to.as_deref()),
@@ -342,18 +364,20 @@ impl AuditStore {
             ("purpose_id =", q.purpose_id.as_deref()),
             ("subject_hash =", q.subject_hash.as_deref()),
             ("request_id =", q.request_id.as_deref()),
-            (subjects::SUBJECT_FILTER, subject_key.as_deref()),
+            (Lookup::Subject.filter(), subject_key.as_deref()),
+            (Lookup::Purpose.filter(), purpose_key.as_deref()),
+            (Lookup::Consumer.filter(), consumer_key.as_deref()),
         ];
         let rows = select_where(&self.pool, sql, &filters, q.limit).await?;
         rows.iter().map(record_from_row).collect()
     }
 
-    /// Brings a SQLite file's subject index up to the trail's end, on the caller's thread (it
+    /// Brings a SQLite file's lookup index up to the trail's end, on the caller's thread (it
     /// blocks); returns the records it passed. The writer's indexer does the same every
     /// second; lookups never depend on it (they scan what it has not reached).
-    pub fn index_subjects(&self) -> Result<u64, AuditError> {
+    pub fn index_lookups(&self) -> Result<u64, AuditError> {
         match &self.direct {
-            Some(direct) => subjects::Indexer::open(direct.path())?.catch_up(),
+            Some(direct) => lookups::Indexer::open(direct.path())?.catch_up(),
             None => Ok(0),
         }
     }
@@ -582,7 +606,7 @@ impl AuditLog {
                 if let Err(e) = direct.set_busy_timeout(commit_timeout) {
                     tracing::error!(error = %e, "audit: cannot set the SQLite busy timeout");
                 }
-                subjects::start(direct);
+                lookups::start(direct);
                 // The runtime is built on the new thread: one dropped here, inside the
                 // caller's runtime, would panic.
                 let spawned = std::thread::Builder::new()
@@ -866,8 +890,9 @@ impl super::Stage for AuditStage {
     }
 }
 
+pub(crate) mod lookups;
 mod rows;
 mod sqlite;
-pub(crate) mod subjects;
+use lookups::Lookup;
 #[cfg(test)]
 mod tests;

@@ -14,7 +14,7 @@
 //! leaves a row in `audit_purges` (range and counts); `--dry-run` counts and changes nothing.
 //! Days are Europe/Rome days, like the tracing file's.
 
-use super::audit::subjects;
+use super::audit::lookups;
 use super::audit_lifecycle::{day_bounds, rome_day};
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use sqlx::{AnyPool, Row};
@@ -105,12 +105,13 @@ async fn oldest(pool: &AnyPool) -> Result<Option<String>, sqlx::Error> {
     Ok(oldest)
 }
 
-/// Is a subject index attached to this connection (a SQLite audit file's)?
-async fn has_subject_index(conn: &mut sqlx::AnyConnection) -> Result<bool, sqlx::Error> {
+/// Is a lookup index attached to this connection (a SQLite audit file's)?
+async fn has_lookup_index(conn: &mut sqlx::AnyConnection) -> Result<bool, sqlx::Error> {
     if conn.backend_name() != "SQLite" {
         return Ok(false);
     }
-    let n: i64 = sqlx::query("SELECT COUNT(*) FROM pragma_database_list WHERE name = 'subjects'")
+    let n: i64 = sqlx::query("SELECT COUNT(*) FROM pragma_database_list WHERE name = $1")
+        .bind(lookups::SCHEMA_NAME)
         .fetch_one(&mut *conn)
         .await?
         .try_get(0)?;
@@ -212,14 +213,14 @@ pub async fn purge(
             .await?;
         }
     }
-    if !purgeable.is_empty() && has_subject_index(&mut tx).await? {
-        // A SQLite file's subject index (`provider/audit/subjects.rs`): entries of purged
+    if !purgeable.is_empty() && has_lookup_index(&mut tx).await? {
+        // A SQLite file's lookup index (`provider/audit/lookups.rs`): entries of purged
         // records go, and records after a purge that emptied the trail reuse rowids the index
         // had passed, so its end comes down to the trail's.
-        sqlx::query(subjects::PURGE_DROPS_ENTRIES)
+        sqlx::query(lookups::PURGE_DROPS_ENTRIES)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(subjects::PURGE_LOWERS_UPTO)
+        sqlx::query(lookups::PURGE_LOWERS_UPTO)
             .execute(&mut *tx)
             .await?;
     }

@@ -101,9 +101,9 @@ impl Drop for TempSqlite {
             "-wal",
             "-shm",
             "-journal",
-            ".subjects",
-            ".subjects-wal",
-            ".subjects-shm",
+            ".lookups",
+            ".lookups-wal",
+            ".lookups-shm",
         ] {
             let mut file = self.path.clone().into_os_string();
             file.push(suffix);

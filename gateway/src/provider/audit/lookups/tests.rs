@@ -1,6 +1,6 @@
-//! The subject index: a lookup by subject finds exactly the records a full scan finds, before
-//! the indexer has passed them, after, and across what moves rowids (a purge that empties the
-//! trail, a trail replaced under a kept index, an index file deleted).
+//! The lookup index: a lookup by subject, purpose or consumer finds exactly the records a full
+//! scan finds, before the indexer has passed them, after, and across what moves rowids (a purge
+//! that empties the trail, a trail replaced under a kept index, an index file deleted).
 
 use super::super::{format_time, AuditQuery, AuditRecord, AuditStore, SubjectHasher};
 use super::*;
@@ -41,16 +41,28 @@ async fn about(store: &AuditStore, subject: &str) -> Vec<AuditRecord> {
         .unwrap()
 }
 
-/// The index's end and its entries, read from its file.
+/// The index's end and its entries by subject, read from its file.
 fn index_state(db: &test_support::TestDb) -> (i64, i64) {
+    let (upto, entries) = index_entries(db);
+    (upto, entries[0])
+}
+
+/// The index's end and its entries of each kind (subject, purpose, consumer).
+fn index_entries(db: &test_support::TestDb) -> (i64, [i64; 3]) {
     let path = index_path(&eservices::store::sqlite_file(&db.url).unwrap());
     let conn = Connection::open(path).unwrap();
-    conn.query_row(
-        "SELECT (SELECT rowid_upto FROM indexed_upto), (SELECT COUNT(*) FROM subject_index)",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .unwrap()
+    let count = |kind: i64| -> i64 {
+        conn.query_row(
+            "SELECT COUNT(*) FROM lookup_index WHERE kind = ?1",
+            [kind],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let upto = conn
+        .query_row("SELECT rowid_upto FROM indexed_upto", [], |r| r.get(0))
+        .unwrap();
+    (upto, [count(0), count(1), count(2)])
 }
 
 async fn insert(store: &AuditStore, records: Vec<AuditRecord>) {
@@ -61,7 +73,7 @@ async fn insert(store: &AuditStore, records: Vec<AuditRecord>) {
 async fn indexed_and_closed(db: &test_support::TestDb, n: usize) {
     let store = AuditStore::connect(db).await.unwrap();
     insert(&store, (0..n).map(|_| record(Some("AAA"), 0)).collect()).await;
-    store.index_subjects().unwrap();
+    store.index_lookups().unwrap();
     store.close().await;
 }
 
@@ -85,14 +97,16 @@ fn thirty_days() -> Retention {
 
 #[tokio::test]
 async fn lookups_find_the_same_records_before_and_after_the_index_passes_them() {
-    let db = test_support::TestDb::sqlite("pdndgw-subjects");
+    let db = test_support::TestDb::sqlite("pdndgw-lookups");
     let store = AuditStore::connect(&db).await.unwrap();
-    // The trail itself has no index by subject: that is the point.
-    let inline: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE name = 'audit_log_subject'")
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
+    // The trail itself has no index by subject, purpose or consumer: that is the point.
+    let inline: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sqlite_master WHERE name IN \
+         ('audit_log_subject', 'audit_log_purpose', 'audit_log_consumer')",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
     assert_eq!(inline, 0);
     let subjects = ["AAA", "BBB", "CCC"];
     let mut expected = [0usize; 3];
@@ -139,7 +153,7 @@ async fn lookups_find_the_same_records_before_and_after_the_index_passes_them() 
     insert(&store, vec![record(Some("AAA"), 0), record(Some("DDD"), 0)]).await;
     assert_eq!(about(&store, "AAA").await.len(), expected[0] + 1);
     assert_eq!(about(&store, "DDD").await.len(), 1);
-    assert_eq!(store.index_subjects().unwrap(), 2);
+    assert_eq!(store.index_lookups().unwrap(), 2);
     assert_eq!(about(&store, "AAA").await.len(), expected[0] + 1);
     assert_eq!(about(&store, "DDD").await.len(), 1);
     assert!(about(&store, "EEE").await.is_empty());
@@ -147,10 +161,10 @@ async fn lookups_find_the_same_records_before_and_after_the_index_passes_them() 
 
 #[tokio::test]
 async fn a_purge_that_empties_the_trail_brings_the_index_end_down() {
-    let db = test_support::TestDb::sqlite("pdndgw-subjects");
+    let db = test_support::TestDb::sqlite("pdndgw-lookups");
     let store = AuditStore::connect(&db).await.unwrap();
     insert(&store, (0..5).map(|_| record(Some("AAA"), 40)).collect()).await;
-    assert_eq!(store.index_subjects().unwrap(), 5);
+    assert_eq!(store.index_lookups().unwrap(), 5);
     let report = purge(store.pool(), thirty_days(), Utc::now(), false)
         .await
         .unwrap();
@@ -161,18 +175,18 @@ async fn a_purge_that_empties_the_trail_brings_the_index_end_down() {
     insert(&store, vec![record(Some("AAA"), 0), record(Some("BBB"), 0)]).await;
     assert_eq!(about(&store, "AAA").await.len(), 1);
     assert_eq!(about(&store, "BBB").await.len(), 1);
-    store.index_subjects().unwrap();
+    store.index_lookups().unwrap();
     assert_eq!(about(&store, "AAA").await.len(), 1);
     assert_eq!(index_state(&db), (2, 2));
 }
 
 #[tokio::test]
 async fn a_purge_that_keeps_records_drops_only_the_entries_below_them() {
-    let db = test_support::TestDb::sqlite("pdndgw-subjects");
+    let db = test_support::TestDb::sqlite("pdndgw-lookups");
     let store = AuditStore::connect(&db).await.unwrap();
     insert(&store, (0..3).map(|_| record(Some("AAA"), 40)).collect()).await;
     insert(&store, (0..2).map(|_| record(Some("AAA"), 1)).collect()).await;
-    store.index_subjects().unwrap();
+    store.index_lookups().unwrap();
     purge(store.pool(), thirty_days(), Utc::now(), false)
         .await
         .unwrap();
@@ -182,7 +196,7 @@ async fn a_purge_that_keeps_records_drops_only_the_entries_below_them() {
 
 #[tokio::test]
 async fn a_trail_replaced_under_a_kept_index_is_indexed_afresh() {
-    let db = test_support::TestDb::sqlite("pdndgw-subjects");
+    let db = test_support::TestDb::sqlite("pdndgw-lookups");
     let file = eservices::store::sqlite_file(&db.url).unwrap();
     indexed_and_closed(&db, 5).await;
     // Another trail in the same place (the old one deleted), the index file kept.
@@ -197,17 +211,17 @@ async fn a_trail_replaced_under_a_kept_index_is_indexed_afresh() {
     log.record(record(Some("BBB"), 0)).await.unwrap();
     assert_eq!(about(&store, "BBB").await.len(), 8);
     assert!(about(&store, "AAA").await.is_empty());
-    store.index_subjects().unwrap();
+    store.index_lookups().unwrap();
     assert_eq!(about(&store, "BBB").await.len(), 8);
     assert_eq!(index_state(&db), (8, 8));
 }
 
 #[tokio::test]
 async fn a_trail_shorter_than_the_index_is_trimmed_at_the_writers_start() {
-    let db = test_support::TestDb::sqlite("pdndgw-subjects");
+    let db = test_support::TestDb::sqlite("pdndgw-lookups");
     let store = AuditStore::connect(&db).await.unwrap();
     insert(&store, (0..5).map(|_| record(Some("AAA"), 0)).collect()).await;
-    store.index_subjects().unwrap();
+    store.index_lookups().unwrap();
     // The last records went (a restore of an older copy of the same trail).
     sqlx::query("DELETE FROM audit_log WHERE rowid > 2")
         .execute(store.pool())
@@ -221,19 +235,19 @@ async fn a_trail_shorter_than_the_index_is_trimmed_at_the_writers_start() {
 
 #[tokio::test]
 async fn a_deleted_index_file_is_rebuilt_from_the_trail() {
-    let db = test_support::TestDb::sqlite("pdndgw-subjects");
+    let db = test_support::TestDb::sqlite("pdndgw-lookups");
     let file = eservices::store::sqlite_file(&db.url).unwrap();
     indexed_and_closed(&db, 4).await;
     remove_with_wal(&index_path(&file));
     let store = AuditStore::connect(&db).await.unwrap();
     assert_eq!(about(&store, "AAA").await.len(), 4);
-    assert_eq!(store.index_subjects().unwrap(), 4);
+    assert_eq!(store.index_lookups().unwrap(), 4);
     assert_eq!(about(&store, "AAA").await.len(), 4);
 }
 
 #[tokio::test]
 async fn the_writers_indexer_catches_up_by_itself() {
-    let db = test_support::TestDb::sqlite("pdndgw-subjects");
+    let db = test_support::TestDb::sqlite("pdndgw-lookups");
     let store = AuditStore::connect(&db).await.unwrap();
     let log = super::super::AuditLog::start(store.clone(), 8);
     for _ in 0..3 {
@@ -252,7 +266,7 @@ async fn the_writers_indexer_catches_up_by_itself() {
 
 #[tokio::test]
 async fn a_pass_that_a_purge_overtook_moves_nothing() {
-    let db = test_support::TestDb::sqlite("pdndgw-subjects");
+    let db = test_support::TestDb::sqlite("pdndgw-lookups");
     let store = AuditStore::connect(&db).await.unwrap();
     insert(&store, (0..3).map(|_| record(Some("AAA"), 0)).collect()).await;
     let file = eservices::store::sqlite_file(&db.url).unwrap();
@@ -261,7 +275,7 @@ async fn a_pass_that_a_purge_overtook_moves_nothing() {
     indexer
         .conn
         .execute_batch(
-            "CREATE TEMP TRIGGER lower BEFORE INSERT ON subject_index \
+            "CREATE TEMP TRIGGER lower BEFORE INSERT ON lookup_index \
              BEGIN UPDATE indexed_upto SET rowid_upto = -1; END",
         )
         .unwrap();
@@ -284,12 +298,12 @@ fn a_key_is_the_hash_prefix_as_a_number_and_any_other_text_still_has_one() {
 
 #[tokio::test]
 async fn a_subject_hash_that_is_not_hex_is_found_too() {
-    let db = test_support::TestDb::sqlite("pdndgw-subjects");
+    let db = test_support::TestDb::sqlite("pdndgw-lookups");
     let store = AuditStore::connect(&db).await.unwrap();
     let mut odd = record(None, 0);
     odd.subject_hash = Some("not a hex hash".into());
     insert(&store, vec![odd, record(Some("AAA"), 0)]).await;
-    store.index_subjects().unwrap();
+    store.index_lookups().unwrap();
     let found = store
         .query(&AuditQuery {
             subject_hash: Some("not a hex hash".into()),
@@ -299,4 +313,104 @@ async fn a_subject_hash_that_is_not_hex_is_found_too() {
         .unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(index_state(&db), (2, 2));
+}
+
+async fn by(store: &AuditStore, purpose: Option<&str>, consumer: Option<&str>) -> Vec<AuditRecord> {
+    store
+        .query(&AuditQuery {
+            purpose_id: purpose.map(str::to_owned),
+            consumer_id: consumer.map(str::to_owned),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn lookups_by_purpose_and_consumer_agree_with_the_trail_before_and_after_indexing() {
+    let db = test_support::TestDb::sqlite("pdndgw-lookups");
+    let store = AuditStore::connect(&db).await.unwrap();
+    // 60 records: purposes p0..p2 and consumers c0..c3 in a pattern, some without either.
+    let mut batch = Vec::new();
+    for i in 0..60usize {
+        let mut r = record(Some("AAA"), 0);
+        r.purpose_id = (i % 5 != 4).then(|| format!("p{}", i % 3));
+        r.consumer_id = (i % 7 != 6).then(|| format!("c{}", i % 4));
+        batch.push(r);
+    }
+    let expected = |p: Option<&str>, c: Option<&str>| {
+        batch
+            .iter()
+            .filter(|r| p.is_none_or(|p| r.purpose_id.as_deref() == Some(p)))
+            .filter(|r| c.is_none_or(|c| r.consumer_id.as_deref() == Some(c)))
+            .count()
+    };
+    let asks = [
+        (Some("p0"), None),
+        (Some("p2"), None),
+        (None, Some("c1")),
+        (None, Some("c3")),
+        (Some("p1"), Some("c2")),
+        (Some("p9"), None),
+        (None, Some("C1")),
+    ];
+    store.insert_batch(&batch).await.unwrap();
+    for (p, c) in asks {
+        assert_eq!(
+            by(&store, p, c).await.len(),
+            expected(p, c),
+            "{p:?} {c:?} before"
+        );
+    }
+    let mut indexer = Indexer::open(&eservices::store::sqlite_file(&db.url).unwrap()).unwrap();
+    assert_eq!(indexer.pass(25).unwrap(), 25);
+    for (p, c) in asks {
+        assert_eq!(
+            by(&store, p, c).await.len(),
+            expected(p, c),
+            "{p:?} {c:?} partly"
+        );
+    }
+    assert_eq!(indexer.catch_up().unwrap(), 35);
+    let with_purpose = batch.iter().filter(|r| r.purpose_id.is_some()).count() as i64;
+    let with_consumer = batch.iter().filter(|r| r.consumer_id.is_some()).count() as i64;
+    assert_eq!(index_entries(&db), (60, [60, with_purpose, with_consumer]));
+    for (p, c) in asks {
+        let found = by(&store, p, c).await;
+        assert_eq!(found.len(), expected(p, c), "{p:?} {c:?} indexed");
+        assert!(found
+            .iter()
+            .all(|r| p.is_none_or(|p| r.purpose_id.as_deref() == Some(p))
+                && c.is_none_or(|c| r.consumer_id.as_deref() == Some(c))));
+    }
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_purge_drops_the_purpose_and_consumer_entries_of_the_records_it_removes() {
+    let db = test_support::TestDb::sqlite("pdndgw-lookups");
+    let store = AuditStore::connect(&db).await.unwrap();
+    insert(&store, (0..3).map(|_| record(None, 40)).collect()).await;
+    insert(&store, (0..2).map(|_| record(None, 1)).collect()).await;
+    store.index_lookups().unwrap();
+    assert_eq!(index_entries(&db), (5, [0, 5, 5]));
+    purge(store.pool(), thirty_days(), Utc::now(), false)
+        .await
+        .unwrap();
+    assert_eq!(index_entries(&db), (5, [0, 2, 2]));
+    assert_eq!(by(&store, Some("purpose"), None).await.len(), 2);
+    assert_eq!(by(&store, None, Some("consumer")).await.len(), 2);
+}
+
+#[tokio::test]
+async fn the_index_file_of_subjects_only_from_before_is_removed() {
+    let db = test_support::TestDb::sqlite("pdndgw-lookups");
+    let file = eservices::store::sqlite_file(&db.url).unwrap();
+    let mut former = file.as_os_str().to_owned();
+    former.push(".subjects");
+    std::fs::write(&former, b"an index of an earlier version").unwrap();
+    let store = AuditStore::connect(&db).await.unwrap();
+    assert!(!std::path::Path::new(&former).exists());
+    assert!(index_path(&file).exists());
+    store.close().await;
 }
