@@ -178,6 +178,8 @@ pub struct AuditStore {
     /// A SQLite file's commits, through rusqlite on the writer's thread ([`sqlite`]); `None`
     /// for PostgreSQL (and an in-memory SQLite database), committed through the pool.
     direct: Option<Arc<sqlite::SqliteAudit>>,
+    /// A SQLite file's lookup index is attached to the pool's connections as `lookups`.
+    lookups: bool,
 }
 
 impl AuditStore {
@@ -199,15 +201,28 @@ impl AuditStore {
         } else {
             None
         };
+        // The index is derived: a trail whose index cannot be made beside it (a read-only copy
+        // an auditor opens) is still read whole, its lookups scanning it.
         let attach = match &file {
             Some(file) => {
                 lookups::remove_former(file);
                 let index = lookups::index_path(file);
-                lookups::prepare(&index)?;
-                Some(index.to_string_lossy().into_owned())
+                match lookups::prepare(&index) {
+                    Ok(()) => Some(index.to_string_lossy().into_owned()),
+                    Err(e) => {
+                        tracing::warn!(
+                            error = %e,
+                            index = %index.display(),
+                            "audit: no lookup index beside the trail; lookups by subject, \
+                             purpose or consumer scan it"
+                        );
+                        None
+                    }
+                }
             }
             None => None,
         };
+        let has_lookups = attach.is_some();
         let options = AnyPoolOptions::new()
             .max_connections(if is_sqlite { 4 } else { 8 })
             .acquire_timeout(Duration::from_secs(3))
@@ -243,14 +258,17 @@ impl AuditStore {
             pool: options.connect(url).await?,
             sqlite: is_sqlite,
             direct: file.map(|file| Arc::new(sqlite::SqliteAudit::new(file))),
+            lookups: has_lookups,
         })
     }
 
     /// Creates the tables and indexes when missing (idempotent).
     pub async fn migrate(&self) -> Result<(), AuditError> {
         sqlx::query(SCHEMA).execute(&self.pool).await?;
+        // Without its lookup index (it could not be made) a SQLite file keeps these indexes
+        // in the trail, as PostgreSQL does.
         let beside = |name: &str| {
-            self.direct.is_some()
+            self.lookups
                 && lookups::Lookup::ALL
                     .into_iter()
                     .any(|l| l.trail_index() == name)
@@ -349,7 +367,7 @@ impl AuditStore {
         // number); the `column =` filters above them keep only the asked value's records.
         let key = |value: Option<&str>| {
             value
-                .filter(|_| self.direct.is_some())
+                .filter(|_| self.lookups)
                 .map(|v| lookups::key(v).to_string())
         };
         let (subject_key, purpose_key, consumer_key) = (

@@ -414,3 +414,29 @@ async fn the_index_file_of_subjects_only_from_before_is_removed() {
     assert!(index_path(&file).exists());
     store.close().await;
 }
+
+#[tokio::test]
+async fn a_trail_whose_index_cannot_be_made_is_still_read_whole() {
+    let db = test_support::TestDb::sqlite("pdndgw-lookups");
+    let file = eservices::store::sqlite_file(&db.url).unwrap();
+    // Something that is not a database where the index file would go (as a read-only
+    // directory would refuse it).
+    let blocked = index_path(&file);
+    std::fs::create_dir_all(&blocked).unwrap();
+    let store = AuditStore::connect(&db).await.unwrap();
+    insert(&store, vec![record(Some("AAA"), 0), record(Some("BBB"), 0)]).await;
+    assert_eq!(about(&store, "AAA").await.len(), 1);
+    assert_eq!(by(&store, Some("purpose"), None).await.len(), 2);
+    assert_eq!(by(&store, None, Some("consumer")).await.len(), 2);
+    // The trail then keeps its own indexes.
+    let inline: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sqlite_master WHERE name IN \
+         ('audit_log_subject', 'audit_log_purpose', 'audit_log_consumer')",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(inline, 3);
+    store.close().await;
+    std::fs::remove_dir(&blocked).unwrap();
+}
