@@ -171,27 +171,26 @@ impl QuotaStage {
         let ttl = Duration::from_secs(to_midnight + COUNTER_GRACE_SECS);
         let day = day.to_string();
         // Each key is built only for a threshold that is set.
-        let counters: [(Threshold, Option<u64>, [&str; 5]); 3] = [
+        let counters: [(Threshold, Option<u64>, &[&str]); 3] = [
             (
                 Threshold::Purpose,
                 purpose.daily_quota,
-                ["quota", &day, "purpose", &purpose_id, ""],
+                &["quota", &day, "purpose", &purpose_id],
             ),
             (
                 Threshold::Consumer,
                 self.thresholds.per_consumer,
-                ["quota", &day, "consumer", eservice, consumer],
+                &["quota", &day, "consumer", eservice, consumer],
             ),
             (
                 Threshold::Total,
                 self.thresholds.total,
-                ["quota", &day, "total", eservice, ""],
+                &["quota", &day, "total", eservice],
             ),
         ];
         let mut tightest: Option<Window> = None;
         for (threshold, limit, parts) in counters {
             let Some(limit) = limit else { continue };
-            let parts = parts.split(|p| p.is_empty()).next().unwrap_or(&parts);
             let count = self.store.incr(&parts.join(":"), ttl).await?;
             let window = Window {
                 threshold,
