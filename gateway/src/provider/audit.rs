@@ -265,23 +265,26 @@ impl AuditStore {
     /// Creates the tables and indexes when missing (idempotent).
     pub async fn migrate(&self) -> Result<(), AuditError> {
         sqlx::query(SCHEMA).execute(&self.pool).await?;
-        // Without its lookup index (it could not be made) a SQLite file keeps these indexes
-        // in the trail, as PostgreSQL does.
-        let beside = |name: &str| {
-            self.lookups
-                && lookups::Lookup::ALL
-                    .into_iter()
-                    .any(|l| l.trail_index() == name)
+        let is_lookup = |name: &str| {
+            lookups::Lookup::ALL
+                .into_iter()
+                .any(|l| l.trail_index() == name)
         };
         for (name, create) in INDEXES {
-            if beside(name) {
-                // A SQLite file keeps this index in a file of its own (`lookups`); one inside
-                // the trail, from before, would only slow every commit.
-                sqlx::query(sqlx::AssertSqlSafe(format!("DROP INDEX IF EXISTS {name}")))
-                    .execute(&self.pool)
-                    .await?;
-            } else {
-                sqlx::query(create).execute(&self.pool).await?;
+            match (self.direct.is_some() && is_lookup(name), self.lookups) {
+                // A SQLite file keeps this index in its lookup index; one inside the trail,
+                // from before, would only slow every commit.
+                (true, true) => {
+                    sqlx::query(sqlx::AssertSqlSafe(format!("DROP INDEX IF EXISTS {name}")))
+                        .execute(&self.pool)
+                        .await?;
+                }
+                // Its lookup index could not be made (a read-only copy): the trail is left as
+                // it is, and lookups scan it.
+                (true, false) => {}
+                (false, _) => {
+                    sqlx::query(create).execute(&self.pool).await?;
+                }
             }
         }
         if self.direct.is_some() {
