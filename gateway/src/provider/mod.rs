@@ -28,6 +28,16 @@ use std::sync::Arc;
 pub type StageFuture =
     Pin<Box<dyn Future<Output = Result<ServiceResponse<BoxBody>, actix_web::Error>>>>;
 
+/// `s` in ASCII lower case, copied only when it has an upper-case letter: PDND's ids are
+/// lower-case UUIDs already, and the stages compare them on every call.
+pub(crate) fn ascii_lower(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
 /// One stage of the pipeline: looks at the request, refuses it or passes it on.
 pub trait Stage: 'static {
     /// The `reason` its refusals are counted under (`pdnd_gateway_refusals_total`); empty for
@@ -49,5 +59,19 @@ pub fn middleware<S: Stage>(
     move |req, next| {
         crate::telemetry::requests::enter(&req, S::NAME);
         crate::telemetry::traces::in_stage(S::SPAN, stage.clone().call(req, next))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ascii_lower;
+    use std::borrow::Cow;
+
+    #[test]
+    fn ascii_lower_copies_only_what_has_an_upper_case_letter() {
+        let id = "2f4b7c1d-0a6e-4f3b-8c2d-7e5f9a1b3c01";
+        assert!(matches!(ascii_lower(id), Cow::Borrowed(s) if s == id));
+        assert!(matches!(ascii_lower("2F4B7C1D-0A6E-É"), Cow::Owned(s) if s == "2f4b7c1d-0a6e-É"));
+        assert_eq!(ascii_lower(""), "");
     }
 }

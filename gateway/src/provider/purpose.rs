@@ -218,13 +218,9 @@ impl PurposeRegistry {
     ) -> Result<Arc<Purpose>, Refusal> {
         let snapshot = self.snapshot();
         let id = voucher.purpose_id();
-        // PDND's purpose ids are lower-case UUIDs: the lookup copies only one that is not.
-        let purpose = if id.bytes().any(|b| b.is_ascii_uppercase()) {
-            snapshot.get(&id.to_ascii_lowercase())
-        } else {
-            snapshot.get(id)
-        }
-        .ok_or_else(|| Refusal::Unknown(id.to_owned()))?;
+        let purpose = snapshot
+            .get(super::ascii_lower(id).as_ref())
+            .ok_or_else(|| Refusal::Unknown(id.to_owned()))?;
         if purpose.state == PurposeState::Suspended {
             return Err(Refusal::Suspended(id.to_owned()));
         }

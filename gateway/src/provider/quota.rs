@@ -45,7 +45,6 @@ use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpResponse};
 use chrono::{DateTime, Utc};
 use eservices::Eservice;
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -120,16 +119,6 @@ pub struct QuotaStage {
     pub clock: Arc<dyn Clock>,
 }
 
-/// `s` in ASCII lower case, copied only when it has an upper-case letter (PDND's ids are
-/// lower-case UUIDs already).
-fn lower(s: &str) -> Cow<'_, str> {
-    if s.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(s.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(s)
-    }
-}
-
 /// Whole seconds, rounded up (a client told 0 would call again at once).
 fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
@@ -145,7 +134,7 @@ impl QuotaStage {
             .max(1);
         let to_midnight = u64::try_from(to_midnight).unwrap_or(1);
         let eservice = self.eservice.id();
-        let purpose_id = lower(&purpose.purpose_id);
+        let purpose_id = super::ascii_lower(&purpose.purpose_id);
 
         let (per_second, burst) = self.rates.for_purpose(&purpose_id);
         let rate = self
@@ -234,7 +223,7 @@ impl QuotaStage {
             .and_then(|v| v.consumer_id())
             .or(purpose.consumer_id.as_deref())
             .unwrap_or(&purpose.consumer_name);
-        let consumer = lower(consumer).into_owned();
+        let consumer = super::ascii_lower(consumer).into_owned();
         match self.admit(&purpose, &consumer).await {
             Ok(Outcome::Admitted(window)) => {
                 let mut res = next.call(req).await?;

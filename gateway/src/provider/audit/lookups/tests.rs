@@ -65,6 +65,17 @@ fn index_entries(db: &test_support::TestDb) -> (i64, [i64; 3]) {
     (upto, [count(0), count(1), count(2)])
 }
 
+/// How many of the indexes by subject, purpose and consumer the trail itself has.
+async fn trail_lookup_indexes(store: &AuditStore) -> i64 {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sqlite_master WHERE name IN \
+         ('audit_log_subject', 'audit_log_purpose', 'audit_log_consumer')",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap()
+}
+
 async fn insert(store: &AuditStore, records: Vec<AuditRecord>) {
     store.insert_batch(&records).await.unwrap();
 }
@@ -100,13 +111,7 @@ async fn lookups_find_the_same_records_before_and_after_the_index_passes_them() 
     let db = test_support::TestDb::sqlite("pdndgw-lookups");
     let store = AuditStore::connect(&db).await.unwrap();
     // The trail itself has no index by subject, purpose or consumer: that is the point.
-    let inline: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM sqlite_master WHERE name IN \
-         ('audit_log_subject', 'audit_log_purpose', 'audit_log_consumer')",
-    )
-    .fetch_one(store.pool())
-    .await
-    .unwrap();
+    let inline = trail_lookup_indexes(&store).await;
     assert_eq!(inline, 0);
     let subjects = ["AAA", "BBB", "CCC"];
     let mut expected = [0usize; 3];
@@ -429,13 +434,7 @@ async fn a_trail_whose_index_cannot_be_made_is_still_read_whole() {
     assert_eq!(by(&store, Some("purpose"), None).await.len(), 2);
     assert_eq!(by(&store, None, Some("consumer")).await.len(), 2);
     // Nothing was written into the trail for it: no index of its own either.
-    let inline: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM sqlite_master WHERE name IN \
-         ('audit_log_subject', 'audit_log_purpose', 'audit_log_consumer')",
-    )
-    .fetch_one(store.pool())
-    .await
-    .unwrap();
+    let inline = trail_lookup_indexes(&store).await;
     assert_eq!(inline, 0);
     store.close().await;
     std::fs::remove_dir(&blocked).unwrap();
