@@ -181,6 +181,7 @@ impl PublicState {
                     rates: rates.clone(),
                     store: state_store.clone(),
                     clock: Arc::new(SystemClock),
+                    day: Default::default(),
                 }),
                 modi_out: Arc::new(ResponseSigning(modi_stage.clone())),
                 modi_in: Arc::new(RequestChecks(modi_stage)),

@@ -524,7 +524,9 @@ enum Entry {
 }
 
 /// A queued entry and, when somebody waits for its commit, where to say how it went.
-type Pending = (Entry, Option<oneshot::Sender<Result<(), String>>>);
+type Pending = (Entry, Waiter);
+/// Where the writer says how the commit holding a record went (`None`: nobody waits).
+type Waiter = Option<oneshot::Sender<Result<(), String>>>;
 
 /// How the writer commits and how long anybody waits for it.
 #[derive(Debug, Clone, Copy)]
@@ -767,28 +769,34 @@ async fn writer(
     healthy: Arc<AtomicBool>,
 ) {
     let batch_max = batching.max;
-    let mut batch: Vec<Pending> = Vec::with_capacity(batch_max);
+    // The records and their waiters side by side, so that the records go to the store as they
+    // came, not copied (a copy is a dozen strings allocated and freed on this thread).
+    let mut records: Vec<Entry> = Vec::with_capacity(batch_max);
+    let mut waiters: Vec<Waiter> = Vec::with_capacity(batch_max);
+    fn push((entry, done): Pending, records: &mut Vec<Entry>, waiters: &mut Vec<Waiter>) {
+        records.push(entry);
+        waiters.push(done);
+    }
     while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < batch_max {
+        push(first, &mut records, &mut waiters);
+        while records.len() < batch_max {
             match rx.try_recv() {
-                Ok(p) => batch.push(p),
+                Ok(p) => push(p, &mut records, &mut waiters),
                 Err(_) => break,
             }
         }
         // Group commit: a small batch waits (at most the delay) while more records are on
         // their way. Every waiter's answer still waits for the commit that holds its record.
         let small = SMALL_BATCH.min(batch_max);
-        if batch.len() < small && batching.coming.load(Ordering::Relaxed) > 0 {
+        if records.len() < small && batching.coming.load(Ordering::Relaxed) > 0 {
             let deadline = tokio::time::Instant::now() + batching.commit_delay;
-            while batch.len() < small && batching.coming.load(Ordering::Relaxed) > 0 {
+            while records.len() < small && batching.coming.load(Ordering::Relaxed) > 0 {
                 match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(p)) => batch.push(p),
+                    Ok(Some(p)) => push(p, &mut records, &mut waiters),
                     Ok(None) | Err(_) => break,
                 }
             }
         }
-        let records: Vec<Entry> = batch.iter().map(|(r, _)| r.clone()).collect();
         let started = std::time::Instant::now();
         // A commit that does not finish in time counts as failed: its waiters answer 503. If
         // the database completes it later, the trail holds a record of an answer never sent,
@@ -803,11 +811,11 @@ async fn writer(
         if let Err(e) = &result {
             tracing::error!(error = %e, records = records.len(), "audit commit failed");
         }
-        for (_, done) in batch.drain(..) {
-            if let Some(done) = done {
-                let _ = done.send(result.as_ref().map(|_| ()).map_err(Clone::clone));
-            }
+        for done in waiters.drain(..).flatten() {
+            let _ = done.send(result.as_ref().map(|_| ()).map_err(Clone::clone));
         }
+        // Freed after the waiters are told, not before.
+        records.clear();
     }
 }
 

@@ -117,6 +117,46 @@ pub struct QuotaStage {
     pub store: Arc<dyn StateStore>,
     /// The time the Rome day is read from (a test moves it across midnight).
     pub clock: Arc<dyn Clock>,
+    /// The Rome day last seen, kept until the clock leaves it.
+    pub day: RomeDayCache,
+}
+
+/// A Rome calendar day: its name as the counters' keys spell it and the UTC seconds it spans.
+#[derive(Debug, Clone)]
+struct RomeDay {
+    name: Arc<str>,
+    starts: i64,
+    ends: i64,
+}
+
+/// The Rome day of the last call, so that a call on the same day takes its name and its end
+/// from here. Why: working them out (the time zone's rules, the date formatted) on every call
+/// was about an eighth of the stage's time, and they change once a day.
+#[derive(Debug, Default)]
+pub struct RomeDayCache(std::sync::Mutex<Option<RomeDay>>);
+
+impl RomeDayCache {
+    /// The day holding `now` (UTC seconds): its name and the seconds left until it ends.
+    fn at(&self, now: i64) -> (Arc<str>, i64) {
+        let mut last = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let day = match last.as_ref() {
+            // Either bound may be crossed: a clock set back lands on an earlier day.
+            Some(day) if (day.starts..day.ends).contains(&now) => day,
+            _ => {
+                let at = DateTime::<Utc>::from_timestamp(now, 0).unwrap_or_default();
+                let date = super::audit_lifecycle::rome_day(at);
+                last.insert(RomeDay {
+                    name: date.to_string().into(),
+                    starts: super::audit_lifecycle::day_start(date).timestamp(),
+                    ends: super::audit_lifecycle::next_midnight(at).timestamp(),
+                })
+            }
+        };
+        (day.name.clone(), day.ends - now)
+    }
 }
 
 /// Whole seconds, rounded up (a client told 0 would call again at once).
@@ -127,12 +167,8 @@ fn ceil_secs(d: Duration) -> u64 {
 impl QuotaStage {
     /// Applies the rate, then the daily thresholds, to one call of `purpose` by `consumer`.
     pub async fn admit(&self, purpose: &Purpose, consumer: &str) -> Result<Outcome, StateError> {
-        let now = DateTime::<Utc>::from_timestamp(self.clock.now(), 0).unwrap_or_default();
-        let day = super::audit_lifecycle::rome_day(now);
-        let to_midnight = (super::audit_lifecycle::next_midnight(now) - now)
-            .num_seconds()
-            .max(1);
-        let to_midnight = u64::try_from(to_midnight).unwrap_or(1);
+        let (day, to_midnight) = self.day.at(self.clock.now());
+        let to_midnight = u64::try_from(to_midnight.max(1)).unwrap_or(1);
         let eservice = self.eservice.id();
         let purpose_id = super::ascii_lower(&purpose.purpose_id);
 
@@ -158,7 +194,6 @@ impl QuotaStage {
         }
 
         let ttl = Duration::from_secs(to_midnight + COUNTER_GRACE_SECS);
-        let day = day.to_string();
         // Each key is built only for a threshold that is set.
         let counters: [(Threshold, Option<u64>, &[&str]); 3] = [
             (

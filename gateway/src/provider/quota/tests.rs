@@ -72,6 +72,7 @@ fn stage(
         rates: Arc::new(rates),
         store,
         clock,
+        day: Default::default(),
     }
 }
 
@@ -207,6 +208,36 @@ async fn the_day_rolls_over_at_rome_midnight_on_ordinary_and_dst_days() {
         // 24 October 2026, 23:59:59 in Rome (UTC+2); 25 October has 25 hours (03:00 -> 02:00).
         crosses_midnight(store, TestClock::at(2026, 10, 24, 21, 59, 59), 25).await;
     }
+}
+
+#[tokio::test]
+async fn a_clock_set_back_counts_on_the_day_it_shows() {
+    // The stage keeps the last day it saw; a clock moved back across midnight (an NTP step)
+    // must count on the earlier day again, not on the one kept.
+    let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new(100));
+    // 23:00:00 UTC on 30 November is midnight in Rome: 1 December begins.
+    let clock = TestClock::at(2026, 11, 30, 23, 0, 0);
+    let s = stage(
+        store,
+        clock.clone(),
+        DailyThresholds::default(),
+        no_rate_limit(),
+    );
+    let p = purpose(A, "c", Some(1));
+    assert_eq!(
+        admitted(s.admit(&p, "c").await.expect("store")).reset_secs,
+        24 * 3600
+    );
+    clock.advance(-1);
+    // 30 November, one second before its end: its counter is fresh.
+    let w = admitted(s.admit(&p, "c").await.expect("store"));
+    assert_eq!((w.remaining, w.reset_secs), (0, 1));
+    clock.advance(1);
+    // Back on 1 December, whose one call is spent.
+    assert!(matches!(
+        s.admit(&p, "c").await.expect("store"),
+        Outcome::Refused { retry_after_secs, .. } if retry_after_secs == 24 * 3600
+    ));
 }
 
 #[tokio::test]
