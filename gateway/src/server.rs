@@ -304,10 +304,9 @@ pub fn public_app(
 /// stage that touches data. Only the audit stage wraps the whole scope, so it records those
 /// refusals too.
 ///
-/// actix runs the last `wrap` first; the operation's stages are one middleware
-/// ([`provider::chain`]) that runs them in the order listed. A request meets them as: audit ->
-/// mark -> voucher -> modi-out (signs whatever comes back, refusals of the later stages
-/// included) -> purpose -> quota -> modi-in -> handler.
+/// actix runs the last `wrap` first, so the stages are listed innermost first; a request meets
+/// them as: audit -> mark -> voucher -> modi-out (signs whatever comes back, refusals of the
+/// later stages included) -> purpose -> quota -> modi-in -> handler.
 fn eservice_scope(
     eservice: Eservice,
     stages: &EserviceStages,
@@ -330,14 +329,12 @@ fn eservice_scope(
         scope = scope.service(
             web::resource(op.path())
                 .guard(actix_web::guard::Method(eservices::route::OPERATION_METHOD))
-                .wrap(from_fn(provider::chain(vec![
-                    provider::step(stages.voucher.clone()),
-                    provider::step(stages.modi_out.clone()),
-                    provider::step(stages.purpose.clone()),
-                    provider::step(stages.quota.clone()),
-                    provider::step(stages.modi_in.clone()),
-                    provider::reached_handler(),
-                ])))
+                .wrap(from_fn(crate::telemetry::requests::reached_handler))
+                .wrap(from_fn(provider::middleware(stages.modi_in.clone())))
+                .wrap(from_fn(provider::middleware(stages.quota.clone())))
+                .wrap(from_fn(provider::middleware(stages.purpose.clone())))
+                .wrap(from_fn(provider::middleware(stages.modi_out.clone())))
+                .wrap(from_fn(provider::middleware(stages.voucher.clone())))
                 .wrap(from_fn(eservices::route::mark(op)))
                 .route(eservices::route::handler(op)),
         );

@@ -876,7 +876,7 @@ impl AuditStage {
     pub async fn run(
         self: Arc<Self>,
         req: actix_web::dev::ServiceRequest,
-        next: super::Next,
+        next: actix_web::middleware::Next<actix_web::body::BoxBody>,
     ) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
         let started = std::time::Instant::now();
         let coming = self.log.expect();
@@ -913,7 +913,7 @@ impl super::Stage for AuditStage {
     fn call(
         self: Arc<Self>,
         req: actix_web::dev::ServiceRequest,
-        next: super::Next,
+        next: actix_web::middleware::Next<actix_web::body::BoxBody>,
     ) -> super::StageFuture {
         Box::pin(self.run(req, next))
     }

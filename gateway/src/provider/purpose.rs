@@ -13,10 +13,10 @@
 
 use crate::pdnd::voucher::Voucher;
 use crate::problem::Problem;
-use crate::provider::Next;
 use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpResponse};
 use eservices::route::Resolved;
 use eservices::{Eservice, Operation};
@@ -421,7 +421,7 @@ impl PurposeStage {
     pub async fn run(
         self: Arc<Self>,
         req: ServiceRequest,
-        next: Next,
+        next: Next<BoxBody>,
     ) -> Result<ServiceResponse<BoxBody>, Error> {
         let request_id = super::request_id::of(&req);
         // The router's decision, recorded at the resource that matched (see
@@ -502,7 +502,7 @@ pub fn spawn_reloader(registry: Arc<PurposeRegistry>, db: Option<PurposeDb>) {
 
 impl super::Stage for PurposeStage {
     const NAME: &'static str = "purpose";
-    fn call(self: Arc<Self>, req: ServiceRequest, next: Next) -> super::StageFuture {
+    fn call(self: Arc<Self>, req: ServiceRequest, next: Next<BoxBody>) -> super::StageFuture {
         Box::pin(self.run(req, next))
     }
 }

@@ -35,13 +35,13 @@ use crate::config::EserviceConfig;
 use crate::pdnd_client::voucher_cache::Clock;
 use crate::problem::Problem;
 use crate::provider::purpose::Purpose;
-use crate::provider::Next;
 use crate::state::gcra::{Gcra, GcraDecision};
 use crate::state::{StateError, StateStore};
 use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpResponse};
 use chrono::{DateTime, Utc};
 use eservices::Eservice;
@@ -240,7 +240,7 @@ impl QuotaStage {
     pub async fn run(
         self: Arc<Self>,
         req: ServiceRequest,
-        next: Next,
+        next: Next<BoxBody>,
     ) -> Result<ServiceResponse<BoxBody>, Error> {
         let request_id = super::request_id::of(&req);
         // The purpose stage's decision; this stage runs only after it admitted the call.
@@ -337,7 +337,7 @@ pub fn too_many(window: &Window, retry_after_secs: u64, request_id: Option<&str>
 impl super::Stage for QuotaStage {
     const NAME: &'static str = "quota";
 
-    fn call(self: Arc<Self>, req: ServiceRequest, next: Next) -> super::StageFuture {
+    fn call(self: Arc<Self>, req: ServiceRequest, next: Next<BoxBody>) -> super::StageFuture {
         Box::pin(self.run(req, next))
     }
 }

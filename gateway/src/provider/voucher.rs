@@ -21,10 +21,10 @@ use crate::pdnd::verified::VerifiedVouchers;
 use crate::pdnd::voucher::{Voucher, VoucherError};
 use crate::pdnd_client::jwks::JwksCache;
 use crate::problem::{self, BearerFailure, DpopFailure};
-use crate::provider::Next;
 use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::AUTHORIZATION;
+use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpResponse};
 use eservices::Eservice;
 use std::sync::Arc;
@@ -115,7 +115,7 @@ impl VoucherStage {
     pub async fn run(
         self: Arc<Self>,
         req: ServiceRequest,
-        next: Next,
+        next: Next<BoxBody>,
     ) -> Result<ServiceResponse<BoxBody>, Error> {
         let request_id = request_id::of(&req);
         let (token, dpop) = match credential(&req) {
@@ -233,7 +233,7 @@ pub fn of(req: &impl HttpMessage) -> Option<Voucher> {
 
 impl super::Stage for VoucherStage {
     const NAME: &'static str = "voucher";
-    fn call(self: Arc<Self>, req: ServiceRequest, next: Next) -> super::StageFuture {
+    fn call(self: Arc<Self>, req: ServiceRequest, next: Next<BoxBody>) -> super::StageFuture {
         Box::pin(self.run(req, next))
     }
 }

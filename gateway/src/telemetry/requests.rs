@@ -3,8 +3,8 @@
 //! [`observe`] wraps an e-service's whole scope (audit included), so it times everything a
 //! caller waits for. Which stage refused is known without wrapping every stage's future: each
 //! stage, on entry, writes its name into one [`Reached`] cell the request carries
-//! ([`enter`], called by each [`crate::provider::Step`]), and the last step before the handler
-//! writes [`HANDLER`]. An error answer whose deepest mark is a stage was that stage's refusal; one
+//! ([`enter`], called by [`crate::provider::middleware`]), and the handler's resource writes
+//! [`HANDLER`]. An error answer whose deepest mark is a stage was that stage's refusal; one
 //! marked by the handler is the handler's own answer (a 404 for an unknown subject) and counts
 //! only in the duration. So a new stage is counted by its [`crate::provider::Stage::NAME`]
 //! alone.
@@ -40,6 +40,13 @@ pub fn enter(req: &ServiceRequest, stage: &'static str) {
 }
 
 type WrapFuture = Pin<Box<dyn Future<Output = Result<ServiceResponse<BoxBody>, actix_web::Error>>>>;
+
+/// Innermost wrapper of an operation's resource: marks that the handler was reached, and
+/// traces it (answer cache and store) as the `handler` span.
+pub fn reached_handler(req: ServiceRequest, next: Next<BoxBody>) -> WrapFuture {
+    enter(&req, HANDLER);
+    super::traces::in_stage(HANDLER, Box::pin(next.call(req)))
+}
 
 /// Outermost wrapper of an e-service's scope: times the request and counts refusals and
 /// answer-cache hits.

@@ -31,8 +31,9 @@
 //! once at start, `request_checks.rs` is modi-in and `response_signing.rs` modi-out.
 
 use crate::config::EserviceModiConfig;
-use crate::provider::Next;
+use actix_web::body::BoxBody;
 use actix_web::dev::ServiceRequest;
+use actix_web::middleware::Next;
 use eservices::Eservice;
 use std::sync::Arc;
 
@@ -61,14 +62,14 @@ pub struct RequestChecks(pub Arc<ModiStage>);
 
 impl super::Stage for ResponseSigning {
     const SPAN: &'static str = "signing";
-    fn call(self: Arc<Self>, req: ServiceRequest, next: Next) -> super::StageFuture {
+    fn call(self: Arc<Self>, req: ServiceRequest, next: Next<BoxBody>) -> super::StageFuture {
         Box::pin(self.run(req, next))
     }
 }
 
 impl super::Stage for RequestChecks {
     const NAME: &'static str = "modi";
-    fn call(self: Arc<Self>, req: ServiceRequest, next: Next) -> super::StageFuture {
+    fn call(self: Arc<Self>, req: ServiceRequest, next: Next<BoxBody>) -> super::StageFuture {
         Box::pin(self.run(req, next))
     }
 }

@@ -11,12 +11,12 @@ use crate::modi::{
 use crate::pdnd::voucher::Voucher;
 use crate::problem::Problem;
 use crate::provider::audit::TrackingInfo;
-use crate::provider::Next;
 use crate::provider::{request_id, voucher};
 use actix_web::body::{BodyStream, BoxBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::CONTENT_LENGTH;
 use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
 use actix_web::web::Bytes;
 use actix_web::{Error, HttpMessage, HttpResponse};
 use jsonwebtoken::jwk::Jwk;
@@ -334,7 +334,7 @@ impl RequestChecks {
     pub async fn run(
         self: Arc<Self>,
         mut req: ServiceRequest,
-        next: Next,
+        next: Next<BoxBody>,
     ) -> Result<ServiceResponse<BoxBody>, Error> {
         let stage = &self.0;
         if stage.patterns.request_integrity == RequestIntegrity::None

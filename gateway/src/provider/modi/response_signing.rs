@@ -6,11 +6,11 @@ use super::setup::ResponseSigner;
 use super::ResponseSigning;
 use crate::modi::{self, SignatureClaims, AGID_JWT_SIGNATURE};
 use crate::problem::Problem;
-use crate::provider::Next;
 use crate::provider::{request_id, voucher};
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
+use actix_web::middleware::Next;
 use actix_web::Error;
 use std::sync::Arc;
 
@@ -21,7 +21,7 @@ impl ResponseSigning {
     pub async fn run(
         self: Arc<Self>,
         req: ServiceRequest,
-        next: Next,
+        next: Next<BoxBody>,
     ) -> Result<ServiceResponse<BoxBody>, Error> {
         let stage = &self.0;
         let signer = match (&stage.shared.signer, stage.patterns.sign_responses) {

@@ -331,12 +331,10 @@ macro_rules! app {
             App::new().service(
                 web::resource("/r")
                     .wrap(from_fn(crate::provider::middleware(stage)))
-                    .wrap(from_fn(
-                        move |req: ServiceRequest, next: actix_web::middleware::Next<BoxBody>| {
-                            req.extensions_mut().insert(purpose.clone());
-                            next.call(req)
-                        },
-                    ))
+                    .wrap(from_fn(move |req: ServiceRequest, next: Next<BoxBody>| {
+                        req.extensions_mut().insert(purpose.clone());
+                        next.call(req)
+                    }))
                     .to(|| async { HttpResponse::Ok().body("ok") }),
             ),
         )
