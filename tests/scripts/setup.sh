@@ -7,6 +7,8 @@ need=()
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 # josekit links the system OpenSSL.
 pkg-config --exists openssl 2>/dev/null || need+=(libssl-dev)
+# The binary's allocator, jemalloc, is built from its C sources by configure and make.
+command -v make >/dev/null 2>&1 || need+=(make)
 # PostgreSQL server binaries for the throwaway test database.
 have_pg=false
 for d in $(command -v initdb 2>/dev/null | xargs -r dirname) /usr/lib/postgresql/*/bin; do
