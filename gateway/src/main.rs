@@ -8,9 +8,9 @@ use std::process::ExitCode;
 
 /// jemalloc instead of glibc's `malloc`. Why: a request allocates about a hundred times, and the
 /// audit writer's thread frees what the workers allocated, which glibc pays for with its arenas'
-/// locks. On the unsigned audited path (docs/performance.md, eighth round) it took 12% of the
+/// locks. On the unsigned audited path (docs/performance.md, eighth round) it cut 9% of the
 /// instructions and about 10% of the CPU of an answer, for a few MB more resident memory that
-/// does not grow (mimalloc saved less and grew).
+/// does not grow (mimalloc, tried before, grew).
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
