@@ -172,15 +172,16 @@ async fn consumer_and_total_thresholds_refuse_and_the_tightest_is_told() {
     }
 }
 
+/// A stage where only the purpose's daily quota of one call speaks, and that purpose: the day
+/// is all these tests look at.
+fn one_call_a_day(store: Arc<dyn StateStore>, clock: Arc<TestClock>) -> (QuotaStage, Purpose) {
+    let s = stage(store, clock, DailyThresholds::default(), no_rate_limit());
+    (s, purpose(A, "c", Some(1)))
+}
+
 /// Exhausts a quota of 1 one second before Rome's midnight, then crosses it.
 async fn crosses_midnight(store: Arc<dyn StateStore>, clock: Arc<TestClock>, next_day_hours: u64) {
-    let s = stage(
-        store,
-        clock.clone(),
-        DailyThresholds::default(),
-        no_rate_limit(),
-    );
-    let p = purpose(A, "consumer-1", Some(1));
+    let (s, p) = one_call_a_day(store, clock.clone());
     assert_eq!(
         admitted(s.admit(&p, "c").await.expect("store")).reset_secs,
         1
@@ -214,16 +215,9 @@ async fn the_day_rolls_over_at_rome_midnight_on_ordinary_and_dst_days() {
 async fn a_clock_set_back_counts_on_the_day_it_shows() {
     // The stage keeps the last day it saw; a clock moved back across midnight (an NTP step)
     // must count on the earlier day again, not on the one kept.
-    let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new(100));
     // 23:00:00 UTC on 30 November is midnight in Rome: 1 December begins.
     let clock = TestClock::at(2026, 11, 30, 23, 0, 0);
-    let s = stage(
-        store,
-        clock.clone(),
-        DailyThresholds::default(),
-        no_rate_limit(),
-    );
-    let p = purpose(A, "c", Some(1));
+    let (s, p) = one_call_a_day(Arc::new(MemoryStore::new(100)), clock.clone());
     assert_eq!(
         admitted(s.admit(&p, "c").await.expect("store")).reset_secs,
         24 * 3600
@@ -244,15 +238,8 @@ async fn a_clock_set_back_counts_on_the_day_it_shows() {
 async fn utc_midnight_is_not_the_end_of_the_day() {
     // 23:30 UTC is already 00:30 in Rome, and 00:30 UTC still the same Rome day: a counter
     // on UTC days would restart here.
-    let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new(100));
     let clock = TestClock::at(2026, 11, 30, 23, 30, 0);
-    let s = stage(
-        store,
-        clock.clone(),
-        DailyThresholds::default(),
-        no_rate_limit(),
-    );
-    let p = purpose(A, "c", Some(1));
+    let (s, p) = one_call_a_day(Arc::new(MemoryStore::new(100)), clock.clone());
     admitted(s.admit(&p, "c").await.expect("store"));
     clock.advance(3600);
     assert!(matches!(
