@@ -515,7 +515,7 @@ pub struct AuditQuery {
 }
 
 /// A record of either side, as the writer queues it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 enum Entry {
     Eservice(AuditRecord),
     Fruizione(FruizioneRecord),
