@@ -86,6 +86,26 @@ cpu_ticks() {
   echo "$total"
 }
 
+# ticks_by_thread PID: the CPU time (clock ticks) of PID's threads in four groups, on one line:
+# actix workers (named by actix-server, or by actix-rt where each worker is a system of its
+# own), the audit writer, the lookup indexer, and the rest (the process's total less those
+# three: the runtime's other threads and any thread that has exited).
+ticks_by_thread() {
+  local t comm f workers=0 writer=0 indexer=0 total
+  for t in /proc/"$1"/task/*; do
+    comm=$(cat "$t/comm" 2>/dev/null) || continue
+    read -r -a f < <(sed 's/^.*) //' "$t/stat" 2>/dev/null) || continue
+    case $comm in
+      actix-server\ wo* | actix-rt\|system*) workers=$((workers + f[11] + f[12])) ;;
+      audit-writer) writer=$((writer + f[11] + f[12])) ;;
+      audit-indexer) indexer=$((indexer + f[11] + f[12])) ;;
+    esac
+  done
+  read -r -a f < <(sed 's/^.*) //' "/proc/$1/stat")
+  total=$((f[11] + f[12]))
+  echo "$workers $writer $indexer $((total - workers - writer - indexer))"
+}
+
 # metric_sum NAME: the sum of every series of the Prometheus sample NAME (all labels) that the
 # gateway's internal listener exposes now; 0 when absent.
 metric_sum() {

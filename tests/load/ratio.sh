@@ -5,6 +5,8 @@
 #
 #   nginx      nginx (Debian nginx-light, 2 workers, its own temporary configuration, run as an
 #              unprivileged user) answering POST with a static JSON of the answer's exact size
+#   actix      the HTTP framework alone: actix-web (the gateway's version, workers and allocator;
+#              `gateway/examples/static_answer.rs`) answering the same POST with the same bytes
 #   a-unsigned voucher + purpose + response cache hit + durable audit commit, response unsigned
 #   b-rs256    the same, response signed RS256 (INTEGRITY_REST_01, the default)
 #   c-es256    the same, signed ES256
@@ -21,14 +23,16 @@
 # Prints a table (req/s, p50, p99, RSS and its anonymous part, ratio to nginx, ratio to the
 # floor; the server's and wrk's CPU time a request, from /proc over the measured run, and the
 # req/s they allow on this machine's cores; the gateway's audit commits over the run from its
-# /metrics: mean records a commit, commits a second, mean commit time) and writes it as JSON
-# (the path is printed last).
+# /metrics: mean records a commit, commits a second, mean commit time), then the gateway's CPU
+# time an answer by thread (actix workers, audit writer, lookup indexer, the rest) beside the
+# framework's alone, and writes it all as JSON (the path is printed last).
 # Not part of tests/run.sh.
 #
 # Usage: bash tests/load/ratio.sh
 # Env:   DURATION (10s per run), LONG_DURATION (60s), CONNECTIONS (64), THREADS (2),
 #        NGINX_PORT (18300), BENCH_DIR (~/.cache/pdnd-gateway/bench), OUT (JSON path),
 #        BIN (a pdnd-gateway binary to measure instead of building the release one),
+#        STATIC_BIN (the same for the static_answer example),
 #        SKIP_FLOOR=1 / SKIP_COLD=1 / SKIP_LONG=1 to leave parts out while iterating.
 set -euo pipefail
 
@@ -61,9 +65,14 @@ nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 if [ -z "${BIN:-}" ]; then
   (cd "$root" && . tests/scripts/target_dir.sh && cargo build --release --locked --bin pdnd-gateway >&2)
 fi
+if [ -z "${STATIC_BIN:-}" ]; then
+  (cd "$root" && . tests/scripts/target_dir.sh && cargo build --release --locked -p gateway --example static_answer >&2)
+fi
 # shellcheck source=tests/load/lib.sh
 . "$root/tests/load/lib.sh"
 
+static_bin=${STATIC_BIN:-$CARGO_TARGET_DIR/release/examples/static_answer}
+static_port=$((nginx_port + 1))
 work=$(mktemp -d /tmp/pdndgw-ratio.XXXXXX)
 chmod 755 "$work"
 nginx_pid=""
@@ -73,7 +82,13 @@ stop_nginx() {
   wait "$nginx_pid" 2>/dev/null || true
   nginx_pid=""
 }
-cleanup() { stop_dev; stop_nginx; rm -rf "$work"; }
+static_pid=""
+cleanup() {
+  stop_dev
+  stop_nginx
+  [ -n "$static_pid" ] && kill "$static_pid" 2>/dev/null
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 # rss_kb PID [FIELD]: resident memory of PID and its children, in KiB: VmRSS (all of it), or
@@ -187,7 +202,7 @@ start_nginx
 nginx_bytes=$(curl -sf -X POST "http://127.0.0.1:$nginx_port/residenza" -d "$body" | wc -c)
 [ "$nginx_bytes" = "$answer_bytes" ] || { echo "nginx answers $nginx_bytes bytes, not $answer_bytes" >&2; exit 1; }
 
-declare -A rss rss_anon server_ticks batch_n batch_sum commit_sum
+declare -A rss rss_anon server_ticks batch_n batch_sum commit_sum thread_ticks
 audit_batch=pdnd_gateway_audit_batch_size
 audit_commit=pdnd_gateway_audit_commit_duration_seconds
 # measure NAME URL HEADER LUA PID: a 3 s warm-up, then the measured run; RSS after it. Around
@@ -199,8 +214,11 @@ measure() {
   t0=$(cpu_ticks "$5")
   n0=$(metric_sum "${audit_batch}_count") r0=$(metric_sum "${audit_batch}_sum")
   c0=$(metric_sum "${audit_commit}_sum")
+  local k0
+  k0=$(ticks_by_thread "$5")
   run_wrk "$1" "$2" "$3" "$4"
   server_ticks[$1]=$(($(cpu_ticks "$5") - t0))
+  thread_ticks[$1]=$(paste -d' ' <(echo "$k0" | tr ' ' '\n') <(ticks_by_thread "$5" | tr ' ' '\n') | awk '{ d = $2 - $1; printf "%s%d", (NR > 1 ? " " : ""), (d > 0 ? d : 0) }')
   batch_n[$1]=$(awk -v a="$(metric_sum "${audit_batch}_count")" -v b="$n0" 'BEGIN { print a - b }')
   batch_sum[$1]=$(awk -v a="$(metric_sum "${audit_batch}_sum")" -v b="$r0" 'BEGIN { print a - b }')
   commit_sum[$1]=$(awk -v a="$(metric_sum "${audit_commit}_sum")" -v b="$c0" 'BEGIN { print a - b }')
@@ -214,6 +232,19 @@ measure() {
 }
 
 measure nginx "http://127.0.0.1:$nginx_port/residenza" "X-Bench: 1" "$work/post.lua" "$nginx_pid"
+
+# --- the framework alone ------------------------------------------------------------------------
+"$static_bin" "127.0.0.1:$static_port" "$work/answer.json" 2 >"$work/static.out" 2>&1 &
+static_pid=$!
+for _ in $(seq 1 50); do
+  curl -sf -X POST "http://127.0.0.1:$static_port/anagrafe/v1/residenza" -o /dev/null 2>&1 && break
+  sleep 0.1
+done
+static_bytes=$(curl -sf -X POST "http://127.0.0.1:$static_port/anagrafe/v1/residenza" -d "$body" | wc -c)
+[ "$static_bytes" = "$answer_bytes" ] || { cat "$work/static.out" >&2; echo "static_answer answers $static_bytes bytes, not $answer_bytes" >&2; exit 1; }
+measure actix "http://127.0.0.1:$static_port/anagrafe/v1/residenza" "X-Bench: 1" "$work/post.lua" "$static_pid"
+kill "$static_pid" 2>/dev/null || true
+wait "$static_pid" 2>/dev/null || true
 
 # gateway NAME DATA LUA VAR=value...: one dev gateway, one measured run against the anagrafe.
 gateway() {
@@ -290,7 +321,7 @@ stop_dev
 
 # --- table and JSON -------------------------------------------------------------------------
 nginx_rps=$(rps nginx)
-runs=(nginx a-unsigned b-rs256 c-es256)
+runs=(nginx actix a-unsigned b-rs256 c-es256)
 [ -z "${SKIP_COLD:-}" ] && runs+=(d-cold-1m)
 runs+=(e-proxy)
 floor_of() { case $1 in b-rs256) echo "${floor[rsa2]}" ;; c-es256) echo "${floor[ec2]}" ;; *) echo 0 ;; esac; }
@@ -331,9 +362,23 @@ done
 # The bound of each ratio to nginx that CPU time sets: nginx's CPU a request over the gateway's.
 nginx_cpu=$(us_per_req "${server_ticks[nginx]}" nginx)
 for r in "${runs[@]}"; do
-  [ "$r" = nginx ] && continue
+  [ "$r" = nginx ] || [ "$r" = actix ] && continue
   echo "$r: nginx uses $nginx_cpu us of CPU an answer, the gateway $(us_per_req "${server_ticks[$r]}" "$r") us: ratio to nginx <= $(ratio "$nginx_cpu" "$(us_per_req "${server_ticks[$r]}" "$r")") at equal CPU"
 done
+# Where an answer's CPU goes, by thread (us an answer): the framework alone beside each run.
+echo
+printf '%-11s %9s %9s %9s %9s %9s\n' run workers writer indexer other total
+json_threads=""
+for r in "${runs[@]}"; do
+  [ "$r" = nginx ] && continue
+  read -r w a i o <<<"${thread_ticks[$r]}"
+  printf '%-11s %9s %9s %9s %9s %9s\n' "$r" "$(us_per_req "$w" "$r")" "$(us_per_req "$a" "$r")" \
+    "$(us_per_req "$i" "$r")" "$(us_per_req "$o" "$r")" "$(us_per_req "$((w + a + i + o))" "$r")"
+  json_threads+="$(printf '%s\n    "%s": {"workers": %s, "audit_writer": %s, "audit_indexer": %s, "other": %s}' "${json_threads:+,}" "$r" \
+    "$(us_per_req "$w" "$r")" "$(us_per_req "$a" "$r")" "$(us_per_req "$i" "$r")" "$(us_per_req "$o" "$r")")"
+done
+actix_cpu=$(us_per_req "${server_ticks[actix]}" actix)
+echo "a-unsigned: actix-web alone uses $actix_cpu us of CPU an answer ($(ratio "$(rps actix)" "$nginx_rps") of nginx's req/s); the gateway's own work is the other $(awk -v g="$(us_per_req "${server_ticks[a-unsigned]}" a-unsigned)" -v s="$actix_cpu" 'BEGIN { printf "%.1f", g - s }') us"
 echo "signing floor (openssl speed, sign/s): rsa2048 ${floor[rsa1]} (1 process) ${floor[rsa2]} (2); ecdsap256 ${floor[ec1]} (1) ${floor[ec2]} (2)"
 echo "gateway RSS: idle $((rss_idle / 1024)) MB; 1,000 connections $((rss_1000 / 1024)) MB (peak $((rss_1000_hwm / 1024)) MB, $(rps conn-1000) req/s)"
 [ -z "${SKIP_LONG:-}" ] && echo "gateway RSS over $long_duration of (b): $((rss_long_start / 1024)) MB after 5 s, $((rss_long_end / 1024)) MB at the end ($(rps long) req/s)"
@@ -345,6 +390,8 @@ cat >"$out" <<JSON
   "answer_bytes": $answer_bytes,
   "floor_sign_per_s": {"rsa2048_1": ${floor[rsa1]}, "rsa2048_2": ${floor[rsa2]}, "ecdsap256_1": ${floor[ec1]}, "ecdsap256_2": ${floor[ec2]}},
   "runs": {$json_runs
+  },
+  "cpu_us_per_req_by_thread": {$json_threads
   },
   "rss_kb": {"idle": $rss_idle, "connections_1000": $rss_1000, "connections_1000_peak": $rss_1000_hwm,
              "long_duration": "$long_duration", "long_start": $rss_long_start, "long_end": $rss_long_end}
