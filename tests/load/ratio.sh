@@ -86,7 +86,7 @@ static_pid=""
 cleanup() {
   stop_dev
   stop_nginx
-  [ -n "$static_pid" ] && kill "$static_pid" 2>/dev/null
+  if [ -n "$static_pid" ]; then kill "$static_pid" 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -245,6 +245,7 @@ static_bytes=$(curl -sf -X POST "http://127.0.0.1:$static_port/anagrafe/v1/resid
 measure actix "http://127.0.0.1:$static_port/anagrafe/v1/residenza" "X-Bench: 1" "$work/post.lua" "$static_pid"
 kill "$static_pid" 2>/dev/null || true
 wait "$static_pid" 2>/dev/null || true
+static_pid=""
 
 # gateway NAME DATA LUA VAR=value...: one dev gateway, one measured run against the anagrafe.
 gateway() {
