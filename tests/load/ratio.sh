@@ -16,9 +16,11 @@
 #              the same nginx as a constant-time remote
 #   conn-1000  (b) with 1,000 open connections: resident memory
 #   long       (b) for LONG_DURATION: resident memory after 5 s of load and at the end
-# plus the signing floor: `openssl speed -seconds 3 rsa2048` and `ecdsap256`, one process and
-# two (`-multi 2`). Every gateway run is a release build of `pdnd-gateway dev` (local PDND
-# authority in the same process, SQLite, WAL, synchronous=FULL: a 2xx waits for its fsync).
+# plus the signing floor: `openssl speed -seconds 3 rsa2048` and `ecdsap256`, one process (at
+# the start) and two (`-multi 2`, just before and just after the signed run it is compared
+# with: the machine's speed drifts over minutes, and the ratio is to the mean of the two).
+# Every gateway run is a release build of `pdnd-gateway dev` (local PDND authority in the same
+# process, SQLite, WAL, synchronous=FULL: a 2xx waits for its fsync).
 #
 # Prints a table (req/s, p50, p99, RSS and its anonymous part, ratio to nginx, ratio to the
 # floor; the server's and wrk's CPU time a request, from /proc over the measured run, and the
@@ -114,15 +116,24 @@ speed_sign() {
     END { print v + 0 }'
 }
 declare -A floor
+for k in rsa1 rsa2 rsa2_before rsa2_after ec1 ec2 ec2_before ec2_after; do floor[$k]=0; done
 if [ -z "${SKIP_FLOOR:-}" ]; then
-  echo "== signing floor: openssl speed -seconds 3 rsa2048 / ecdsap256, 1 and 2 processes" >&2
+  echo "== signing floor: openssl speed -seconds 3 rsa2048 / ecdsap256, 1 process" >&2
   floor[rsa1]=$(speed_sign rsa2048 1)
-  floor[rsa2]=$(speed_sign rsa2048 2)
   floor[ec1]=$(speed_sign ecdsap256 1)
-  floor[ec2]=$(speed_sign ecdsap256 2)
-else
-  floor[rsa1]=0 floor[rsa2]=0 floor[ec1]=0 floor[ec2]=0
 fi
+# floor_around KEY ALG RUN...: the two-process floor of ALG just before and just after the
+# gateway run RUN... (`gateway`'s arguments); floor[KEY] is their mean.
+floor_around() {
+  local key=$1 alg=$2
+  shift 2
+  [ -z "${SKIP_FLOOR:-}" ] && floor[${key}_before]=$(speed_sign "$alg" 2)
+  gateway "$@"
+  if [ -z "${SKIP_FLOOR:-}" ]; then
+    floor[${key}_after]=$(speed_sign "$alg" 2)
+    floor[$key]=$(awk -v a="${floor[${key}_before]}" -v b="${floor[${key}_after]}" 'BEGIN { printf "%.1f", (a + b) / 2 }')
+  fi
+}
 
 # --- the small store and the request --------------------------------------------------------
 small="$work/small" # fresh each run: the audit records of earlier runs do not pile up
@@ -258,8 +269,8 @@ gateway() {
   stop_dev
 }
 gateway a-unsigned "$small" "$work/post.lua" PDNDGW_ESERVICES__ANAGRAFE__MODI__SIGN_RESPONSES=false
-gateway b-rs256 "$small" "$work/post.lua"
-gateway c-es256 "$small" "$work/post.lua" PDNDGW_MODI__ALGORITHM=ES256
+floor_around rsa2 rsa2048 b-rs256 "$small" "$work/post.lua"
+floor_around ec2 ecdsap256 c-es256 "$small" "$work/post.lua" PDNDGW_MODI__ALGORITHM=ES256
 
 if [ -z "${SKIP_COLD:-}" ]; then
   big="$bench_dir/residents-1000000"
@@ -380,7 +391,7 @@ for r in "${runs[@]}"; do
 done
 actix_cpu=$(us_per_req "${server_ticks[actix]}" actix)
 echo "a-unsigned: actix-web alone uses $actix_cpu us of CPU an answer ($(ratio "$(rps actix)" "$nginx_rps") of nginx's req/s); the gateway's own work is the other $(awk -v g="$(us_per_req "${server_ticks[a-unsigned]}" a-unsigned)" -v s="$actix_cpu" 'BEGIN { printf "%.1f", g - s }') us"
-echo "signing floor (openssl speed, sign/s): rsa2048 ${floor[rsa1]} (1 process) ${floor[rsa2]} (2); ecdsap256 ${floor[ec1]} (1) ${floor[ec2]} (2)"
+echo "signing floor (openssl speed, sign/s): rsa2048 ${floor[rsa1]} (1 process), ${floor[rsa2_before]} and ${floor[rsa2_after]} (2, before and after (b)): ${floor[rsa2]}; ecdsap256 ${floor[ec1]} (1), ${floor[ec2_before]} and ${floor[ec2_after]} (2, around (c)): ${floor[ec2]}"
 echo "gateway RSS: idle $((rss_idle / 1024)) MB; 1,000 connections $((rss_1000 / 1024)) MB (peak $((rss_1000_hwm / 1024)) MB, $(rps conn-1000) req/s)"
 [ -z "${SKIP_LONG:-}" ] && echo "gateway RSS over $long_duration of (b): $((rss_long_start / 1024)) MB after 5 s, $((rss_long_end / 1024)) MB at the end ($(rps long) req/s)"
 cat >"$out" <<JSON
@@ -389,7 +400,8 @@ cat >"$out" <<JSON
   "cores": $(nproc),
   "wrk": {"threads": $threads, "connections": $connections, "duration": "$duration"},
   "answer_bytes": $answer_bytes,
-  "floor_sign_per_s": {"rsa2048_1": ${floor[rsa1]}, "rsa2048_2": ${floor[rsa2]}, "ecdsap256_1": ${floor[ec1]}, "ecdsap256_2": ${floor[ec2]}},
+  "floor_sign_per_s": {"rsa2048_1": ${floor[rsa1]}, "rsa2048_2": ${floor[rsa2]}, "rsa2048_2_before": ${floor[rsa2_before]}, "rsa2048_2_after": ${floor[rsa2_after]},
+                       "ecdsap256_1": ${floor[ec1]}, "ecdsap256_2": ${floor[ec2]}, "ecdsap256_2_before": ${floor[ec2_before]}, "ecdsap256_2_after": ${floor[ec2_after]}},
   "runs": {$json_runs
   },
   "cpu_us_per_req_by_thread": {$json_threads
