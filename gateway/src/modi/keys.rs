@@ -103,6 +103,11 @@ pub struct SigningMaterial {
     held: HeldKey,
     key_reference: KeyReference,
     chain_der: Vec<Vec<u8>>,
+    /// The JWS header segment every signature with this material starts with (base64url of
+    /// `{"typ":"JWT","alg":…,"x5c":[…]}` or `…"kid":…`), encoded once. Why: with an `x5c`
+    /// chain the header is a few KB, and serialising and encoding it on every signed answer
+    /// cost about as much as the rest of the JWS's assembly.
+    jws_header: std::sync::Arc<str>,
 }
 
 impl std::fmt::Debug for SigningMaterial {
@@ -144,13 +149,15 @@ impl SigningMaterial {
                     .map_err(|e| ModiError::KeyMaterial(format!("certificate to DER: {e}")))?,
             );
         }
-        let x5c = chain_der.iter().map(|der| STANDARD.encode(der)).collect();
+        let key_reference =
+            KeyReference::X5c(chain_der.iter().map(|der| STANDARD.encode(der)).collect());
         Ok(SigningMaterial {
             algorithm,
             #[cfg(test)]
             encoding_key: encoding_key(&key)?,
             held: held_key(&key, algorithm)?,
-            key_reference: KeyReference::X5c(x5c),
+            jws_header: jws_header(algorithm, &key_reference)?,
+            key_reference,
             chain_der,
         })
     }
@@ -167,12 +174,14 @@ impl SigningMaterial {
             return Err(ModiError::KeyMaterial("empty kid".into()));
         }
         let key = load_private_key(key_pem, algorithm)?;
+        let key_reference = KeyReference::Kid(kid);
         Ok(SigningMaterial {
             algorithm,
             #[cfg(test)]
             encoding_key: encoding_key(&key)?,
             held: held_key(&key, algorithm)?,
-            key_reference: KeyReference::Kid(kid),
+            jws_header: jws_header(algorithm, &key_reference)?,
+            key_reference,
             chain_der: Vec::new(),
         })
     }
@@ -211,6 +220,27 @@ impl SigningMaterial {
     pub(crate) fn held_key(&self) -> &HeldKey {
         &self.held
     }
+
+    /// The encoded JWS header segment of every signature with this material (no trailing dot).
+    pub(crate) fn jws_header(&self) -> &str {
+        &self.jws_header
+    }
+}
+
+/// The base64url of the JWS header for `algorithm` and `key_reference`, with `typ: JWT`.
+fn jws_header(
+    algorithm: SigningAlgorithm,
+    key_reference: &KeyReference,
+) -> Result<std::sync::Arc<str>, ModiError> {
+    let mut header = jsonwebtoken::Header::new(algorithm.jwt_algorithm());
+    header.typ = Some("JWT".into());
+    match key_reference {
+        KeyReference::X5c(chain) => header.x5c = Some(chain.clone()),
+        KeyReference::Kid(kid) => header.kid = Some(kid.clone()),
+    }
+    let json = serde_json::to_vec(&header)
+        .map_err(|e| ModiError::KeyMaterial(format!("signing: header: {e}")))?;
+    Ok(URL_SAFE_NO_PAD.encode(json).into())
 }
 
 fn load_private_key(

@@ -10,13 +10,12 @@ use std::collections::BTreeMap;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jsonwebtoken::Header;
 use serde::Serialize;
 use serde_json::Value;
 
 use super::digest::{digest_header, verify_digest};
 use super::jws::{self, check_audience, check_window, jti_claim, string_claim};
-use super::keys::{KeyReference, SigningAlgorithm, SigningMaterial};
+use super::keys::{SigningAlgorithm, SigningMaterial};
 use super::trust::{KeySource, Signer};
 use super::{ModiError, ReplayGuard};
 
@@ -103,24 +102,18 @@ pub fn sign(
     encode(material, &wire)
 }
 
-/// Encodes and signs any claims with `typ: JWT` and the material's key reference.
+/// Encodes and signs any claims with `typ: JWT` and the material's key reference (the header
+/// segment comes encoded from the material: [`SigningMaterial::jws_header`]).
 pub(crate) fn encode<T: Serialize>(
     material: &SigningMaterial,
     claims: &T,
 ) -> Result<String, ModiError> {
-    let mut header = Header::new(material.algorithm().jwt_algorithm());
-    header.typ = Some("JWT".into());
-    match material.key_reference() {
-        KeyReference::X5c(chain) => header.x5c = Some(chain.clone()),
-        KeyReference::Kid(kid) => header.kid = Some(kid.clone()),
-    }
     // What jsonwebtoken::encode does, but with the key parsed once (see `super::signer`).
-    let header = serde_json::to_vec(&header)
-        .map_err(|e| ModiError::KeyMaterial(format!("signing: header: {e}")))?;
+    let header = material.jws_header();
     let claims = serde_json::to_vec(claims)
         .map_err(|e| ModiError::KeyMaterial(format!("signing: claims: {e}")))?;
-    let mut jws = String::with_capacity((header.len() + claims.len()) * 4 / 3 + 350);
-    URL_SAFE_NO_PAD.encode_string(&header, &mut jws);
+    let mut jws = String::with_capacity(header.len() + claims.len() * 4 / 3 + 350);
+    jws.push_str(header);
     jws.push('.');
     URL_SAFE_NO_PAD.encode_string(&claims, &mut jws);
     let signature = material.held_key().sign(jws.as_bytes())?;

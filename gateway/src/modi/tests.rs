@@ -256,6 +256,35 @@ fn kid_round_trip_through_the_resolver() {
     assert!(matches!(verified.signer, Signer::Kid(ref k) if *k == kid));
 }
 
+#[test]
+fn the_header_is_the_materials_own_and_the_same_in_every_signature() {
+    // The header segment is encoded once per material: it must still be exactly the header of
+    // that material (its algorithm, its whole chain or its kid), and never another's.
+    let f = fixture();
+    for alg in [SigningAlgorithm::RS256, SigningAlgorithm::ES256] {
+        let identity = if alg == SigningAlgorithm::ES256 {
+            &f.ec
+        } else {
+            &f.rsa
+        };
+        let m = material(identity, alg);
+        let chain: Vec<String> = m.chain_der().iter().map(|d| STANDARD.encode(d)).collect();
+        let (one, two) = (signed(&m, "jti-h1"), signed(&m, "jti-h2"));
+        assert_eq!(one.split('.').next(), two.split('.').next());
+        assert_eq!(
+            header_of(&one),
+            json!({"typ": "JWT", "alg": alg.jose_name(), "x5c": chain})
+        );
+        assert_ne!(one.split('.').nth(1), two.split('.').nth(1));
+    }
+    let kid = SigningMaterial::with_kid(f.rsa.key_pem.as_bytes(), "k-1", SigningAlgorithm::PS256)
+        .expect("kid material");
+    assert_eq!(
+        header_of(&signed(&kid, "jti-h3")),
+        json!({"typ": "JWT", "alg": "PS256", "kid": "k-1"})
+    );
+}
+
 // ---------------------------------------------------- independent implementations
 
 #[test]
