@@ -72,16 +72,25 @@ run_wrk() {
   cat "$work/$1.txt" >&2
 }
 
+# stat_ticks FILE: user + system CPU time (clock ticks) in a /proc stat FILE, a process's
+# (`/proc/PID/stat`: all its threads, live and exited) or one thread's
+# (`/proc/PID/task/TID/stat`); fails when the file is gone.
+stat_ticks() {
+  local stat f
+  # The command name (field 2) may hold spaces: split after its closing parenthesis.
+  stat=$(sed 's/^.*) //' "$1" 2>/dev/null) || return 1
+  read -r -a f <<<"$stat"
+  # f[0] is field 3 (state): utime and stime are fields 14 and 15.
+  echo $((f[11] + f[12]))
+}
+
 # cpu_ticks PID: user + system CPU time (clock ticks) of PID (all its threads, live and
 # exited) and of its child processes (nginx's workers).
 cpu_ticks() {
-  local total=0 p stat
+  local total=0 p ticks
   for p in "$1" $(ps -o pid= --ppid "$1" 2>/dev/null); do
-    # The command name (field 2) may hold spaces: split after its closing parenthesis.
-    stat=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null) || continue
-    read -r -a f <<<"$stat"
-    # f[0] is field 3 (state): utime and stime are fields 14 and 15.
-    total=$((total + f[11] + f[12]))
+    ticks=$(stat_ticks "/proc/$p/stat") || continue
+    total=$((total + ticks))
   done
   echo "$total"
 }
@@ -91,18 +100,17 @@ cpu_ticks() {
 # own), the audit writer, the lookup indexer, and the rest (the process's total less those
 # three: the runtime's other threads and any thread that has exited).
 ticks_by_thread() {
-  local t comm f workers=0 writer=0 indexer=0 total
+  local t comm ticks workers=0 writer=0 indexer=0 total
   for t in /proc/"$1"/task/*; do
     comm=$(cat "$t/comm" 2>/dev/null) || continue
-    read -r -a f < <(sed 's/^.*) //' "$t/stat" 2>/dev/null) || continue
+    ticks=$(stat_ticks "$t/stat") || continue
     case $comm in
-      actix-server\ wo* | actix-rt\|system*) workers=$((workers + f[11] + f[12])) ;;
-      audit-writer) writer=$((writer + f[11] + f[12])) ;;
-      audit-indexer) indexer=$((indexer + f[11] + f[12])) ;;
+      actix-server\ wo* | actix-rt\|system*) workers=$((workers + ticks)) ;;
+      audit-writer) writer=$((writer + ticks)) ;;
+      audit-indexer) indexer=$((indexer + ticks)) ;;
     esac
   done
-  read -r -a f < <(sed 's/^.*) //' "/proc/$1/stat")
-  total=$((f[11] + f[12]))
+  total=$(stat_ticks "/proc/$1/stat")
   echo "$workers $writer $indexer $((total - workers - writer - indexer))"
 }
 
